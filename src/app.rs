@@ -1,0 +1,57 @@
+//! Everything a command needs, opened once from the settings.
+
+use anyhow::Context;
+
+use crate::config::Settings;
+use crate::digest::Effective;
+use crate::domain::Subscriber;
+use crate::mail::Mailer;
+use crate::render::Personal;
+use crate::source::HfSource;
+use crate::store::Store;
+use crate::tokens::{Purpose, TokenKey};
+
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub source: HfSource,
+    pub mailer: Mailer,
+    pub tokens: TokenKey,
+}
+
+impl App {
+    pub fn open(settings: Settings) -> anyhow::Result<Self> {
+        let dir = &settings.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let store = Store::open(dir)?;
+        let key_path = settings
+            .secret_file
+            .clone()
+            .unwrap_or_else(|| dir.join("secret.key"));
+        let tokens = TokenKey::load_or_create(&key_path)?;
+        Ok(Self {
+            source: HfSource::new(&settings.source)?,
+            mailer: Mailer::from_settings(&settings)?,
+            store,
+            tokens,
+            settings,
+        })
+    }
+
+    /// The parts of a digest that are a subscriber's own: why they get it, and their links.
+    pub fn personal(&self, s: &Subscriber) -> Personal {
+        let base = self.settings.public_base();
+        Personal {
+            why: Effective::new(&s.preferences, &self.settings.digest).explain(),
+            unsubscribe_url: format!(
+                "{base}/unsubscribe?token={}",
+                self.tokens.sign(Purpose::Unsubscribe, s.id, None)
+            ),
+            preferences_url: format!(
+                "{base}/preferences?token={}",
+                self.tokens.sign(Purpose::Preferences, s.id, None)
+            ),
+        }
+    }
+}

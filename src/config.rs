@@ -1,0 +1,509 @@
+//! Settings: loaded from one TOML file, validated once, then trusted everywhere.
+//!
+//! The file is found at `--config`, else `$PAPERBOY_CONFIG`, else `./paperboy.toml`, else the
+//! built-in defaults are used, which give a working first run (mail goes to files in
+//! `./data/outbox`). Unknown keys are errors: a typo must not silently fall back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("config file {path}: {reason}")]
+    Syntax { path: PathBuf, reason: String },
+    #[error("config key `{key}`: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Where the store, the outbox and the signing key live. `$STATE_DIRECTORY` wins.
+    pub data_dir: PathBuf,
+    /// The base of every link in an email; must be reachable by readers.
+    pub public_url: String,
+    /// A file holding the key that signs unsubscribe and preferences links (at least 32
+    /// bytes). Without one, a key is created in `data_dir` on first start and kept.
+    pub secret_file: Option<PathBuf>,
+    pub source: SourceSettings,
+    pub schedule: ScheduleSettings,
+    pub digest: DigestSettings,
+    pub mail: MailSettings,
+    pub web: WebSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceSettings {
+    /// The page to read. `{date}` is replaced by the edition date (YYYY-MM-DD).
+    pub url: String,
+    pub timeout_secs: u64,
+    /// The most bytes paperboy reads from one response.
+    pub max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScheduleSettings {
+    pub cron: String,
+    pub timezone: String,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DigestSettings {
+    pub max_items: u32,
+    pub min_upvotes: u32,
+    /// Days a paper is remembered after it was last seen on the source; see the README.
+    pub retention_days: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    File,
+    Smtp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    pub from: String,
+    pub transport: Transport,
+    /// Where `transport = "file"` writes `.eml` files; default `{data_dir}/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+    pub smtp: SmtpSettings,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub concurrency: u32,
+    pub timeout_secs: u64,
+    /// Attempts per message for temporary failures (4xx, refused connections) in one run.
+    pub max_attempts: u32,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Filled from `password_file` or `$PAPERBOY_SMTP_PASSWORD`; never read from the TOML
+    /// file itself, never printed.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSettings {
+    pub listen: String,
+}
+
+/// A secret value whose `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(********)")
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            public_url: "http://127.0.0.1:8080".into(),
+            secret_file: None,
+            source: SourceSettings::default(),
+            schedule: ScheduleSettings::default(),
+            digest: DigestSettings::default(),
+            mail: MailSettings::default(),
+            web: WebSettings::default(),
+        }
+    }
+}
+
+impl Default for SourceSettings {
+    fn default() -> Self {
+        Self {
+            url: "https://huggingface.co/papers/trending".into(),
+            timeout_secs: 30,
+            max_bytes: 20 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for ScheduleSettings {
+    fn default() -> Self {
+        Self {
+            cron: "0 0 8 * * Mon-Fri".into(),
+            timezone: "UTC".into(),
+        }
+    }
+}
+
+impl Default for DigestSettings {
+    fn default() -> Self {
+        Self {
+            max_items: 10,
+            min_upvotes: 0,
+            retention_days: 180,
+        }
+    }
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            from: "paperboy <digest@example.org>".into(),
+            transport: Transport::File,
+            outbox_dir: None,
+            smtp: SmtpSettings::default(),
+        }
+    }
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: Tls::None,
+            concurrency: 4,
+            timeout_secs: 30,
+            max_attempts: 3,
+            username: None,
+            password_file: None,
+            password: None,
+        }
+    }
+}
+
+impl Default for WebSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// Where the settings came from, for `check-config` and the startup log.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    File(PathBuf),
+    Defaults,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::File(p) => write!(f, "{}", p.display()),
+            Origin::Defaults => f.write_str("built-in defaults (no config file found)"),
+        }
+    }
+}
+
+impl Settings {
+    /// Finds, reads and validates the settings, reading secrets from the environment.
+    pub fn load(explicit: Option<&Path>) -> Result<(Self, Origin), ConfigError> {
+        let env_path = std::env::var_os("PAPERBOY_CONFIG").map(PathBuf::from);
+        let path = explicit.map(Path::to_path_buf).or(env_path);
+        let (mut settings, origin) = match path {
+            // A path that was asked for must exist; only the implicit ./paperboy.toml may not.
+            Some(p) => (Self::from_file(&p)?, Origin::File(p)),
+            None if Path::new("paperboy.toml").exists() => {
+                let p = PathBuf::from("paperboy.toml");
+                (Self::from_file(&p)?, Origin::File(p))
+            }
+            None => (Self::default(), Origin::Defaults),
+        };
+        if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            // systemd may pass several, colon-separated; the first is ours.
+            let first = dir
+                .to_string_lossy()
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .to_string();
+            settings.data_dir = PathBuf::from(first);
+        }
+        settings.load_password()?;
+        settings.validate()?;
+        Ok((settings, origin))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        Self::from_toml(&text).map_err(|reason| ConfigError::Syntax {
+            path: path.to_path_buf(),
+            reason,
+        })
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| {
+            // toml's message spans several lines with a source excerpt; keep it on one.
+            e.to_string()
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+
+    fn load_password(&mut self) -> Result<(), ConfigError> {
+        let smtp = &mut self.mail.smtp;
+        if let Some(file) = &smtp.password_file {
+            let raw = std::fs::read_to_string(file).map_err(|e| {
+                invalid(
+                    "mail.smtp.password_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            smtp.password = Some(Secret(raw.trim_end_matches(['\r', '\n']).to_string()));
+        } else if let Ok(p) = std::env::var("PAPERBOY_SMTP_PASSWORD")
+            && !p.is_empty()
+        {
+            smtp.password = Some(Secret(p));
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "must not be empty"));
+        }
+        let public = url::Url::parse(&self.public_url).map_err(|e| {
+            invalid(
+                "public_url",
+                format!("'{}' is not a URL: {e}", self.public_url),
+            )
+        })?;
+        if !matches!(public.scheme(), "http" | "https") || public.host_str().is_none() {
+            return Err(invalid(
+                "public_url",
+                "must be an http:// or https:// address",
+            ));
+        }
+        if public.query().is_some() || public.fragment().is_some() {
+            return Err(invalid("public_url", "must not have a query or fragment"));
+        }
+        let probe = self.source.url.replace("{date}", "2025-01-01");
+        match url::Url::parse(&probe) {
+            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+            _ => {
+                return Err(invalid(
+                    "source.url",
+                    format!("'{}' is not an http(s) URL", self.source.url),
+                ));
+            }
+        }
+        if !(1..=600).contains(&self.source.timeout_secs) {
+            return Err(invalid("source.timeout_secs", "must be between 1 and 600"));
+        }
+        if self.source.max_bytes < 1024 {
+            return Err(invalid("source.max_bytes", "must be at least 1024"));
+        }
+        cron::Schedule::from_str(&self.schedule.cron).map_err(|e| {
+            invalid(
+                "schedule.cron",
+                format!(
+                    "'{}' is not a schedule ({e}); use 6 or 7 fields, seconds first, e.g. \"0 0 8 * * Mon-Fri\"",
+                    self.schedule.cron
+                ),
+            )
+        })?;
+        self.timezone()?;
+        let max = crate::domain::MAX_ITEMS_CAP;
+        if !(1..=max).contains(&self.digest.max_items) {
+            return Err(invalid(
+                "digest.max_items",
+                format!("must be between 1 and {max}"),
+            ));
+        }
+        if self.digest.retention_days < 90 {
+            return Err(invalid(
+                "digest.retention_days",
+                "must be at least 90, or papers could be sent twice",
+            ));
+        }
+        self.from_mailbox()?;
+        let smtp = &self.mail.smtp;
+        if smtp.host.trim().is_empty() {
+            return Err(invalid("mail.smtp.host", "must not be empty"));
+        }
+        if smtp.port == 0 {
+            return Err(invalid("mail.smtp.port", "must not be 0"));
+        }
+        if !(1..=64).contains(&smtp.concurrency) {
+            return Err(invalid("mail.smtp.concurrency", "must be between 1 and 64"));
+        }
+        if !(1..=600).contains(&smtp.timeout_secs) {
+            return Err(invalid(
+                "mail.smtp.timeout_secs",
+                "must be between 1 and 600",
+            ));
+        }
+        if !(1..=20).contains(&smtp.max_attempts) {
+            return Err(invalid(
+                "mail.smtp.max_attempts",
+                "must be between 1 and 20",
+            ));
+        }
+        if smtp.password.is_some() && smtp.username.is_none() {
+            return Err(invalid(
+                "mail.smtp.username",
+                "a password is set, but no username to go with it",
+            ));
+        }
+        SocketAddr::from_str(&self.web.listen).map_err(|_| {
+            invalid(
+                "web.listen",
+                format!(
+                    "'{}' is not an address:port like 127.0.0.1:8080",
+                    self.web.listen
+                ),
+            )
+        })?;
+        Ok(())
+    }
+
+    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
+        self.schedule.timezone.parse().map_err(|_| {
+            invalid(
+                "schedule.timezone",
+                format!(
+                    "'{}' is not an IANA time zone name like Europe/Berlin",
+                    self.schedule.timezone
+                ),
+            )
+        })
+    }
+
+    pub fn from_mailbox(&self) -> Result<lettre::message::Mailbox, ConfigError> {
+        self.mail.from.parse().map_err(|_| {
+            invalid(
+                "mail.from",
+                format!(
+                    "'{}' is not a mailbox like \"paperboy <digest@example.org>\"",
+                    self.mail.from
+                ),
+            )
+        })
+    }
+
+    /// The public URL without a trailing slash, ready for `format!("{base}/unsubscribe")`.
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    pub fn outbox_dir(&self) -> PathBuf {
+        self.mail
+            .outbox_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("outbox"))
+    }
+
+    /// The effective settings as TOML, with secrets masked: what `check-config` prints.
+    pub fn to_masked_toml(&self) -> String {
+        let mut out = toml::to_string_pretty(self).expect("settings serialise");
+        let password = match (&self.mail.smtp.password, &self.mail.smtp.password_file) {
+            (None, _) => "not set".to_string(),
+            (Some(_), Some(f)) => format!("******** (from {})", f.display()),
+            (Some(_), None) => "******** (from $PAPERBOY_SMTP_PASSWORD)".to_string(),
+        };
+        out.push_str(&format!("\n# mail.smtp password: {password}\n"));
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        Settings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn the_documented_example_parses_and_is_valid() {
+        let path = format!("{}/config/paperboy.toml", env!("CARGO_MANIFEST_DIR"));
+        let s = Settings::from_file(Path::new(&path)).unwrap();
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let e = Settings::from_toml("[digest]\nmax_itmes = 3\n").unwrap_err();
+        assert!(e.contains("max_itmes"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            ("[schedule]\ncron = \"every morning\"", "schedule.cron"),
+            (
+                "[schedule]\ntimezone = \"Mars/Olympus\"",
+                "schedule.timezone",
+            ),
+            ("public_url = \"ftp://x.org\"", "public_url"),
+            ("[mail]\nfrom = \"not a mailbox\"", "mail.from"),
+            ("[mail.smtp]\nconcurrency = 0", "mail.smtp.concurrency"),
+            ("[digest]\nmax_items = 0", "digest.max_items"),
+            ("[digest]\nretention_days = 7", "digest.retention_days"),
+            ("[web]\nlisten = \"localhost\"", "web.listen"),
+            ("[source]\nurl = \"file:///etc/passwd\"", "source.url"),
+        ];
+        for (toml, key) in cases {
+            let s = Settings::from_toml(toml).unwrap();
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        let e = Settings::from_toml("[mail]\ntransport = \"pigeon\"").unwrap_err();
+        assert!(e.contains("pigeon") || e.contains("transport"), "{e}");
+    }
+
+    #[test]
+    fn masked_output_hides_the_password() {
+        let mut s = Settings::default();
+        s.mail.smtp.username = Some("u".into());
+        s.mail.smtp.password = Some(Secret("hunter2".into()));
+        let out = s.to_masked_toml();
+        assert!(!out.contains("hunter2"));
+        assert!(out.contains("********"));
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+}

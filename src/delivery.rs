@@ -1,0 +1,274 @@
+//! The outbox worker: sends an edition's planned deliveries and records each outcome.
+//!
+//! Every delivery is durably `Sending` before its message leaves and durably `Sent` as soon
+//! as the server accepts it. A crash in between can only repeat the messages in flight (at
+//! most `mail.smtp.concurrency`), with the same Message-ID; it never loses one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::app::App;
+use crate::domain::{EditionDate, Status};
+use crate::mail::{Outgoing, SendError};
+use crate::render::EditionTemplate;
+use crate::store::{Delivery, DeliveryState, StoreError};
+
+/// Permanent refusals in a row after which a subscriber is marked bounced and skipped.
+pub const BOUNCE_AFTER: u32 = 3;
+
+#[derive(Debug, Default, Clone)]
+pub struct SendOutcome {
+    pub sent: usize,
+    /// Refused permanently this run.
+    pub failed: usize,
+    /// Not accepted because of temporary failures; still pending for the next run.
+    pub deferred: usize,
+    /// No longer active (unsubscribed or removed since planning): not sent.
+    pub skipped: usize,
+    pub last_error: Option<String>,
+}
+
+enum Outcome {
+    Sent,
+    Failed(String),
+    Deferred(String),
+    Skipped,
+}
+
+/// Sends every delivery of `date` that is pending, or was in flight when a run died.
+pub async fn send_pending(
+    app: &Arc<App>,
+    date: EditionDate,
+    template: &Arc<EditionTemplate>,
+) -> Result<SendOutcome, StoreError> {
+    let queue: Vec<Delivery> = app
+        .store
+        .deliveries(date)?
+        .into_iter()
+        .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Sending))
+        .collect();
+    let mut outcome = SendOutcome::default();
+    if queue.is_empty() {
+        return Ok(outcome);
+    }
+    let smtp = &app.settings.mail.smtp;
+    // Find out once, not once per message, whether the server is there at all.
+    if let Err(e) = with_retries(smtp.max_attempts, || app.mailer.check()).await {
+        outcome.deferred = queue.len();
+        outcome.last_error = Some(e.to_string());
+        return Ok(outcome);
+    }
+    let concurrency = smtp.concurrency as usize;
+    let permits = Arc::new(Semaphore::new(concurrency));
+    // Messages in a row that failed temporarily after all their attempts: when as many as
+    // can be in flight have, the server is down and the rest wait for the next run.
+    let failing_in_a_row = Arc::new(AtomicU32::new(0));
+    let mut tasks = JoinSet::new();
+    let total = queue.len();
+    let mut started = 0;
+    for d in queue {
+        let permit = permits.clone().acquire_owned().await.expect("never closed");
+        if failing_in_a_row.load(Ordering::SeqCst) >= concurrency as u32 {
+            break;
+        }
+        started += 1;
+        let (app, template, failing) = (app.clone(), template.clone(), failing_in_a_row.clone());
+        tasks.spawn(async move {
+            let result = send_one(&app, &template, d).await;
+            match &result {
+                Ok(Outcome::Deferred(_)) => {
+                    failing.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(_) => failing.store(0, Ordering::SeqCst),
+                Err(_) => {}
+            }
+            drop(permit);
+            result
+        });
+        while let Some(done) = tasks.try_join_next() {
+            tally(&mut outcome, done.expect("send task panicked")?);
+        }
+    }
+    while let Some(done) = tasks.join_next().await {
+        tally(&mut outcome, done.expect("send task panicked")?);
+    }
+    outcome.deferred += total - started;
+    Ok(outcome)
+}
+
+fn tally(outcome: &mut SendOutcome, o: Outcome) {
+    match o {
+        Outcome::Sent => outcome.sent += 1,
+        Outcome::Skipped => outcome.skipped += 1,
+        Outcome::Failed(e) => {
+            outcome.failed += 1;
+            outcome.last_error = Some(e);
+        }
+        Outcome::Deferred(e) => {
+            outcome.deferred += 1;
+            outcome.last_error = Some(e);
+        }
+    }
+}
+
+async fn send_one(
+    app: &App,
+    template: &EditionTemplate,
+    mut d: Delivery,
+) -> Result<Outcome, StoreError> {
+    let store = &app.store;
+    let Some(mut sub) = store
+        .subscriber_by_id(d.subscriber)?
+        .filter(|s| s.status == Status::Active)
+    else {
+        d.state = DeliveryState::Failed;
+        d.last_error = Some("no longer subscribed".into());
+        d.updated_at = Utc::now();
+        store.update_delivery(&d)?;
+        return Ok(Outcome::Skipped);
+    };
+    let domain = sub.email.domain().to_string();
+    let personal = app.personal(&sub);
+    let message = template
+        .digest(&d.papers, &personal)
+        .map_err(|e| SendError::Permanent(e.to_string()))
+        .and_then(|r| {
+            app.mailer.build(Outgoing {
+                to: &sub.email,
+                subject: &r.subject,
+                text: r.text,
+                html: r.html,
+                message_id: &d.message_id,
+                unsubscribe_url: &personal.unsubscribe_url,
+            })
+        });
+    let message = match message {
+        Ok(m) => m,
+        Err(e) => return fail_permanently(app, d, &mut sub, e.to_string()).await,
+    };
+
+    d.state = DeliveryState::Sending;
+    d.attempts += 1;
+    d.updated_at = Utc::now();
+    store.update_delivery(&d)?;
+    store.flush().await?;
+
+    let attempts = app.settings.mail.smtp.max_attempts;
+    match with_retries(attempts, || app.mailer.send(&message)).await {
+        Ok(()) => {
+            d.state = DeliveryState::Sent;
+            d.last_error = None;
+            d.updated_at = Utc::now();
+            store.update_delivery(&d)?;
+            if sub.permanent_failures > 0 {
+                sub.permanent_failures = 0;
+                store.update_subscriber(&sub)?;
+            }
+            store.flush().await?;
+            tracing::debug!(edition = %d.date, %domain, papers = d.papers.len(), "digest accepted");
+            Ok(Outcome::Sent)
+        }
+        Err(SendError::Permanent(e)) => fail_permanently(app, d, &mut sub, e).await,
+        Err(SendError::Transient(e)) => {
+            d.state = DeliveryState::Pending;
+            d.last_error = Some(e.clone());
+            d.updated_at = Utc::now();
+            store.update_delivery(&d)?;
+            store.flush().await?;
+            tracing::warn!(edition = %d.date, %domain, error = %e, "digest deferred to the next run");
+            Ok(Outcome::Deferred(e))
+        }
+    }
+}
+
+async fn fail_permanently(
+    app: &App,
+    mut d: Delivery,
+    sub: &mut crate::domain::Subscriber,
+    error: String,
+) -> Result<Outcome, StoreError> {
+    let store = &app.store;
+    d.state = DeliveryState::Failed;
+    d.last_error = Some(error.clone());
+    d.updated_at = Utc::now();
+    store.update_delivery(&d)?;
+    sub.permanent_failures += 1;
+    if sub.permanent_failures >= BOUNCE_AFTER {
+        sub.status = Status::Bounced;
+    }
+    store.update_subscriber(sub)?;
+    store.flush().await?;
+    tracing::warn!(
+        edition = %d.date,
+        domain = %sub.email.domain(),
+        error = %error,
+        bounced = sub.status == Status::Bounced,
+        "digest refused permanently"
+    );
+    Ok(Outcome::Failed(error))
+}
+
+/// Runs `op` until it succeeds, fails permanently, or has failed temporarily `attempts`
+/// times, waiting with exponential backoff and jitter in between.
+async fn with_retries<F, Fut>(attempts: u32, mut op: F) -> Result<(), SendError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), SendError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match op().await {
+            Err(SendError::Transient(_)) if attempt < attempts => {
+                tokio::time::sleep(backoff(attempt)).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// 0.5 s, 1 s, 2 s, … capped at 30 s, each ±25 % so parallel senders do not retry in step.
+fn backoff(attempt: u32) -> Duration {
+    let base = 500u64.saturating_mul(1 << attempt.saturating_sub(1).min(10));
+    let capped = base.min(30_000) as f64;
+    let jitter = 0.75 + rand::random::<f64>() * 0.5;
+    Duration::from_millis((capped * jitter) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(625));
+        assert!(backoff(3) >= Duration::from_millis(1500));
+        assert!(backoff(30) <= Duration::from_millis(37_500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_only_what_is_temporary() {
+        let mut calls = 0;
+        let r = with_retries(3, || {
+            calls += 1;
+            async { Err(SendError::Transient("421".into())) }
+        })
+        .await;
+        assert!(matches!(r, Err(SendError::Transient(_))));
+        assert_eq!(calls, 3);
+
+        let mut calls = 0;
+        let r = with_retries(3, || {
+            calls += 1;
+            async { Err(SendError::Permanent("550".into())) }
+        })
+        .await;
+        assert!(matches!(r, Err(SendError::Permanent(_))));
+        assert_eq!(calls, 1);
+    }
+}

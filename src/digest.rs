@@ -1,0 +1,191 @@
+//! Who gets which papers, and why. Pure functions: easy to test and to explain.
+
+use std::collections::HashSet;
+
+use crate::config::DigestSettings;
+use crate::domain::{Keywords, Paper, PaperId, Preferences};
+
+/// A subscriber's preferences with the operator's defaults filled in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Effective<'a> {
+    pub min_upvotes: u32,
+    pub max_items: u32,
+    pub keywords: &'a Keywords,
+}
+
+impl<'a> Effective<'a> {
+    pub fn new(prefs: &'a Preferences, defaults: &DigestSettings) -> Self {
+        Self {
+            min_upvotes: prefs.min_upvotes.unwrap_or(defaults.min_upvotes),
+            max_items: prefs.max_items.unwrap_or(defaults.max_items),
+            keywords: &prefs.keywords,
+        }
+    }
+
+    /// One sentence for the digest's footer: why these papers and not others.
+    pub fn explain(&self) -> String {
+        let mut why = format!("up to {} trending papers", self.max_items);
+        if self.min_upvotes > 0 {
+            why.push_str(&format!(" with at least {} upvotes", self.min_upvotes));
+        }
+        if !self.keywords.is_empty() {
+            why.push_str(&format!(" matching {}", self.keywords));
+        }
+        why.push_str(" that you have not been sent before");
+        why
+    }
+}
+
+/// Whether a paper matches the keywords: any keyword starting a word of its title, abstract
+/// or AI keywords. No keywords means every paper matches.
+pub fn matches_keywords(paper: &Paper, keywords: &Keywords) -> bool {
+    keywords.is_empty()
+        || keywords.any_starts_a_word_in(&paper.title)
+        || keywords.any_starts_a_word_in(&paper.summary)
+        || paper
+            .ai_keywords
+            .iter()
+            .any(|k| keywords.any_starts_a_word_in(k))
+}
+
+/// The papers of this fetch that a subscriber should get: not sent before, with enough
+/// upvotes, matching their keywords if they have any, most upvoted first (page order breaks
+/// ties), at most `max_items`. An empty result means no email.
+pub fn select<'p>(
+    papers: &'p [Paper],
+    prefs: &Effective<'_>,
+    already_sent: &HashSet<PaperId>,
+) -> Vec<&'p Paper> {
+    let mut seen = HashSet::new();
+    let mut chosen: Vec<&Paper> = papers
+        .iter()
+        .filter(|p| seen.insert(&p.id))
+        .filter(|p| !already_sent.contains(&p.id))
+        .filter(|p| p.upvotes >= prefs.min_upvotes)
+        .filter(|p| matches_keywords(p, prefs.keywords))
+        .collect();
+    // A stable sort keeps the page's order among equals.
+    chosen.sort_by_key(|p| std::cmp::Reverse(p.upvotes));
+    chosen.truncate(prefs.max_items as usize);
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paper(id: &str, upvotes: u32, title: &str) -> Paper {
+        Paper {
+            id: PaperId::parse(id).unwrap(),
+            title: title.into(),
+            summary: "An abstract.".into(),
+            ai_summary: None,
+            ai_keywords: vec!["Vision-Language Models".into()],
+            authors: vec![],
+            organization: None,
+            upvotes,
+            comments: 0,
+            published_at: None,
+            featured_at: None,
+            github_repo: None,
+            github_stars: None,
+            project_page: None,
+            thumbnail: None,
+        }
+    }
+
+    fn defaults() -> DigestSettings {
+        DigestSettings {
+            max_items: 10,
+            min_upvotes: 0,
+            retention_days: 180,
+        }
+    }
+
+    fn ids(v: &[&Paper]) -> Vec<String> {
+        v.iter().map(|p| p.id.to_string()).collect()
+    }
+
+    #[test]
+    fn orders_by_upvotes_and_caps() {
+        let papers = vec![
+            paper("2501.00001", 5, "a"),
+            paper("2501.00002", 50, "b"),
+            paper("2501.00003", 20, "c"),
+            paper("2501.00004", 20, "d"),
+        ];
+        let prefs = Preferences {
+            max_items: Some(3),
+            ..Default::default()
+        };
+        let got = select(
+            &papers,
+            &Effective::new(&prefs, &defaults()),
+            &HashSet::new(),
+        );
+        assert_eq!(ids(&got), ["2501.00002", "2501.00003", "2501.00004"]);
+    }
+
+    #[test]
+    fn never_twice_and_threshold() {
+        let papers = vec![paper("2501.00001", 5, "a"), paper("2501.00002", 50, "b")];
+        let prefs = Preferences {
+            min_upvotes: Some(10),
+            ..Default::default()
+        };
+        let eff = Effective::new(&prefs, &defaults());
+        let sent: HashSet<_> = [PaperId::parse("2501.00002").unwrap()].into();
+        assert!(select(&papers, &eff, &sent).is_empty());
+        // Later the first paper crosses the threshold: now it is selected, once.
+        let later = vec![paper("2501.00001", 12, "a")];
+        assert_eq!(ids(&select(&later, &eff, &sent)), ["2501.00001"]);
+    }
+
+    #[test]
+    fn keywords_look_at_title_abstract_and_ai_keywords() {
+        let papers = vec![
+            paper("2501.00001", 5, "Diffusion for audio"),
+            paper("2501.00002", 6, "Something else"),
+        ];
+        let by = |k: &str| {
+            let prefs = Preferences {
+                keywords: Keywords::parse_list(k).unwrap(),
+                ..Default::default()
+            };
+            ids(&select(
+                &papers,
+                &Effective::new(&prefs, &defaults()),
+                &HashSet::new(),
+            ))
+        };
+        assert_eq!(by("DIFFUSION"), ["2501.00001"]);
+        assert_eq!(by("vision-language").len(), 2);
+        assert_eq!(by("abstract").len(), 2);
+        assert!(by("quantum").is_empty());
+    }
+
+    #[test]
+    fn duplicates_on_a_page_count_once() {
+        let papers = vec![paper("2501.00001", 5, "a"), paper("2501.00001v2", 5, "a")];
+        let prefs = Preferences::default();
+        let got = select(
+            &papers,
+            &Effective::new(&prefs, &defaults()),
+            &HashSet::new(),
+        );
+        assert_eq!(got.len(), 1);
+    }
+
+    #[test]
+    fn explains_itself() {
+        let prefs = Preferences {
+            min_upvotes: Some(20),
+            keywords: Keywords::parse_list("llm, rag").unwrap(),
+            max_items: Some(5),
+        };
+        assert_eq!(
+            Effective::new(&prefs, &defaults()).explain(),
+            "up to 5 trending papers with at least 20 upvotes matching llm, rag that you have not been sent before"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! Domain types that cannot hold invalid values.
+//!
+//! Everything that crosses a boundary (a CLI argument, a config value, a scraped page, a stored
+//! record) is parsed into one of these once; the rest of the code then works with values that are
+//! known to be valid and never re-checks them.
+
+mod edition;
+mod email;
+mod paper;
+mod subscriber;
+
+pub use edition::EditionDate;
+pub use email::{EmailError, SubscriberEmail};
+pub use paper::{Author, HttpUrl, Paper, PaperId, PaperIdError};
+pub use subscriber::{
+    Keywords, MAX_ITEMS_CAP, Preferences, PreferencesError, Status, Subscriber, SubscriberId,
+};

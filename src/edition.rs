@@ -1,0 +1,218 @@
+//! One edition, from fetch to mail: what `run-once` does and what each scheduled tick does.
+//!
+//! The order is what makes "once" hold: fetch the page whole (or fail with nothing sent),
+//! freeze the edition's papers, plan each subscriber's delivery together with its ledger
+//! entries in one transaction, make that durable, then send. A re-run finds the plans and
+//! sends only what is still pending.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use crate::app::App;
+use crate::delivery::{self, SendOutcome};
+use crate::digest::{Effective, select};
+use crate::domain::{EditionDate, Paper, PaperId, Status, Subscriber};
+use crate::render::{EditionTemplate, RenderError, Rendered};
+use crate::source::SourceError;
+use crate::store::{Delivery, DeliveryState, EditionRecord, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("source failed: {0}")]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("rendering failed: {0}")]
+    Render(#[from] RenderError),
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub papers_on_page: usize,
+    /// Deliveries planned by this run.
+    pub planned: usize,
+    /// Active subscribers with nothing new that matches: no email.
+    pub nothing_new: usize,
+    /// Active subscribers who already had this edition planned or sent.
+    pub already_had: usize,
+    pub send: SendOutcome,
+    pub elapsed: Duration,
+}
+
+impl Report {
+    /// The one line an edition leaves in the log and on the terminal.
+    pub fn summary(&self, date: EditionDate) -> String {
+        format!(
+            "edition {date}: {} papers on the page, {} digests planned, {} sent, {} failed, {} deferred, {} with nothing new, {} already had it ({:.1} s)",
+            self.papers_on_page,
+            self.planned,
+            self.send.sent,
+            self.send.failed,
+            self.send.deferred,
+            self.nothing_new,
+            self.already_had,
+            self.elapsed.as_secs_f64()
+        )
+    }
+}
+
+/// Which papers a subscriber gets from this page, after the size budget: the papers that
+/// would not fit stay unsent and can come in a later digest.
+fn choose(
+    app: &App,
+    template: &EditionTemplate,
+    papers: &[Paper],
+    s: &Subscriber,
+) -> Result<Option<Rendered>, RunError> {
+    let sent = app.store.sent_papers(s.id)?;
+    let effective = Effective::new(&s.preferences, &app.settings.digest);
+    let chosen: Vec<PaperId> = select(papers, &effective, &sent)
+        .into_iter()
+        .map(|p| p.id.clone())
+        .collect();
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let rendered = template.digest(&chosen, &app.personal(s))?;
+    Ok(Some(rendered))
+}
+
+/// Fetches, plans and sends the edition for `date`.
+pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> {
+    let started = Instant::now();
+    let store = &app.store;
+    let listing = app.source.fetch(date).await?;
+    if listing.skipped > 0 {
+        tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
+    }
+    let mut report = Report {
+        papers_on_page: listing.papers.len(),
+        ..Report::default()
+    };
+    store.record_papers(date, &listing.papers)?;
+    let edition = store.freeze_edition(date, &listing.papers)?;
+    let template = Arc::new(EditionTemplate::new(
+        date,
+        &edition.papers,
+        app.settings.public_base(),
+    )?);
+
+    for s in store.subscribers()? {
+        if s.status != Status::Active {
+            continue;
+        }
+        if store.delivery(date, s.id)?.is_some() {
+            report.already_had += 1;
+            continue;
+        }
+        let Some(rendered) = choose(app, &template, &listing.papers, &s)? else {
+            report.nothing_new += 1;
+            continue;
+        };
+        let planned = store.plan_delivery(&Delivery {
+            date,
+            subscriber: s.id,
+            papers: rendered.papers,
+            message_id: app.mailer.message_id(date, s.id),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            updated_at: Utc::now(),
+        })?;
+        if planned {
+            report.planned += 1;
+        }
+    }
+    // Plans and ledger entries are durable before the first message leaves.
+    store.flush().await?;
+
+    report.send = delivery::send_pending(app, date, &template).await?;
+    let pruned = store.prune(date, app.settings.digest.retention_days)?;
+    store.flush().await?;
+    report.elapsed = started.elapsed();
+    tracing::info!(
+        edition = %date,
+        papers = report.papers_on_page,
+        planned = report.planned,
+        sent = report.send.sent,
+        failed = report.send.failed,
+        deferred = report.send.deferred,
+        nothing_new = report.nothing_new,
+        already_had = report.already_had,
+        pruned_papers = pruned.papers,
+        pruned_ledger = pruned.ledger,
+        elapsed_ms = report.elapsed.as_millis() as u64,
+        "edition done"
+    );
+    Ok(report)
+}
+
+/// What a run for `date` would send to each subscriber, computed without writing anything.
+pub struct DryRunLine {
+    pub subscriber: Subscriber,
+    pub plan: DryRunPlan,
+}
+
+pub enum DryRunPlan {
+    AlreadyHas(DeliveryState),
+    NothingNew,
+    Would {
+        subject: String,
+        papers: Vec<PaperId>,
+        bytes: usize,
+    },
+}
+
+pub async fn dry_run(
+    app: &Arc<App>,
+    date: EditionDate,
+) -> Result<(usize, Vec<DryRunLine>), RunError> {
+    let listing = app.source.fetch(date).await?;
+    let mut edition = app.store.edition(date)?.unwrap_or_else(|| EditionRecord {
+        date,
+        created_at: Utc::now(),
+        papers: Vec::new(),
+    });
+    for p in &listing.papers {
+        if edition.paper(&p.id).is_none() {
+            edition.papers.push(p.clone());
+        }
+    }
+    let template = EditionTemplate::new(date, &edition.papers, app.settings.public_base())?;
+    let mut lines = Vec::new();
+    for s in app.store.subscribers()? {
+        if s.status != Status::Active {
+            continue;
+        }
+        let plan = if let Some(d) = app.store.delivery(date, s.id)? {
+            DryRunPlan::AlreadyHas(d.state)
+        } else {
+            match choose(app, &template, &listing.papers, &s)? {
+                None => DryRunPlan::NothingNew,
+                Some(r) => DryRunPlan::Would {
+                    bytes: r.html.len() + r.text.len(),
+                    subject: r.subject,
+                    papers: r.papers,
+                },
+            }
+        };
+        lines.push(DryRunLine {
+            subscriber: s,
+            plan,
+        });
+    }
+    Ok((listing.papers.len(), lines))
+}
+
+/// The digest a subscriber would get from the page right now, for `preview`.
+pub async fn preview(
+    app: &Arc<App>,
+    date: EditionDate,
+    s: &Subscriber,
+) -> Result<Option<Rendered>, RunError> {
+    let listing = app.source.fetch(date).await?;
+    let template = EditionTemplate::new(date, &listing.papers, app.settings.public_base())?;
+    choose(app, &template, &listing.papers, s)
+}

@@ -1,0 +1,18 @@
+//! paperboy: trending research papers from Hugging Face Papers, mailed as a daily digest.
+//!
+//! The binary is a thin shell around [`cli::main`]; everything else is here so tests can
+//! drive it directly.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod digest;
+pub mod domain;
+pub mod edition;
+pub mod mail;
+pub mod render;
+pub mod source;
+pub mod store;
+pub mod telemetry;
+pub mod tokens;

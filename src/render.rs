@@ -1,0 +1,501 @@
+//! Turns an edition's papers into the HTML and plain-text parts of each digest.
+//!
+//! Mail clients drop `<style>` blocks, so the HTML carries its CSS inline. Inlining is the
+//! slow part of rendering, so it happens once per edition: the whole edition is rendered
+//! with every paper and with markers where the per-subscriber parts go, inlined, then cut
+//! into a head, one card per paper and a tail. A subscriber's digest is those pieces put
+//! together with their own papers and links: string work, no parsing.
+
+use std::collections::HashMap;
+
+use askama::Template;
+
+use crate::domain::{EditionDate, Paper, PaperId};
+
+/// Gmail clips messages whose HTML is larger than about 102 KB; stay well below.
+pub const HTML_BUDGET: usize = 90 * 1024;
+const AUTHORS_SHOWN: usize = 3;
+const ABSTRACT_CHARS: usize = 420;
+const TEXT_WIDTH: usize = 72;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("template error: {0}")]
+    Template(#[from] askama::Error),
+    #[error("CSS inlining failed: {0}")]
+    Inline(String),
+    #[error("the rendered digest has an unexpected shape: {0}")]
+    Shape(&'static str),
+}
+
+pub struct GithubView {
+    pub url: String,
+    pub label: String,
+    pub stars: Option<u32>,
+}
+
+/// What a template needs to know about one paper, already formatted.
+pub struct PaperView {
+    pub id: String,
+    pub title: String,
+    pub hf_url: String,
+    pub authors: String,
+    pub organization: Option<String>,
+    pub upvotes: u32,
+    pub comments: u32,
+    pub github: Option<GithubView>,
+    pub project_page: Option<String>,
+    pub blurb: String,
+    pub blurb_is_ai: bool,
+    pub blurb_lines: Vec<String>,
+    pub abs_url: String,
+    pub pdf_url: String,
+}
+
+impl PaperView {
+    pub fn new(p: &Paper) -> Self {
+        let names: Vec<&str> = p.authors.iter().map(|a| a.name.as_str()).collect();
+        let mut authors = names
+            .iter()
+            .take(AUTHORS_SHOWN)
+            .copied()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if names.len() > AUTHORS_SHOWN {
+            authors.push_str(" et al.");
+        }
+        let (blurb, blurb_is_ai) = match &p.ai_summary {
+            Some(s) => (s.clone(), true),
+            None => (trim_at_word(&p.summary, ABSTRACT_CHARS), false),
+        };
+        Self {
+            id: p.id.to_string(),
+            title: p.title.clone(),
+            hf_url: p.id.hf_url(),
+            authors,
+            organization: p.organization.clone(),
+            upvotes: p.upvotes,
+            comments: p.comments,
+            github: p.github_repo.as_ref().map(|url| GithubView {
+                url: url.to_string(),
+                label: p.github_name().unwrap_or_else(|| "Code".into()),
+                stars: p.github_stars,
+            }),
+            project_page: p.project_page.as_ref().map(ToString::to_string),
+            blurb_lines: wrap(&blurb, TEXT_WIDTH - 3),
+            blurb,
+            blurb_is_ai,
+            abs_url: p.id.arxiv_abs_url(),
+            pdf_url: p.id.arxiv_pdf_url(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "digest.html")]
+struct DigestHtml<'a> {
+    date_long: &'a str,
+    count_line: &'a str,
+    preheader: &'a str,
+    papers: &'a [PaperView],
+    marker: &'a str,
+    site: &'a str,
+    why: &'a str,
+    preferences_url: &'a str,
+    unsubscribe_url: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "digest.txt")]
+struct DigestText<'a> {
+    date_long: &'a str,
+    count_line: &'a str,
+    papers: &'a [&'a PaperView],
+    site: &'a str,
+    why: &'a str,
+    preferences_url: &'a str,
+    unsubscribe_url: &'a str,
+}
+
+/// The per-subscriber parts of a digest.
+pub struct Personal {
+    /// Why they get these papers, in one sentence.
+    pub why: String,
+    pub preferences_url: String,
+    pub unsubscribe_url: String,
+}
+
+/// One subscriber's digest, ready to be put in a message.
+pub struct Rendered {
+    pub subject: String,
+    pub html: String,
+    pub text: String,
+    /// The papers that made it in (fewer than asked only if the size budget was reached).
+    pub papers: Vec<PaperId>,
+}
+
+/// An edition, inlined once, from which each subscriber's digest is assembled.
+pub struct EditionTemplate {
+    date: EditionDate,
+    site: String,
+    views: HashMap<PaperId, PaperView>,
+    head: String,
+    cards: HashMap<String, String>,
+    tail: String,
+    marker: String,
+}
+
+impl EditionTemplate {
+    pub fn new(
+        date: EditionDate,
+        papers: &[Paper],
+        public_base: &str,
+    ) -> Result<Self, RenderError> {
+        // A marker no paper can contain: random, and only hex digits, which escaping keeps.
+        let marker = format!("pb{:032x}", rand::random::<u128>());
+        let slot = |name: &str| format!("{marker}-{name}");
+        let views: Vec<PaperView> = papers.iter().map(PaperView::new).collect();
+        let site = site_name(public_base);
+        let date_long = date.long();
+        let html = DigestHtml {
+            date_long: &date_long,
+            count_line: &slot("count"),
+            preheader: &slot("preheader"),
+            papers: &views,
+            marker: &marker,
+            site: &site,
+            why: &slot("why"),
+            preferences_url: &slot("preferences"),
+            unsubscribe_url: &slot("unsubscribe"),
+        }
+        .render()?;
+        // The dark-mode and small-screen rules cannot be inlined; their <style> block is
+        // marked `data-css-inline="keep"` in the template and survives as it is.
+        let inlined = css_inline::inline(&html).map_err(|e| RenderError::Inline(e.to_string()))?;
+
+        let mut cards = HashMap::new();
+        let start_tag = |id: &str| format!("<!--{marker} card {id}-->");
+        let end_tag = format!("<!--{marker} end-->");
+        let (head, tail) = match views.first() {
+            // An edition without papers is never mailed; keep the document whole.
+            None => (inlined, String::new()),
+            Some(first) => {
+                let head_end = inlined
+                    .find(&start_tag(&first.id))
+                    .ok_or(RenderError::Shape("the first card marker is missing"))?;
+                let mut cursor = head_end;
+                for v in &views {
+                    let open = start_tag(&v.id);
+                    let at = inlined[cursor..]
+                        .find(&open)
+                        .ok_or(RenderError::Shape("a card marker is missing"))?
+                        + cursor;
+                    let body_start = at + open.len();
+                    let body_end = inlined[body_start..]
+                        .find(&end_tag)
+                        .ok_or(RenderError::Shape("a card end marker is missing"))?
+                        + body_start;
+                    cards.insert(v.id.clone(), inlined[body_start..body_end].to_string());
+                    cursor = body_end + end_tag.len();
+                }
+                (
+                    inlined[..head_end].to_string(),
+                    inlined[cursor..].to_string(),
+                )
+            }
+        };
+        Ok(Self {
+            date,
+            site,
+            views: views
+                .into_iter()
+                .zip(papers)
+                .map(|(v, p)| (p.id.clone(), v))
+                .collect(),
+            head,
+            cards,
+            tail,
+            marker,
+        })
+    }
+
+    /// Assembles one subscriber's digest from the papers chosen for them, in that order.
+    /// Papers not in this edition are skipped; if the HTML would exceed the size budget, the
+    /// last papers are left out (they stay unsent for a later digest).
+    pub fn digest(&self, chosen: &[PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
+        let mut chosen: Vec<&PaperId> = chosen
+            .iter()
+            .filter(|id| self.views.contains_key(*id))
+            .collect();
+        loop {
+            let rendered = self.assemble(&chosen, personal)?;
+            if rendered.html.len() <= HTML_BUDGET || chosen.len() <= 1 {
+                return Ok(rendered);
+            }
+            chosen.pop();
+        }
+    }
+
+    fn assemble(&self, chosen: &[&PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
+        let views: Vec<&PaperView> = chosen.iter().map(|id| &self.views[*id]).collect();
+        let count_line = count_line(views.len());
+        let preheader = preheader(&views);
+        let fill = |s: &str| {
+            s.replace(&format!("{}-count", self.marker), &escape_html(&count_line))
+                .replace(
+                    &format!("{}-preheader", self.marker),
+                    &escape_html(&preheader),
+                )
+                .replace(&format!("{}-why", self.marker), &escape_html(&personal.why))
+                .replace(
+                    &format!("{}-preferences", self.marker),
+                    &escape_html(&personal.preferences_url),
+                )
+                .replace(
+                    &format!("{}-unsubscribe", self.marker),
+                    &escape_html(&personal.unsubscribe_url),
+                )
+        };
+        let mut html = fill(&self.head);
+        for v in &views {
+            html.push_str(&self.cards[&v.id]);
+        }
+        html.push_str(&fill(&self.tail));
+        let date_long = self.date.long();
+        let text = DigestText {
+            date_long: &date_long,
+            count_line: &count_line,
+            papers: &views,
+            site: &self.site,
+            why: &personal.why,
+            preferences_url: &personal.preferences_url,
+            unsubscribe_url: &personal.unsubscribe_url,
+        }
+        .render()?;
+        Ok(Rendered {
+            subject: subject(self.date, &views),
+            html,
+            text,
+            papers: chosen.iter().map(|id| (*id).clone()).collect(),
+        })
+    }
+}
+
+/// "Trending papers, Dec 9: <title> and 9 more". The title is already free of line breaks
+/// (the source collapses whitespace); lettre encodes the rest, so no header can be injected.
+pub fn subject(date: EditionDate, papers: &[&PaperView]) -> String {
+    let Some(top) = papers.first() else {
+        return format!("Trending papers, {}", date.short());
+    };
+    let title = trim_at_word(&top.title, 90);
+    match papers.len() {
+        1 => format!("Trending papers, {}: {title}", date.short()),
+        n => format!(
+            "Trending papers, {}: {title} and {} more",
+            date.short(),
+            n - 1
+        ),
+    }
+}
+
+fn count_line(n: usize) -> String {
+    match n {
+        1 => "1 paper picked for you".into(),
+        n => format!("{n} papers picked for you"),
+    }
+}
+
+/// The preview line inbox lists show next to the subject.
+fn preheader(views: &[&PaperView]) -> String {
+    let titles: Vec<&str> = views
+        .iter()
+        .skip(1)
+        .take(3)
+        .map(|v| v.title.as_str())
+        .collect();
+    if titles.is_empty() {
+        "Today's most upvoted paper on Hugging Face".into()
+    } else {
+        trim_at_word(&format!("Also: {}", titles.join(" · ")), 140)
+    }
+}
+
+fn site_name(public_base: &str) -> String {
+    url::Url::parse(public_base)
+        .ok()
+        .and_then(|u| {
+            u.host_str().map(|h| match u.port() {
+                Some(p) => format!("{h}:{p}"),
+                None => h.to_string(),
+            })
+        })
+        .unwrap_or_else(|| public_base.to_string())
+}
+
+/// Cuts `s` to at most `max` characters at a word boundary, adding an ellipsis when cut.
+pub fn trim_at_word(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let cut: String = s.chars().take(max).collect();
+    let cut = match cut.rfind(' ') {
+        Some(i) if i > max / 2 => &cut[..i],
+        _ => &cut,
+    };
+    format!("{}…", cut.trim_end_matches([' ', ',', ';', ':', '.']))
+}
+
+/// Greedy word wrap for the text part.
+pub fn wrap(s: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in s.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}
+
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#x27;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Author, HttpUrl};
+
+    fn paper(id: &str, title: &str, upvotes: u32) -> Paper {
+        Paper {
+            id: PaperId::parse(id).unwrap(),
+            title: title.into(),
+            summary: "We study things. ".repeat(60),
+            ai_summary: None,
+            ai_keywords: vec![],
+            authors: ["Ada", "Grace", "Alan", "Edsger"]
+                .iter()
+                .map(|n| Author {
+                    name: n.to_string(),
+                })
+                .collect(),
+            organization: Some("Lab".into()),
+            upvotes,
+            comments: 1,
+            published_at: None,
+            featured_at: None,
+            github_repo: HttpUrl::parse("https://github.com/o/r"),
+            github_stars: Some(12),
+            project_page: None,
+            thumbnail: None,
+        }
+    }
+
+    fn personal() -> Personal {
+        Personal {
+            why: "up to 10 trending papers".into(),
+            preferences_url: "https://p.example.org/preferences?token=abc".into(),
+            unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
+        }
+    }
+
+    fn date() -> EditionDate {
+        EditionDate::parse("2025-12-09").unwrap()
+    }
+
+    #[test]
+    fn assembles_only_the_chosen_papers_in_order() {
+        let papers = vec![
+            paper("2501.00001", "First", 3),
+            paper("2501.00002", "Second", 9),
+        ];
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org").unwrap();
+        let ids = vec![papers[1].id.clone()];
+        let r = t.digest(&ids, &personal()).unwrap();
+        assert!(r.html.contains("Second") && !r.html.contains(">First<"));
+        assert!(r.text.contains("1. Second") && !r.text.contains("First"));
+        assert_eq!(r.subject, "Trending papers, Dec 9: Second");
+        assert!(
+            r.html
+                .contains("https://p.example.org/unsubscribe?token=abc")
+        );
+        assert!(r.html.contains("1 paper picked for you"));
+        assert!(!r.html.contains(&t.marker), "a marker leaked into the mail");
+        // The CSS was inlined, and the dark-mode rules kept for clients that read them.
+        assert!(r.html.contains("style=\""));
+        assert!(r.html.contains("prefers-color-scheme: dark"));
+        assert!(r.text.contains("Ada, Grace, Alan et al. · Lab"));
+        assert!(r.text.contains("Code: https://github.com/o/r (★ 12)"));
+    }
+
+    #[test]
+    fn markup_in_content_is_escaped_in_html_and_left_as_text() {
+        let evil = "<script>alert('x')</script><img src=x onerror=alert(1)>";
+        let mut p = paper("2501.00001", evil, 3);
+        p.organization = Some("<b>Org</b>".into());
+        p.ai_summary = Some("</p><a href=\"javascript:alert(1)\">click</a>".into());
+        let t = EditionTemplate::new(date(), std::slice::from_ref(&p), "https://p.example.org")
+            .unwrap();
+        let r = t.digest(&[p.id.clone()], &personal()).unwrap();
+        assert!(!r.html.contains("<script>"));
+        assert!(!r.html.contains("<img src=x"));
+        assert!(!r.html.contains("<b>Org"));
+        assert!(!r.html.contains("<a href=\"javascript:"));
+        assert!(r.html.contains("&lt;script&gt;"));
+        assert!(
+            r.text.contains(evil),
+            "the text part shows the title as it is"
+        );
+    }
+
+    #[test]
+    fn stays_under_the_clipping_limit() {
+        let papers: Vec<Paper> = (0..30)
+            .map(|i| {
+                let mut p = paper(
+                    &format!("2501.{:05}", i),
+                    &"Long title words ".repeat(15),
+                    100 - i,
+                );
+                p.ai_summary = Some("A very long summary sentence. ".repeat(30));
+                p
+            })
+            .collect();
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org").unwrap();
+        let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
+        let r = t.digest(&ids, &personal()).unwrap();
+        assert!(r.html.len() <= HTML_BUDGET);
+        assert!(!r.papers.is_empty() && r.papers.len() <= 30);
+        assert_eq!(r.papers[..], ids[..r.papers.len()]);
+    }
+
+    #[test]
+    fn helpers() {
+        assert_eq!(trim_at_word("one two three", 8), "one two…");
+        assert_eq!(trim_at_word("short", 8), "short");
+        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(
+            escape_html("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
+        );
+        assert_eq!(site_name("http://127.0.0.1:8080"), "127.0.0.1:8080");
+    }
+}

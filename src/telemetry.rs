@@ -1,0 +1,14 @@
+//! Logging: human-readable lines on stderr, levels from `RUST_LOG` (default `info`).
+//!
+//! Subscribers' addresses never reach a log line in full; code logs their domain only.
+
+use tracing_subscriber::EnvFilter;
+
+pub fn init() {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

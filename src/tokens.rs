@@ -1,0 +1,224 @@
+//! Signed tokens for the links in emails: unsubscribe, preferences, confirm.
+//!
+//! A token is `base64url(version | purpose | subscriber id | expiry | tag)`, where the tag is
+//! the first 16 bytes of HMAC-SHA256 over everything before it. Nothing is stored per token:
+//! the key alone decides, so a token in a digest keeps working for as long as the
+//! subscription exists, cannot be forged or guessed (128-bit tag), and cannot be used for
+//! another purpose or another subscriber.
+
+use std::io::Write;
+use std::path::Path;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+use crate::domain::SubscriberId;
+
+const VERSION: u8 = 1;
+const BODY_LEN: usize = 1 + 1 + 8 + 8;
+const TAG_LEN: usize = 16;
+const MIN_KEY_LEN: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    Unsubscribe = 1,
+    Preferences = 2,
+    Confirm = 3,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TokenError {
+    /// Malformed, tampered with, signed by another key, or meant for something else: one
+    /// error for all of them, so an answer reveals nothing about which.
+    #[error("the link is not valid")]
+    Invalid,
+    #[error("the link has expired")]
+    Expired,
+}
+
+#[derive(Clone)]
+pub struct TokenKey(Vec<u8>);
+
+impl std::fmt::Debug for TokenKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKey(********)")
+    }
+}
+
+impl TokenKey {
+    pub fn from_bytes(bytes: Vec<u8>) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            bytes.len() >= MIN_KEY_LEN,
+            "the signing key must be at least {MIN_KEY_LEN} bytes, it is {}",
+            bytes.len()
+        );
+        Ok(Self(bytes))
+    }
+
+    /// Reads the key from `path`, or creates a random one there (mode 0600) when the file
+    /// does not exist yet, so links in mail already sent keep working across restarts.
+    pub fn load_or_create(path: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                Self::from_bytes(bytes).with_context(|| format!("signing key {}", path.display()))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let key: [u8; 32] = rand::random();
+                if let Some(dir) = path.parent() {
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let mut options = std::fs::OpenOptions::new();
+                options.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+                let mut file = options
+                    .open(path)
+                    .with_context(|| format!("creating signing key {}", path.display()))?;
+                file.write_all(&key)?;
+                file.sync_all()?;
+                Ok(Self(key.to_vec()))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading signing key {}", path.display())),
+        }
+    }
+
+    fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(body);
+        mac
+    }
+
+    /// A token for `purpose` and `subscriber`; `expires` is required for confirm links.
+    pub fn sign(
+        &self,
+        purpose: Purpose,
+        subscriber: SubscriberId,
+        expires: Option<DateTime<Utc>>,
+    ) -> String {
+        let mut raw = Vec::with_capacity(BODY_LEN + TAG_LEN);
+        raw.push(VERSION);
+        raw.push(purpose as u8);
+        raw.extend_from_slice(&subscriber.to_bytes());
+        raw.extend_from_slice(&expires.map_or(0, |t| t.timestamp()).to_be_bytes());
+        let tag = self.mac(&raw).finalize().into_bytes();
+        raw.extend_from_slice(&tag[..TAG_LEN]);
+        URL_SAFE_NO_PAD.encode(raw)
+    }
+
+    /// Checks a token for `purpose` and returns whose it is.
+    pub fn verify(
+        &self,
+        purpose: Purpose,
+        token: &str,
+        now: DateTime<Utc>,
+    ) -> Result<SubscriberId, TokenError> {
+        if token.len() > 64 {
+            return Err(TokenError::Invalid);
+        }
+        let raw = URL_SAFE_NO_PAD
+            .decode(token.trim())
+            .map_err(|_| TokenError::Invalid)?;
+        if raw.len() != BODY_LEN + TAG_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let (body, tag) = raw.split_at(BODY_LEN);
+        self.mac(body)
+            .verify_truncated_left(tag)
+            .map_err(|_| TokenError::Invalid)?;
+        if body[0] != VERSION || body[1] != purpose as u8 {
+            return Err(TokenError::Invalid);
+        }
+        let id = u64::from_be_bytes(body[2..10].try_into().expect("8 bytes"));
+        let expires = i64::from_be_bytes(body[10..18].try_into().expect("8 bytes"));
+        if expires != 0 && now.timestamp() > expires {
+            return Err(TokenError::Expired);
+        }
+        Ok(SubscriberId::from_u64(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    fn key(b: u8) -> TokenKey {
+        TokenKey::from_bytes(vec![b; 32]).unwrap()
+    }
+
+    #[test]
+    fn round_trip() {
+        let id = SubscriberId::from_u64(42);
+        let t = key(1).sign(Purpose::Unsubscribe, id, None);
+        assert_eq!(key(1).verify(Purpose::Unsubscribe, &t, Utc::now()), Ok(id));
+        assert!(
+            t.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
+    }
+
+    #[test]
+    fn bound_to_purpose_key_and_content() {
+        let id = SubscriberId::from_u64(42);
+        let t = key(1).sign(Purpose::Unsubscribe, id, None);
+        let now = Utc::now();
+        assert_eq!(
+            key(1).verify(Purpose::Preferences, &t, now),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(
+            key(2).verify(Purpose::Unsubscribe, &t, now),
+            Err(TokenError::Invalid)
+        );
+        // Flip every bit in turn: no tampered token may pass.
+        let raw = URL_SAFE_NO_PAD.decode(&t).unwrap();
+        for i in 0..raw.len() * 8 {
+            let mut m = raw.clone();
+            m[i / 8] ^= 1 << (i % 8);
+            let forged = URL_SAFE_NO_PAD.encode(m);
+            assert!(key(1).verify(Purpose::Unsubscribe, &forged, now).is_err());
+        }
+        for junk in ["", "abc", "!!!!", &"A".repeat(500)] {
+            assert_eq!(
+                key(1).verify(Purpose::Unsubscribe, junk, now),
+                Err(TokenError::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn confirm_tokens_expire() {
+        let id = SubscriberId::from_u64(7);
+        let now = Utc::now();
+        let t = key(1).sign(Purpose::Confirm, id, Some(now + Duration::hours(48)));
+        assert_eq!(key(1).verify(Purpose::Confirm, &t, now), Ok(id));
+        assert_eq!(
+            key(1).verify(Purpose::Confirm, &t, now + Duration::hours(49)),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn key_file_is_created_once_and_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/secret.key");
+        let a = TokenKey::load_or_create(&path).unwrap();
+        let b = TokenKey::load_or_create(&path).unwrap();
+        let id = SubscriberId::from_u64(1);
+        let t = a.sign(Purpose::Unsubscribe, id, None);
+        assert_eq!(b.verify(Purpose::Unsubscribe, &t, Utc::now()), Ok(id));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, b"short").unwrap();
+        assert!(TokenKey::load_or_create(&path).is_err());
+    }
+}
