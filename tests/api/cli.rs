@@ -1,0 +1,222 @@
+//! The command line as operators use it: config errors, subscribers, preview, dry runs.
+
+use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, fixture, free_port};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_names_the_bad_key_and_masks_secrets() {
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    let r = app
+        .command(&["check-config"])
+        .env("PAPERBOY_SMTP_PASSWORD", "hunter2-secret")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    // A password without a username is a config error that names the key.
+    assert!(!r.status.success());
+    assert!(String::from_utf8_lossy(&r.stderr).contains("mail.smtp.username"));
+    assert!(!out.contains("hunter2"));
+
+    let mut text = std::fs::read_to_string(&app.config).unwrap();
+    text = text.replace("concurrency = 2", "concurrency = 2\nusername = \"pb\"");
+    std::fs::write(&app.config, &text).unwrap();
+    let r = app
+        .command(&["check-config"])
+        .env("PAPERBOY_SMTP_PASSWORD", "hunter2-secret")
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.stdout);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        !out.contains("hunter2") && out.contains("********"),
+        "{out}"
+    );
+    assert!(out.contains("max_items = 30"));
+
+    std::fs::write(
+        &app.config,
+        text.replace("[digest]", "[digest]\nmax_itmes = 3"),
+    )
+    .unwrap();
+    let r = app.run(&["check-config"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("max_itmes"), "{}", r.stderr);
+    assert_eq!(r.stderr.trim().lines().count(), 1, "one line: {}", r.stderr);
+
+    std::fs::write(
+        &app.config,
+        text.replace(
+            "timeout_secs = 5\n\n[digest]",
+            "timeout_secs = 5\n\n[schedule]\ntimezone = \"Mars/Olympus\"\n\n[digest]",
+        ),
+    )
+    .unwrap();
+    let r = app.run(&["check-config"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("schedule.timezone"), "{}", r.stderr);
+
+    let r = app
+        .command(&["check-config"])
+        .arg("--config")
+        .arg(app.dir.path().join("missing.toml"))
+        .output()
+        .unwrap();
+    assert!(!r.status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_subscriber_commands_change_nothing() {
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    app.add(
+        "ann@example.org",
+        &[
+            "--confirmed",
+            "--keywords",
+            "LLM, diffusion",
+            "--max-items",
+            "5",
+        ],
+    );
+    for (args, needle) in [
+        (
+            vec!["subscribers", "add", "not-an-address"],
+            "not a valid email address",
+        ),
+        (
+            vec!["subscribers", "add", "ANN@example.org"],
+            "already a subscriber",
+        ),
+        (
+            vec!["subscribers", "add", "x@example.org", "--max-items", "0"],
+            "papers per digest",
+        ),
+        (
+            vec!["subscribers", "remove", "nobody@example.org"],
+            "not a subscriber",
+        ),
+        (vec!["preview", "nobody@example.org"], "not a subscriber"),
+        (vec!["run-once", "--date", "2025-13-01"], "YYYY-MM-DD"),
+    ] {
+        let r = app.run(&args);
+        assert!(!r.ok(), "{args:?} succeeded");
+        assert!(r.stderr.contains(needle), "{args:?}: {}", r.stderr);
+    }
+    let r = app.run(&["subscribers", "list", "--json"]);
+    assert!(r.ok());
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows.as_array().unwrap().len(), 1);
+    assert_eq!(rows[0]["email"], "ann@example.org");
+    assert_eq!(rows[0]["status"], "active");
+    assert_eq!(rows[0]["keywords"], serde_json::json!(["llm", "diffusion"]));
+    assert_eq!(rows[0]["max_items"], 5);
+
+    let r = app.run(&["subscribers", "remove", "Ann@Example.org"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = app.run(&["subscribers", "list"]);
+    assert!(r.stdout.contains("no subscribers"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_and_dry_run_send_and_record_nothing() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed", "--max-items", "5"]);
+
+    let r = app.run(&["preview", "ann@example.org"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.starts_with("TRENDING PAPERS"), "{}", r.stdout);
+    assert!(
+        r.stdout
+            .contains("1. Inference Scaling for Long-Context Retrieval Augmented Generation")
+    );
+    assert!(
+        r.stdout
+            .contains("https://papers.example.org/unsubscribe?token=")
+    );
+
+    let r = app.run(&["run-once", "--date", "2025-12-09", "--dry-run"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("ann@example.org: would get 5 paper(s)"),
+        "{}",
+        r.stdout
+    );
+    assert!(sink.messages().is_empty());
+
+    // Nothing was recorded: the real run sends the full digest.
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(sink.messages()[0].paper_ids().len(), 5);
+    let r = app.run(&["run-once", "--date", "2025-12-09", "--dry-run"]);
+    assert!(
+        r.stdout.contains("already has this edition"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// The README's first command: no SMTP server, mail lands as .eml files in ./data/outbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_transport_writes_the_outbox() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("paperboy.toml"),
+        format!("[source]\nurl = \"{}\"\n", pages.url()),
+    )
+    .unwrap();
+    let bin = env!("CARGO_BIN_EXE_paperboy");
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("PAPERBOY_CONFIG")
+            .env_remove("STATE_DIRECTORY")
+            .output()
+            .unwrap()
+    };
+    assert!(
+        run(&["subscribers", "add", "ann@example.org", "--confirmed"])
+            .status
+            .success()
+    );
+    let out = run(&["run-once", "--date", "2025-12-08"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let outbox = dir.path().join("data/outbox");
+    let files: Vec<_> = std::fs::read_dir(&outbox).unwrap().collect();
+    assert_eq!(files.len(), 1);
+    let eml = std::fs::read(files[0].as_ref().unwrap().path()).unwrap();
+    let parsed = mailparse::parse_mail(&eml).unwrap();
+    assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+    assert!(dir.path().join("data/secret.key").exists());
+    let _ = free_port();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_on_the_same_data_dir_is_refused() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start_with(&["-w", "2"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let mut first = app
+        .command(&["run-once", "--date", "2025-12-09"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first run holds the store (it is then waiting on the slow sink).
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let second = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!second.ok());
+    assert!(
+        second.stderr.contains("in use by another paperboy process"),
+        "{}",
+        second.stderr
+    );
+    assert!(first.wait().unwrap().success());
+    assert_eq!(sink.messages().len(), 1);
+}

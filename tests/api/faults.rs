@@ -1,0 +1,224 @@
+//! Bad input and failures: the run fails loudly, sends nothing it should not, loses nothing.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, fixture, free_port};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redesigned_page_fails_loudly_and_sends_nothing() {
+    let pages = PageServer::start(Reply::Page(fixture("layout-changed.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    let last = r.stderr.trim().lines().last().unwrap();
+    assert!(
+        last.starts_with("error: ") && last.contains("DailyPapers"),
+        "{}",
+        r.stderr
+    );
+    assert!(sink.messages().is_empty());
+
+    // Nothing was recorded: once the page is back, the edition goes out as usual.
+    pages.serve_fixture("trending-2025-12-09.html");
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_day_sends_nothing_and_a_stale_day_is_refused() {
+    let pages = PageServer::start(Reply::Page(fixture("empty-day.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-07"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(sink.messages().is_empty());
+    // The daily page fell back to another day than the one asked for.
+    let r = app.run(&["run-once", "--date", "2025-12-08"]);
+    assert!(!r.ok());
+    assert!(
+        r.stderr.contains("2025-12-07") && r.stderr.contains("2025-12-08"),
+        "{}",
+        r.stderr
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_errors_and_rate_limits_send_nothing() {
+    let pages = PageServer::start(Reply::Status(500)).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("HTTP 500"), "{}", r.stderr);
+    pages.set(Reply::Status(429));
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(
+        r.stderr.contains("429") && r.stderr.contains("retry after 120 s"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        r.stderr
+            .trim()
+            .lines()
+            .filter(|l| l.starts_with("error:"))
+            .count(),
+        1
+    );
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_source_is_a_clear_error() {
+    let app = TestApp::new(
+        &format!("http://127.0.0.1:{}/papers/trending", free_port()),
+        free_port(),
+        "",
+    );
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("could not reach"), "{}", r.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_smtp_server_loses_nothing() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let mut sink = SmtpSink::start();
+    sink.stop();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    app.add("bob@example.com", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(
+        r.stderr.contains("SMTP") && r.stderr.contains("queued"),
+        "{}",
+        r.stderr
+    );
+
+    // The server is back: both digests go out, once.
+    sink.restart_with(&[]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let mut to: Vec<_> = sink
+        .messages()
+        .into_iter()
+        .map(|m| m.recipients[0].clone())
+        .collect();
+    to.sort();
+    assert_eq!(to, ["ann@example.org", "bob@example.com"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok());
+    assert_eq!(sink.messages().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_refusals_are_retried_later_and_permanent_ones_bounce() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let mut sink = SmtpSink::start_with(&["-r", "RCPT"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok(), "a 4xx leaves the digest queued: {}", r.stdout);
+    assert!(sink.messages().is_empty());
+    sink.restart_with(&[]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(sink.messages().len(), 1);
+
+    // 5xx: permanent for the message; three editions in a row and the address is bounced.
+    sink.restart_with(&["-f", "RCPT"]);
+    for (i, date) in ["2025-12-10", "2025-12-11", "2025-12-12"]
+        .iter()
+        .enumerate()
+    {
+        // A new day's page, so there is something new to send each time.
+        let entry = serde_json::json!({"paper": {"id": format!("2512.1000{i}"), "title": format!("Paper {i}"), "upvotes": 5}});
+        pages.set(Reply::Page(crate::helpers::island_page(
+            date,
+            true,
+            &[entry],
+        )));
+        let r = app.run(&["run-once", "--date", date]);
+        assert!(
+            r.ok(),
+            "a permanent refusal does not fail the run: {}",
+            r.stderr
+        );
+        assert!(r.stdout.contains("1 failed"), "{}", r.stdout);
+    }
+    let list = app.run(&["subscribers", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "bounced");
+    assert_eq!(sink.messages().len(), 1);
+}
+
+/// kill -9 in the middle of a run: the next run sends every digest that was not accepted,
+/// and only those in flight at the kill can arrive twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_mid_run_loses_nothing_and_repeats_at_most_the_in_flight() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    // Each message waits before DATA is answered, so a run takes long enough to be killed.
+    let mut sink = SmtpSink::start_with(&["-w", "1"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    let subscribers = 12;
+    for i in 0..subscribers {
+        app.add(
+            &format!("reader{i}@example.org"),
+            &["--confirmed", "--max-items", "3"],
+        );
+    }
+    let concurrency = 2; // as in TestApp's config
+    let mut kills = 0;
+    for _ in 0..3 {
+        let mut child = app
+            .command(&["run-once", "--date", "2025-12-09"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        std::thread::sleep(Duration::from_millis(2300));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            kills += 1;
+        }
+        child.wait().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
+    }
+    assert!(kills >= 1, "no run was killed mid-way");
+    sink.restart_with(&[]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(
+        r.ok(),
+        "the store opens cleanly after kill -9: {}",
+        r.stderr
+    );
+
+    let mut per: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for m in sink.messages() {
+        per.entry(m.recipients[0].clone())
+            .or_default()
+            .push(m.header("Message-ID").unwrap());
+    }
+    assert_eq!(per.len(), subscribers, "every subscriber got their digest");
+    let repeats: usize = per.values().map(|ids| ids.len() - 1).sum();
+    assert!(
+        repeats <= kills * concurrency,
+        "{repeats} repeats for {kills} kills at concurrency {concurrency}"
+    );
+    for ids in per.values() {
+        assert!(
+            ids.iter().all(|id| id == &ids[0]),
+            "a repeat carries the same Message-ID"
+        );
+    }
+}

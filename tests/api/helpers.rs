@@ -1,0 +1,393 @@
+//! The real parts tests run against: Postfix's `smtp-sink`, an HTTP server serving fixture
+//! pages, and the paperboy binary with its own config and data directory.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+pub fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/hf")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A page shaped like Hugging Face's, with the given `dailyPapers` entries (JSON values).
+pub fn island_page(date: &str, trending: bool, entries: &[serde_json::Value]) -> String {
+    let props = serde_json::json!({
+        "dailyPapers": entries,
+        "dateString": date,
+        "periodType": "day",
+        "isTrending": trending,
+    });
+    let escaped = props
+        .to_string()
+        .replace('&', "&amp;")
+        .replace('"', "&quot;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    format!(
+        "<!doctype html><html><body><div class=\"SVELTE_HYDRATER contents\" data-target=\"DailyPapers\" data-props=\"{escaped}\"></div></body></html>"
+    )
+}
+
+/// What the fixture server answers, whatever the path.
+#[derive(Clone)]
+pub enum Reply {
+    Page(String),
+    Status(u16),
+}
+
+/// An HTTP server on a loopback port whose answer a test can switch between runs.
+pub struct PageServer {
+    pub addr: SocketAddr,
+    reply: Arc<Mutex<Reply>>,
+}
+
+impl PageServer {
+    pub async fn start(initial: Reply) -> Self {
+        let reply = Arc::new(Mutex::new(initial));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let r = reply.clone();
+        let app = axum::Router::new().fallback(move || {
+            let r = r.clone();
+            async move {
+                let current = r.lock().unwrap().clone();
+                let response: Response = match current {
+                    Reply::Page(body) => (
+                        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                        body,
+                    )
+                        .into_response(),
+                    Reply::Status(code) => (
+                        StatusCode::from_u16(code).unwrap(),
+                        [(axum::http::header::RETRY_AFTER, "120")],
+                        "error page",
+                    )
+                        .into_response(),
+                };
+                response
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, reply }
+    }
+
+    pub fn set(&self, reply: Reply) {
+        *self.reply.lock().unwrap() = reply;
+    }
+
+    pub fn serve_fixture(&self, name: &str) {
+        self.set(Reply::Page(fixture(name)));
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/papers/trending", self.addr)
+    }
+}
+
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, up: bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let listening = TcpStream::connect(("127.0.0.1", port)).is_ok();
+        if listening == up {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// One message as `smtp-sink` stored it.
+pub struct Received {
+    pub recipients: Vec<String>,
+    /// The message as the client sent it, without the sink's own headers.
+    pub raw: Vec<u8>,
+}
+
+impl Received {
+    pub fn parsed(&self) -> mailparse::ParsedMail<'_> {
+        mailparse::parse_mail(&self.raw).expect("a MIME message")
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        use mailparse::MailHeaderMap;
+        self.parsed().headers.get_first_value(name)
+    }
+
+    pub fn part(&self, mime: &str) -> String {
+        let parsed = self.parsed();
+        let part = parsed
+            .subparts
+            .iter()
+            .find(|p| p.ctype.mimetype == mime)
+            .unwrap_or_else(|| panic!("no {mime} part"));
+        part.get_body().unwrap()
+    }
+
+    /// The papers of the digest in order, read from the text part.
+    pub fn paper_ids(&self) -> Vec<String> {
+        self.part("text/plain")
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("https://huggingface.co/papers/"))
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// Postfix's `smtp-sink` on a loopback port, storing every message in a directory.
+pub struct SmtpSink {
+    pub port: u16,
+    dir: PathBuf,
+    _root: tempfile::TempDir,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl SmtpSink {
+    pub fn start() -> Self {
+        Self::start_with(&[])
+    }
+
+    /// `extra` are smtp-sink switches, e.g. `["-f", "RCPT"]` to refuse every recipient.
+    pub fn start_with(extra: &[&str]) -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("mail");
+        std::fs::create_dir(&dir).unwrap();
+        // smtp-sink drops to `nobody` when started as root; it must be able to write here.
+        set_mode(root.path(), 0o755);
+        set_mode(&dir, 0o777);
+        let mut sink = Self {
+            port: 0,
+            dir,
+            _root: root,
+            child: None,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        sink.restart_on(free_port());
+        sink
+    }
+
+    fn restart_on(&mut self, port: u16) {
+        let mut cmd = Command::new(Self::binary());
+        if running_as_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(&self.extra)
+            .arg("-d")
+            .arg(format!("{}/%M.", self.dir.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("smtp-sink starts (install postfix; .ci/run does)");
+        self.child = Some(child);
+        self.port = port;
+        assert!(
+            wait_for_port(port, true),
+            "smtp-sink did not come up on {port}"
+        );
+    }
+
+    fn binary() -> PathBuf {
+        for p in ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"] {
+            if Path::new(p).exists() {
+                return p.into();
+            }
+        }
+        PathBuf::from("smtp-sink")
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+            assert!(wait_for_port(self.port, false), "smtp-sink did not stop");
+        }
+    }
+
+    /// Starts again on the same port, with other switches.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        self.stop();
+        self.extra = extra.iter().map(|s| s.to_string()).collect();
+        self.restart_on(self.port);
+    }
+
+    pub fn messages(&self) -> Vec<Received> {
+        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+            .iter()
+            .filter_map(|f| {
+                let bytes = std::fs::read(f).unwrap();
+                let text = String::from_utf8_lossy(&bytes);
+                // A transaction the client abandoned before sending the message (a killed
+                // run) leaves a file with the envelope only: nothing was delivered.
+                let start = text.find("\nReceived: from")?;
+                let recipients = text
+                    .lines()
+                    .take_while(|l| !l.starts_with("Received:"))
+                    .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                    .map(|a| {
+                        a.trim()
+                            .trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .to_string()
+                    })
+                    .collect();
+                // The sink's own headers end with its three-line Received header.
+                let after = &text[start + 1..];
+                let mut lines = after.split_inclusive('\n');
+                let mut skipped = 0;
+                for _ in 0..3 {
+                    skipped += lines.next().map_or(0, str::len);
+                }
+                Some(Received {
+                    recipients,
+                    raw: after.as_bytes()[skipped..].to_vec(),
+                })
+            })
+            .collect()
+    }
+
+    pub fn clear(&self) {
+        for e in std::fs::read_dir(&self.dir).unwrap() {
+            std::fs::remove_file(e.unwrap().path()).unwrap();
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The paperboy binary with a config file and data directory of its own.
+pub struct TestApp {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Self {
+        Self {
+            code: o.status.code(),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+impl TestApp {
+    /// A config sending to `smtp_port` and reading `source_url`, plus `extra` TOML lines
+    /// (top-level keys only, since they go first).
+    pub fn new(source_url: &str, smtp_port: u16, extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("paperboy.toml");
+        let data = dir.path().join("data");
+        std::fs::write(
+            &config,
+            format!(
+                r#"data_dir = "{data}"
+public_url = "https://papers.example.org"
+{extra}
+
+[source]
+url = "{source_url}"
+timeout_secs = 5
+
+[digest]
+max_items = 30
+
+[mail]
+from = "paperboy <digest@example.org>"
+transport = "smtp"
+
+[mail.smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+concurrency = 2
+timeout_secs = 5
+max_attempts = 2
+"#,
+                data = data.display()
+            ),
+        )
+        .unwrap();
+        Self { dir, config }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
+        cmd.arg("--config")
+            .arg(&self.config)
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("PAPERBOY_CONFIG")
+            .env_remove("STATE_DIRECTORY")
+            .env_remove("PAPERBOY_SMTP_PASSWORD")
+            .env("RUST_LOG", "warn");
+        cmd
+    }
+
+    /// Runs the binary to the end; blocking, so call it from a multi-threaded runtime.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.command(args).output().expect("the binary runs").into()
+    }
+
+    pub fn add(&self, email: &str, extra: &[&str]) {
+        let mut args = vec!["subscribers", "add", email];
+        args.extend_from_slice(extra);
+        let r = self.run(&args);
+        assert!(r.ok(), "adding {email}: {}", r.stderr);
+    }
+}
