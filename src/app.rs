@@ -1,11 +1,14 @@
 //! Everything a command needs, opened once from the settings.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::Context;
 
 use crate::config::Settings;
 use crate::digest::Effective;
 use crate::domain::Subscriber;
 use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::render::Personal;
 use crate::source::HfSource;
 use crate::store::Store;
@@ -17,6 +20,9 @@ pub struct App {
     pub source: HfSource,
     pub mailer: Mailer,
     pub tokens: TokenKey,
+    pub metrics: Metrics,
+    /// Set on shutdown: no new message is started, those in flight finish and are recorded.
+    stopping: AtomicBool,
 }
 
 impl App {
@@ -30,13 +36,25 @@ impl App {
             .clone()
             .unwrap_or_else(|| dir.join("secret.key"));
         let tokens = TokenKey::load_or_create(&key_path)?;
+        let metrics = Metrics::default();
+        metrics.set_last_fetch_ok(store.last_fetch_ok()?);
         Ok(Self {
+            metrics,
+            stopping: AtomicBool::new(false),
             source: HfSource::new(&settings.source)?,
             mailer: Mailer::from_settings(&settings)?,
             store,
             tokens,
             settings,
         })
+    }
+
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 
     /// The parts of a digest that are a subscriber's own: why they get it, and their links.
@@ -46,11 +64,11 @@ impl App {
             why: Effective::new(&s.preferences, &self.settings.digest).explain(),
             unsubscribe_url: format!(
                 "{base}/unsubscribe?token={}",
-                self.tokens.sign(Purpose::Unsubscribe, s.id, None)
+                self.tokens.sign(Purpose::Unsubscribe, s.id, None, 0)
             ),
             preferences_url: format!(
                 "{base}/preferences?token={}",
-                self.tokens.sign(Purpose::Preferences, s.id, None)
+                self.tokens.sign(Purpose::Preferences, s.id, None, 0)
             ),
         }
     }

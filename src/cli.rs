@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::config::Settings;
 use crate::domain::{EditionDate, Keywords, Preferences, Status, Subscriber, SubscriberEmail};
 use crate::edition::{self, DryRunPlan};
+use crate::startup::{Application, shutdown_signal};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +30,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: send editions on the schedule and serve the subscribe, confirm,
+    /// unsubscribe and preferences pages, until SIGTERM or Ctrl-C
+    Serve,
     /// Fetch the papers now and send the edition for DATE (default: today in the schedule's
     /// time zone). Running it again for the same date sends nothing new.
     RunOnce {
@@ -111,10 +115,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         print!("{}", settings.to_masked_toml());
         return Ok(ExitCode::SUCCESS);
     }
+    if let Command::Serve = cli.command {
+        tracing::info!(config = %origin, "starting");
+        let application = Application::build(settings).await?;
+        application.run_until_stopped(shutdown_signal()).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let tz = settings.timezone()?;
     let app = Arc::new(App::open(settings)?);
     match cli.command {
-        Command::CheckConfig => unreachable!("handled above"),
+        Command::CheckConfig | Command::Serve => unreachable!("handled above"),
         Command::RunOnce { date, dry_run } => {
             let date = match date {
                 Some(d) => EditionDate::parse(&d).map_err(anyhow::Error::msg)?,

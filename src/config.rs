@@ -117,6 +117,16 @@ pub struct SmtpSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct WebSettings {
     pub listen: String,
+    /// Take the client address from the last `X-Forwarded-For` entry (behind a reverse proxy).
+    pub trust_forwarded_for: bool,
+    /// Subscribe requests one client address may make per hour.
+    pub subscribe_per_ip_per_hour: u32,
+    /// Subscribe requests for one email address per hour.
+    pub subscribe_per_address_per_hour: u32,
+    /// Subscribe requests per hour from everyone together.
+    pub subscribe_per_hour: u32,
+    /// `/healthz` fails when the last successful fetch is older than this.
+    pub health_max_fetch_age_hours: u32,
 }
 
 /// A secret value whose `Debug` shows nothing of it.
@@ -210,6 +220,11 @@ impl Default for WebSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:8080".into(),
+            trust_forwarded_for: false,
+            subscribe_per_ip_per_hour: 20,
+            subscribe_per_address_per_hour: 5,
+            subscribe_per_hour: 500,
+            health_max_fetch_age_hours: 96,
         }
     }
 }
@@ -386,6 +401,25 @@ impl Settings {
                 "mail.smtp.username",
                 "a password is set, but no username to go with it",
             ));
+        }
+        for (key, value) in [
+            (
+                "web.subscribe_per_ip_per_hour",
+                self.web.subscribe_per_ip_per_hour,
+            ),
+            (
+                "web.subscribe_per_address_per_hour",
+                self.web.subscribe_per_address_per_hour,
+            ),
+            ("web.subscribe_per_hour", self.web.subscribe_per_hour),
+            (
+                "web.health_max_fetch_age_hours",
+                self.web.health_max_fetch_age_hours,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         SocketAddr::from_str(&self.web.listen).map_err(|_| {
             invalid(

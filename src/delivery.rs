@@ -15,6 +15,7 @@ use tokio::task::JoinSet;
 use crate::app::App;
 use crate::domain::{EditionDate, Status};
 use crate::mail::{Outgoing, SendError};
+use crate::metrics::{self, Metrics};
 use crate::render::EditionTemplate;
 use crate::store::{Delivery, DeliveryState, StoreError};
 
@@ -58,7 +59,7 @@ pub async fn send_pending(
     }
     let smtp = &app.settings.mail.smtp;
     // Find out once, not once per message, whether the server is there at all.
-    if let Err(e) = with_retries(smtp.max_attempts, || app.mailer.check()).await {
+    if let Err(e) = with_retries(smtp.max_attempts, &app.metrics, || app.mailer.check()).await {
         outcome.deferred = queue.len();
         outcome.last_error = Some(e.to_string());
         return Ok(outcome);
@@ -73,13 +74,14 @@ pub async fn send_pending(
     let mut started = 0;
     for d in queue {
         let permit = permits.clone().acquire_owned().await.expect("never closed");
-        if failing_in_a_row.load(Ordering::SeqCst) >= concurrency as u32 {
+        if failing_in_a_row.load(Ordering::SeqCst) >= concurrency as u32 || app.is_stopping() {
             break;
         }
         started += 1;
-        let (app, template, failing) = (app.clone(), template.clone(), failing_in_a_row.clone());
+        let (task_app, template, failing) =
+            (app.clone(), template.clone(), failing_in_a_row.clone());
         tasks.spawn(async move {
-            let result = send_one(&app, &template, d).await;
+            let result = send_one(&task_app, &template, d).await;
             match &result {
                 Ok(Outcome::Deferred(_)) => {
                     failing.fetch_add(1, Ordering::SeqCst);
@@ -91,26 +93,39 @@ pub async fn send_pending(
             result
         });
         while let Some(done) = tasks.try_join_next() {
-            tally(&mut outcome, done.expect("send task panicked")?);
+            tally(
+                &mut outcome,
+                done.expect("send task panicked")?,
+                &app.metrics,
+            );
         }
     }
     while let Some(done) = tasks.join_next().await {
-        tally(&mut outcome, done.expect("send task panicked")?);
+        tally(
+            &mut outcome,
+            done.expect("send task panicked")?,
+            &app.metrics,
+        );
     }
     outcome.deferred += total - started;
     Ok(outcome)
 }
 
-fn tally(outcome: &mut SendOutcome, o: Outcome) {
+fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {
     match o {
-        Outcome::Sent => outcome.sent += 1,
+        Outcome::Sent => {
+            outcome.sent += 1;
+            metrics::inc(&m.digests_sent);
+        }
         Outcome::Skipped => outcome.skipped += 1,
         Outcome::Failed(e) => {
             outcome.failed += 1;
+            metrics::inc(&m.digests_failed);
             outcome.last_error = Some(e);
         }
         Outcome::Deferred(e) => {
             outcome.deferred += 1;
+            metrics::inc(&m.digests_deferred);
             outcome.last_error = Some(e);
         }
     }
@@ -124,7 +139,7 @@ async fn send_one(
     let store = &app.store;
     let Some(mut sub) = store
         .subscriber_by_id(d.subscriber)?
-        .filter(|s| s.status == Status::Active)
+        .filter(|s| s.receives_digests())
     else {
         d.state = DeliveryState::Failed;
         d.last_error = Some("no longer subscribed".into());
@@ -159,7 +174,7 @@ async fn send_one(
     store.flush().await?;
 
     let attempts = app.settings.mail.smtp.max_attempts;
-    match with_retries(attempts, || app.mailer.send(&message)).await {
+    match with_retries(attempts, &app.metrics, || app.mailer.send(&message)).await {
         Ok(()) => {
             d.state = DeliveryState::Sent;
             d.last_error = None;
@@ -215,14 +230,18 @@ async fn fail_permanently(
 
 /// Runs `op` until it succeeds, fails permanently, or has failed temporarily `attempts`
 /// times, waiting with exponential backoff and jitter in between.
-async fn with_retries<F, Fut>(attempts: u32, mut op: F) -> Result<(), SendError>
+pub async fn with_retries<F, Fut>(attempts: u32, m: &Metrics, mut op: F) -> Result<(), SendError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), SendError>>,
 {
     let mut attempt = 1;
     loop {
-        match op().await {
+        let result = op().await;
+        if result.is_err() {
+            metrics::inc(&m.smtp_errors);
+        }
+        match result {
             Err(SendError::Transient(_)) if attempt < attempts => {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
@@ -254,7 +273,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn retries_only_what_is_temporary() {
         let mut calls = 0;
-        let r = with_retries(3, || {
+        let r = with_retries(3, &Metrics::default(), || {
             calls += 1;
             async { Err(SendError::Transient("421".into())) }
         })
@@ -263,7 +282,7 @@ mod tests {
         assert_eq!(calls, 3);
 
         let mut calls = 0;
-        let r = with_retries(3, || {
+        let r = with_retries(3, &Metrics::default(), || {
             calls += 1;
             async { Err(SendError::Permanent("550".into())) }
         })

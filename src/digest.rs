@@ -182,6 +182,7 @@ mod tests {
             min_upvotes: Some(20),
             keywords: Keywords::parse_list("llm, rag").unwrap(),
             max_items: Some(5),
+            paused: false,
         };
         assert_eq!(
             Effective::new(&prefs, &defaults()).explain(),

@@ -13,7 +13,8 @@ use chrono::Utc;
 use crate::app::App;
 use crate::delivery::{self, SendOutcome};
 use crate::digest::{Effective, select};
-use crate::domain::{EditionDate, Paper, PaperId, Status, Subscriber};
+use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
+use crate::metrics;
 use crate::render::{EditionTemplate, RenderError, Rendered};
 use crate::source::SourceError;
 use crate::store::{Delivery, DeliveryState, EditionRecord, StoreError};
@@ -83,7 +84,17 @@ fn choose(
 pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> {
     let started = Instant::now();
     let store = &app.store;
-    let listing = app.source.fetch(date).await?;
+    let listing = match app.source.fetch(date).await {
+        Ok(l) => {
+            app.metrics.fetch_succeeded(Utc::now());
+            store.set_last_fetch_ok(Utc::now())?;
+            l
+        }
+        Err(e) => {
+            app.metrics.fetch_failed(Utc::now(), e.to_string());
+            return Err(e.into());
+        }
+    };
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
@@ -100,7 +111,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     )?);
 
     for s in store.subscribers()? {
-        if s.status != Status::Active {
+        if !s.receives_digests() {
             continue;
         }
         if store.delivery(date, s.id)?.is_some() {
@@ -131,6 +142,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     report.send = delivery::send_pending(app, date, &template).await?;
     let pruned = store.prune(date, app.settings.digest.retention_days)?;
     store.flush().await?;
+    metrics::inc(&app.metrics.editions);
     report.elapsed = started.elapsed();
     tracing::info!(
         edition = %date,
@@ -183,7 +195,7 @@ pub async fn dry_run(
     let template = EditionTemplate::new(date, &edition.papers, app.settings.public_base())?;
     let mut lines = Vec::new();
     for s in app.store.subscribers()? {
-        if s.status != Status::Active {
+        if !s.receives_digests() {
             continue;
         }
         let plan = if let Some(d) = app.store.delivery(date, s.id)? {

@@ -120,6 +120,27 @@ impl Mailer {
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
     }
 
+    /// A mail about the subscription itself (confirm, already subscribed): no list headers.
+    pub fn build_notice(
+        &self,
+        to: &SubscriberEmail,
+        subject: &str,
+        text: String,
+        html: String,
+    ) -> Result<Message, SendError> {
+        Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(None, to.to_address()))
+            .subject(subject)
+            .date_now()
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("Auto-Submitted"),
+                "auto-replied".into(),
+            ))
+            .multipart(MultiPart::alternative_plain_html(text, html))
+            .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+    }
+
     pub async fn send(&self, message: &Message) -> Result<(), SendError> {
         match &self.inner {
             Inner::Smtp(t) => t

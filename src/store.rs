@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
-use crate::domain::{EditionDate, Paper, PaperId, Subscriber, SubscriberEmail, SubscriberId};
+use crate::domain::{
+    EditionDate, Paper, PaperId, Status, Subscriber, SubscriberEmail, SubscriberId,
+};
 
 const SCHEMA_VERSION: u64 = 1;
 
@@ -113,6 +115,7 @@ pub struct Store {
     sent: sled::Tree,
     editions: sled::Tree,
     deliveries: sled::Tree,
+    meta: sled::Tree,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -181,6 +184,7 @@ impl Store {
             sent: db.open_tree("sent")?,
             editions: db.open_tree("editions")?,
             deliveries: db.open_tree("deliveries")?,
+            meta,
             db,
             path,
         })
@@ -274,13 +278,12 @@ impl Store {
     pub fn record_papers(&self, date: EditionDate, papers: &[Paper]) -> Result<()> {
         let mut batch = sled::Batch::default();
         for p in papers {
-            let first_seen = match self.papers.get(p.id.as_str())? {
-                Some(v) => decode::<StoredPaper>("papers", &v)?.first_seen.min(date),
-                None => date,
-            };
-            let last_seen = match self.papers.get(p.id.as_str())? {
-                Some(v) => decode::<StoredPaper>("papers", &v)?.last_seen.max(date),
-                None => date,
+            let (first_seen, last_seen) = match self.papers.get(p.id.as_str())? {
+                Some(v) => {
+                    let old: StoredPaper = decode("papers", &v)?;
+                    (old.first_seen.min(date), old.last_seen.max(date))
+                }
+                None => (date, date),
             };
             let stored = StoredPaper {
                 paper: p.clone(),
@@ -393,6 +396,47 @@ impl Store {
         Ok(())
     }
 
+    /// The newest edition on record: what the subscribe page shows as a sample.
+    pub fn latest_edition(&self) -> Result<Option<EditionRecord>> {
+        self.editions
+            .last()?
+            .map(|(_, v)| decode("editions", &v))
+            .transpose()
+    }
+
+    /// When the source was last fetched successfully, for `/healthz` across restarts.
+    pub fn last_fetch_ok(&self) -> Result<Option<DateTime<Utc>>> {
+        Ok(self
+            .meta
+            .get("last_fetch_ok")?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .and_then(|b| DateTime::from_timestamp(i64::from_be_bytes(b), 0)))
+    }
+
+    pub fn set_last_fetch_ok(&self, at: DateTime<Utc>) -> Result<()> {
+        self.meta
+            .insert("last_fetch_ok", &at.timestamp().to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Subscriber counts by status, for metrics.
+    pub fn count_by_status(&self) -> Result<Vec<(&'static str, usize)>> {
+        let mut counts = [0usize; 4];
+        let all = [
+            Status::Pending,
+            Status::Active,
+            Status::Unsubscribed,
+            Status::Bounced,
+        ];
+        for s in self.subscribers()? {
+            counts[all
+                .iter()
+                .position(|x| *x == s.status)
+                .expect("every status")] += 1;
+        }
+        Ok(all.iter().map(|s| s.as_str()).zip(counts).collect())
+    }
+
     // --- retention -----------------------------------------------------------------------
 
     /// Forgets what can no longer matter: papers not seen on the source for `retention_days`,
@@ -437,7 +481,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Preferences, Status};
+    use crate::domain::Preferences;
 
     fn paper(id: &str, upvotes: u32) -> Paper {
         Paper {

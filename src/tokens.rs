@@ -1,10 +1,12 @@
 //! Signed tokens for the links in emails: unsubscribe, preferences, confirm.
 //!
 //! A token is `base64url(version | purpose | subscriber id | expiry | tag)`, where the tag is
-//! the first 16 bytes of HMAC-SHA256 over everything before it. Nothing is stored per token:
-//! the key alone decides, so a token in a digest keeps working for as long as the
-//! subscription exists, cannot be forged or guessed (128-bit tag), and cannot be used for
-//! another purpose or another subscriber.
+//! the first 16 bytes of HMAC-SHA256 over everything before it and a `binding` value that is
+//! not in the token. Unsubscribe and preferences tokens bind nothing, so the token in a
+//! digest keeps working for as long as the subscription exists. A confirm token binds the
+//! subscriber's current confirmation nonce, which confirming clears: the link works once.
+//! Tokens cannot be forged or guessed (128-bit tag) and cannot be used for another purpose
+//! or another subscriber.
 
 use std::io::Write;
 use std::path::Path;
@@ -87,47 +89,52 @@ impl TokenKey {
         }
     }
 
-    fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
+    fn mac(&self, body: &[u8], binding: u64) -> Hmac<Sha256> {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(body);
+        mac.update(&binding.to_be_bytes());
         mac
     }
 
-    /// A token for `purpose` and `subscriber`; `expires` is required for confirm links.
+    /// A token for `purpose` and `subscriber`, valid until `expires` (if given) and only
+    /// while `binding` stays the same (0 binds nothing).
     pub fn sign(
         &self,
         purpose: Purpose,
         subscriber: SubscriberId,
         expires: Option<DateTime<Utc>>,
+        binding: u64,
     ) -> String {
         let mut raw = Vec::with_capacity(BODY_LEN + TAG_LEN);
         raw.push(VERSION);
         raw.push(purpose as u8);
         raw.extend_from_slice(&subscriber.to_bytes());
         raw.extend_from_slice(&expires.map_or(0, |t| t.timestamp()).to_be_bytes());
-        let tag = self.mac(&raw).finalize().into_bytes();
+        let tag = self.mac(&raw, binding).finalize().into_bytes();
         raw.extend_from_slice(&tag[..TAG_LEN]);
         URL_SAFE_NO_PAD.encode(raw)
     }
 
-    /// Checks a token for `purpose` and returns whose it is.
+    /// Whose token this claims to be, before any check: only for looking up the binding
+    /// to pass to [`TokenKey::verify`].
+    pub fn claimed_subscriber(token: &str) -> Option<SubscriberId> {
+        let raw = decode(token)?;
+        Some(SubscriberId::from_u64(u64::from_be_bytes(
+            raw[2..10].try_into().expect("8 bytes"),
+        )))
+    }
+
+    /// Checks a token for `purpose` and `binding` and returns whose it is.
     pub fn verify(
         &self,
         purpose: Purpose,
         token: &str,
         now: DateTime<Utc>,
+        binding: u64,
     ) -> Result<SubscriberId, TokenError> {
-        if token.len() > 64 {
-            return Err(TokenError::Invalid);
-        }
-        let raw = URL_SAFE_NO_PAD
-            .decode(token.trim())
-            .map_err(|_| TokenError::Invalid)?;
-        if raw.len() != BODY_LEN + TAG_LEN {
-            return Err(TokenError::Invalid);
-        }
+        let raw = decode(token).ok_or(TokenError::Invalid)?;
         let (body, tag) = raw.split_at(BODY_LEN);
-        self.mac(body)
+        self.mac(body, binding)
             .verify_truncated_left(tag)
             .map_err(|_| TokenError::Invalid)?;
         if body[0] != VERSION || body[1] != purpose as u8 {
@@ -142,6 +149,14 @@ impl TokenKey {
     }
 }
 
+fn decode(token: &str) -> Option<Vec<u8>> {
+    if token.len() > 64 {
+        return None;
+    }
+    let raw = URL_SAFE_NO_PAD.decode(token.trim()).ok()?;
+    (raw.len() == BODY_LEN + TAG_LEN).then_some(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,8 +169,11 @@ mod tests {
     #[test]
     fn round_trip() {
         let id = SubscriberId::from_u64(42);
-        let t = key(1).sign(Purpose::Unsubscribe, id, None);
-        assert_eq!(key(1).verify(Purpose::Unsubscribe, &t, Utc::now()), Ok(id));
+        let t = key(1).sign(Purpose::Unsubscribe, id, None, 0);
+        assert_eq!(
+            key(1).verify(Purpose::Unsubscribe, &t, Utc::now(), 0),
+            Ok(id)
+        );
         assert!(
             t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
@@ -165,14 +183,14 @@ mod tests {
     #[test]
     fn bound_to_purpose_key_and_content() {
         let id = SubscriberId::from_u64(42);
-        let t = key(1).sign(Purpose::Unsubscribe, id, None);
+        let t = key(1).sign(Purpose::Unsubscribe, id, None, 0);
         let now = Utc::now();
         assert_eq!(
-            key(1).verify(Purpose::Preferences, &t, now),
+            key(1).verify(Purpose::Preferences, &t, now, 0),
             Err(TokenError::Invalid)
         );
         assert_eq!(
-            key(2).verify(Purpose::Unsubscribe, &t, now),
+            key(2).verify(Purpose::Unsubscribe, &t, now, 0),
             Err(TokenError::Invalid)
         );
         // Flip every bit in turn: no tampered token may pass.
@@ -181,11 +199,15 @@ mod tests {
             let mut m = raw.clone();
             m[i / 8] ^= 1 << (i % 8);
             let forged = URL_SAFE_NO_PAD.encode(m);
-            assert!(key(1).verify(Purpose::Unsubscribe, &forged, now).is_err());
+            assert!(
+                key(1)
+                    .verify(Purpose::Unsubscribe, &forged, now, 0)
+                    .is_err()
+            );
         }
         for junk in ["", "abc", "!!!!", &"A".repeat(500)] {
             assert_eq!(
-                key(1).verify(Purpose::Unsubscribe, junk, now),
+                key(1).verify(Purpose::Unsubscribe, junk, now, 0),
                 Err(TokenError::Invalid)
             );
         }
@@ -195,12 +217,18 @@ mod tests {
     fn confirm_tokens_expire() {
         let id = SubscriberId::from_u64(7);
         let now = Utc::now();
-        let t = key(1).sign(Purpose::Confirm, id, Some(now + Duration::hours(48)));
-        assert_eq!(key(1).verify(Purpose::Confirm, &t, now), Ok(id));
+        let t = key(1).sign(Purpose::Confirm, id, Some(now + Duration::hours(48)), 99);
+        assert_eq!(key(1).verify(Purpose::Confirm, &t, now, 99), Ok(id));
         assert_eq!(
-            key(1).verify(Purpose::Confirm, &t, now + Duration::hours(49)),
+            key(1).verify(Purpose::Confirm, &t, now + Duration::hours(49), 99),
             Err(TokenError::Expired)
         );
+        // Once the nonce changes (the subscriber confirmed), the link is dead.
+        assert_eq!(
+            key(1).verify(Purpose::Confirm, &t, now, 100),
+            Err(TokenError::Invalid)
+        );
+        assert_eq!(TokenKey::claimed_subscriber(&t), Some(id));
     }
 
     #[test]
@@ -210,8 +238,8 @@ mod tests {
         let a = TokenKey::load_or_create(&path).unwrap();
         let b = TokenKey::load_or_create(&path).unwrap();
         let id = SubscriberId::from_u64(1);
-        let t = a.sign(Purpose::Unsubscribe, id, None);
-        assert_eq!(b.verify(Purpose::Unsubscribe, &t, Utc::now()), Ok(id));
+        let t = a.sign(Purpose::Unsubscribe, id, None, 0);
+        assert_eq!(b.verify(Purpose::Unsubscribe, &t, Utc::now(), 0), Ok(id));
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -171,6 +171,9 @@ pub struct Preferences {
     #[serde(default)]
     pub keywords: Keywords,
     pub max_items: Option<u32>,
+    /// No digests until unpaused; nothing else changes.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 impl Preferences {
@@ -188,6 +191,7 @@ impl Preferences {
             min_upvotes,
             keywords,
             max_items,
+            paused: false,
         })
     }
 }
@@ -204,6 +208,14 @@ pub struct Subscriber {
     /// Permanent (5xx) refusals in a row; reset by any accepted digest.
     #[serde(default)]
     pub permanent_failures: u32,
+    /// Set while a confirmation is outstanding; confirm links are bound to it, and
+    /// confirming clears it, so each link works once.
+    #[serde(default)]
+    pub confirm_nonce: Option<u64>,
+    /// When paperboy last mailed this address about the subscription (not digests): at most
+    /// one such mail an hour, whatever is posted to the subscribe form.
+    #[serde(default)]
+    pub last_notice_at: Option<DateTime<Utc>>,
 }
 
 impl Subscriber {
@@ -222,7 +234,31 @@ impl Subscriber {
             confirmed_at: confirmed.then_some(now),
             unsubscribed_at: None,
             permanent_failures: 0,
+            confirm_nonce: None,
+            last_notice_at: None,
         }
+    }
+
+    /// Whether digests go to this subscriber now.
+    pub fn receives_digests(&self) -> bool {
+        self.status == Status::Active && !self.preferences.paused
+    }
+
+    /// Makes the subscriber active (the address owner confirmed) and kills the confirm link.
+    pub fn confirm(&mut self, now: DateTime<Utc>) {
+        self.status = Status::Active;
+        self.confirmed_at = Some(now);
+        self.unsubscribed_at = None;
+        self.permanent_failures = 0;
+        self.confirm_nonce = None;
+    }
+
+    pub fn unsubscribe(&mut self, now: DateTime<Utc>) {
+        if self.status != Status::Unsubscribed {
+            self.status = Status::Unsubscribed;
+            self.unsubscribed_at = Some(now);
+        }
+        self.confirm_nonce = None;
     }
 }
 

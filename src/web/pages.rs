@@ -1,0 +1,455 @@
+//! The handlers behind each route.
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Form;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use serde::Deserialize;
+
+use super::forms::{FormValues, PreferencesForm, SubscribeForm};
+use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
+use crate::app::App;
+use crate::domain::{MAX_ITEMS_CAP, Status, Subscriber};
+use crate::metrics;
+use crate::notices::{self, Notice};
+use crate::tokens::{Purpose, TokenError, TokenKey};
+
+type Shared = State<Arc<WebState>>;
+
+/// At most one mail about the subscription per address per hour, whatever is posted.
+const NOTICE_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
+const SAMPLE_SIZE: usize = 5;
+
+#[derive(Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+#[derive(Deserialize)]
+pub struct TokenForm {
+    #[serde(default)]
+    token: String,
+}
+
+pub struct SampleView {
+    pub title: String,
+    pub url: String,
+    pub upvotes: u32,
+    pub organization: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "web/index.html")]
+struct IndexPage {
+    cadence: String,
+    form: FormValues,
+    errors: Vec<String>,
+    sample: Vec<SampleView>,
+    sample_date: Option<String>,
+    max_items_cap: u32,
+    max_items_default: u32,
+}
+
+#[derive(Template)]
+#[template(path = "web/action.html")]
+struct ActionPage {
+    heading: String,
+    explanation: String,
+    action: String,
+    hidden: Vec<(String, String)>,
+    button: String,
+}
+
+#[derive(Template)]
+#[template(path = "web/preferences.html")]
+struct PreferencesPage {
+    email: String,
+    form: FormValues,
+    errors: Vec<String>,
+    saved: bool,
+    action: String,
+    unsubscribe_url: String,
+    min_upvotes_default: u32,
+    max_items_default: u32,
+    max_items_cap: u32,
+}
+
+/// "every weekday at 08:00 UTC" is hard to say for any cron line; the next time is not.
+fn cadence(app: &App) -> String {
+    let tz = app.settings.timezone().expect("validated at start");
+    let next = cron::Schedule::from_str(&app.settings.schedule.cron)
+        .ok()
+        .and_then(|s| s.upcoming(tz).next());
+    match next {
+        Some(t) => format!(
+            "the next one goes out on {} at {} ({})",
+            t.format("%A, %B %-d"),
+            t.format("%H:%M"),
+            app.settings.schedule.timezone
+        ),
+        None => "on the operator's schedule".into(),
+    }
+}
+
+fn index_page(app: &App, form: FormValues, errors: Vec<String>) -> Result<IndexPage, WebError> {
+    let latest = app.store.latest_edition()?;
+    let (sample, sample_date) = match latest {
+        Some(edition) => {
+            let mut papers: Vec<_> = edition.papers.iter().collect();
+            papers.sort_by_key(|p| std::cmp::Reverse(p.upvotes));
+            let sample = papers
+                .into_iter()
+                .take(SAMPLE_SIZE)
+                .map(|p| SampleView {
+                    title: p.title.clone(),
+                    url: p.id.hf_url(),
+                    upvotes: p.upvotes,
+                    organization: p.organization.clone(),
+                })
+                .collect();
+            (sample, Some(edition.date.long()))
+        }
+        None => (Vec::new(), None),
+    };
+    Ok(IndexPage {
+        cadence: cadence(app),
+        form,
+        errors,
+        sample,
+        sample_date,
+        max_items_cap: MAX_ITEMS_CAP,
+        max_items_default: app.settings.digest.max_items,
+    })
+}
+
+pub async fn index(State(state): Shared) -> Result<Response, WebError> {
+    let p = index_page(&state.app, FormValues::default(), Vec::new())?;
+    Ok(page(StatusCode::OK, &p))
+}
+
+pub async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+/// The one answer to every accepted subscribe request, whoever the address belongs to.
+fn check_your_inbox() -> Response {
+    page(
+        StatusCode::OK,
+        &MessagePage::new(
+            "Check your inbox",
+            &[
+                "If the address can receive mail, a message is on its way to it. Open it and confirm to start getting trending papers.",
+                "Nothing arrives? Look in the spam folder, or try again in an hour.",
+            ],
+        )
+        .with_link("/", "Back to the start page"),
+    )
+}
+
+pub async fn subscribe(
+    State(state): Shared,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    form: Result<Form<SubscribeForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let app = &state.app;
+    metrics::inc(&app.metrics.subscribe_requests);
+    let Form(form) = form.map_err(form_rejection)?;
+    if !state.limits.allow_client(client_ip(app, peer, &headers)) {
+        metrics::inc(&app.metrics.rate_limited);
+        return Err(WebError::RateLimited);
+    }
+    state.limits.shrink();
+    if !form.website.is_empty() {
+        // A bot filled in the hidden field: answer as usual, do nothing.
+        return Ok(check_your_inbox());
+    }
+    let (email, prefs) = match form.parse() {
+        Ok(ok) => ok,
+        Err(errors) => {
+            let p = index_page(app, form.values(), errors)?;
+            return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &p));
+        }
+    };
+    if !state.limits.allow_address(email.as_str()) {
+        metrics::inc(&app.metrics.rate_limited);
+        return Err(WebError::RateLimited);
+    }
+
+    let notice = {
+        let _guard = state.subscribe_lock.lock().await;
+        let now = Utc::now();
+        let may_notify = |s: &Subscriber| {
+            s.last_notice_at
+                .is_none_or(|t| now.signed_duration_since(t) >= NOTICE_INTERVAL)
+        };
+        let (mut s, notice) = match app.store.subscriber(&email)? {
+            None => {
+                let mut s = Subscriber::new(email.clone(), prefs, false);
+                s.confirm_nonce = Some(new_nonce());
+                app.store.add_subscriber(&s)?;
+                (s, Some(Notice::Confirm))
+            }
+            Some(s) if s.status == Status::Active => {
+                let n = may_notify(&s).then_some(Notice::AlreadySubscribed);
+                (s, n)
+            }
+            Some(mut s) => {
+                // Pending, unsubscribed or bounced: they confirm (again) to get digests.
+                s.preferences = prefs;
+                s.confirm_nonce.get_or_insert_with(new_nonce);
+                let n = may_notify(&s).then_some(Notice::Confirm);
+                (s, n)
+            }
+        };
+        if notice.is_some() {
+            s.last_notice_at = Some(now);
+        }
+        app.store.update_subscriber(&s)?;
+        app.store.flush().await?;
+        notice.map(|n| (s, n))
+    };
+
+    if let Some((s, notice)) = notice {
+        // Sent in the background: the answer must not take longer for one kind of
+        // address than for another.
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = notices::send(&app, &s, notice).await {
+                tracing::warn!(domain = %s.email.domain(), error = %e, ?notice, "could not send a subscription mail");
+            }
+        });
+    }
+    Ok(check_your_inbox())
+}
+
+fn new_nonce() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
+/// The subscriber a confirm token belongs to, if the token is valid now.
+fn confirm_target(app: &App, token: &str) -> Result<Subscriber, WebError> {
+    let sid = TokenKey::claimed_subscriber(token).ok_or(WebError::BadToken)?;
+    let s = app.store.subscriber_by_id(sid)?.ok_or(WebError::BadToken)?;
+    let nonce = s.confirm_nonce.ok_or(WebError::BadToken)?;
+    app.tokens
+        .verify(Purpose::Confirm, token, Utc::now(), nonce)
+        .map_err(|_: TokenError| WebError::BadToken)?;
+    Ok(s)
+}
+
+/// Shows a button; following the link alone changes nothing, since mail scanners follow
+/// links too.
+pub async fn confirm_page(
+    State(state): Shared,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, WebError> {
+    confirm_target(&state.app, &q.token)?;
+    Ok(page(
+        StatusCode::OK,
+        &ActionPage {
+            heading: "Confirm your subscription".into(),
+            explanation: "One click and trending papers start arriving with the next edition."
+                .into(),
+            action: "/confirm".into(),
+            hidden: vec![("token".into(), q.token)],
+            button: "Confirm subscription".into(),
+        },
+    ))
+}
+
+pub async fn confirm(
+    State(state): Shared,
+    form: Result<Form<TokenForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let Form(form) = form.map_err(form_rejection)?;
+    let app = &state.app;
+    let mut s = confirm_target(app, &form.token)?;
+    s.confirm(Utc::now());
+    app.store.update_subscriber(&s)?;
+    app.store.flush().await?;
+    tracing::info!(domain = %s.email.domain(), "subscription confirmed");
+    let prefs = app.personal(&s).preferences_url;
+    Ok(page(
+        StatusCode::OK,
+        &MessagePage::new(
+            "You are subscribed",
+            &["Trending papers will arrive with the next edition. Every digest has links to change your preferences or to leave with one click."],
+        )
+        .with_link(&prefs, "Set keywords and how many papers you get"),
+    ))
+}
+
+/// The subscriber of an unsubscribe or preferences token. A valid token for an address that
+/// no longer exists is "not found"; anything else wrong with it is "not valid".
+fn token_owner(app: &App, purpose: Purpose, token: &str) -> Result<Subscriber, WebError> {
+    let sid = app
+        .tokens
+        .verify(purpose, token, Utc::now(), 0)
+        .map_err(|_| WebError::BadToken)?;
+    app.store.subscriber_by_id(sid)?.ok_or(WebError::NotFound)
+}
+
+pub async fn unsubscribe_page(
+    State(state): Shared,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, WebError> {
+    let s = token_owner(&state.app, Purpose::Unsubscribe, &q.token)?;
+    Ok(page(
+        StatusCode::OK,
+        &ActionPage {
+            heading: "Unsubscribe".into(),
+            explanation: format!(
+                "Stop sending trending papers to {}? You can subscribe again at any time.",
+                s.email
+            ),
+            action: format!("/unsubscribe?token={}", q.token),
+            hidden: vec![("List-Unsubscribe".into(), "One-Click".into())],
+            button: "Unsubscribe".into(),
+        },
+    ))
+}
+
+/// RFC 8058 one-click: a POST to the exact URL of the `List-Unsubscribe` header, with the
+/// body `List-Unsubscribe=One-Click`, unsubscribes at once, with no cookie and no redirect.
+/// The page's own button posts the same. The body is not needed to act.
+pub async fn unsubscribe(
+    State(state): Shared,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, WebError> {
+    let app = &state.app;
+    let mut s = token_owner(app, Purpose::Unsubscribe, &q.token)?;
+    if s.status != Status::Unsubscribed {
+        s.unsubscribe(Utc::now());
+        app.store.update_subscriber(&s)?;
+        app.store.flush().await?;
+        tracing::info!(domain = %s.email.domain(), "unsubscribed");
+    }
+    Ok(page(
+        StatusCode::OK,
+        &MessagePage::new(
+            "You are unsubscribed",
+            &["No more digests will be sent to this address. Changed your mind? Subscribe again from the start page."],
+        )
+        .with_link("/", "Subscribe again"),
+    ))
+}
+
+fn preferences_view(
+    app: &App,
+    s: &Subscriber,
+    token: &str,
+    form: FormValues,
+    errors: Vec<String>,
+    saved: bool,
+) -> PreferencesPage {
+    PreferencesPage {
+        email: s.email.to_string(),
+        form,
+        errors,
+        saved,
+        action: format!("/preferences?token={token}"),
+        unsubscribe_url: app.personal(s).unsubscribe_url,
+        min_upvotes_default: app.settings.digest.min_upvotes,
+        max_items_default: app.settings.digest.max_items,
+        max_items_cap: MAX_ITEMS_CAP,
+    }
+}
+
+pub async fn preferences_page(
+    State(state): Shared,
+    Query(q): Query<TokenQuery>,
+) -> Result<Response, WebError> {
+    let app = &state.app;
+    let s = token_owner(app, Purpose::Preferences, &q.token)?;
+    let values = FormValues::from_preferences(&s.preferences);
+    Ok(page(
+        StatusCode::OK,
+        &preferences_view(app, &s, &q.token, values, Vec::new(), false),
+    ))
+}
+
+pub async fn save_preferences(
+    State(state): Shared,
+    Query(q): Query<TokenQuery>,
+    form: Result<Form<PreferencesForm>, FormRejection>,
+) -> Result<Response, WebError> {
+    let app = &state.app;
+    let mut s = token_owner(app, Purpose::Preferences, &q.token)?;
+    let Form(form) = form.map_err(form_rejection)?;
+    match form.parse() {
+        Err(errors) => Ok(page(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &preferences_view(app, &s, &q.token, form.values(), errors, false),
+        )),
+        Ok(prefs) => {
+            s.preferences = prefs;
+            app.store.update_subscriber(&s)?;
+            app.store.flush().await?;
+            let values = FormValues::from_preferences(&s.preferences);
+            Ok(page(
+                StatusCode::OK,
+                &preferences_view(app, &s, &q.token, values, Vec::new(), true),
+            ))
+        }
+    }
+}
+
+/// 200 when the store answers and the source was fetched successfully lately; 503 with the
+/// reason otherwise. A daemon that has not fetched yet is healthy.
+pub async fn healthz(State(state): Shared) -> Response {
+    let app = &state.app;
+    let text = |code: StatusCode, body: String| {
+        (
+            code,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            body + "\n",
+        )
+            .into_response()
+    };
+    if let Err(e) = app.store.last_fetch_ok() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unusable: {e}"),
+        );
+    }
+    if let Some((at, error)) = app.metrics.last_fetch_error() {
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("last fetch failed at {}: {error}", at.to_rfc3339()),
+        );
+    }
+    let max_age = chrono::Duration::hours(app.settings.web.health_max_fetch_age_hours.into());
+    match app.metrics.last_fetch_ok() {
+        Some(at) if Utc::now().signed_duration_since(at) > max_age => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no successful fetch since {}", at.to_rfc3339()),
+        ),
+        Some(at) => text(
+            StatusCode::OK,
+            format!("ok: last successful fetch at {}", at.to_rfc3339()),
+        ),
+        None => text(StatusCode::OK, "ok: no fetch yet".into()),
+    }
+}
+
+pub async fn metrics(State(state): Shared) -> Result<Response, WebError> {
+    let app = &state.app;
+    let counts = app.store.count_by_status()?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        app.metrics.render(&counts),
+    )
+        .into_response())
+}
