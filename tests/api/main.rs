@@ -5,3 +5,4 @@ mod cli;
 mod digest;
 mod faults;
 mod helpers;
+mod web;

@@ -1,0 +1,592 @@
+//! The web side over HTTP: an in-process `serve` on a loopback port, a real SMTP sink.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use paperboy::app::App;
+use paperboy::config::Settings;
+use paperboy::domain::{EditionDate, Status, SubscriberEmail, SubscriberId};
+use paperboy::startup::Application;
+use paperboy::tokens::Purpose;
+
+use crate::helpers::{PageServer, Received, Reply, SmtpSink, fixture, free_port};
+
+pub struct WebApp {
+    pub base: String,
+    pub app: Arc<App>,
+    pub sink: SmtpSink,
+    pub pages: PageServer,
+    pub http: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Starts `serve` in this process; `web_extra` are more `[web]` keys.
+pub async fn spawn_web(web_extra: &str) -> WebApp {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
+    let sink = SmtpSink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let toml = format!(
+        r#"data_dir = "{data}"
+public_url = "http://127.0.0.1:{port}"
+
+[source]
+url = "{source}"
+timeout_secs = 5
+
+[schedule]
+cron = "0 0 8 1 1 * 2099"
+
+[mail]
+transport = "smtp"
+
+[mail.smtp]
+port = {smtp}
+timeout_secs = 5
+max_attempts = 2
+
+[web]
+listen = "127.0.0.1:{port}"
+{web_extra}
+"#,
+        data = dir.path().join("data").display(),
+        source = pages.url(),
+        smtp = sink.port,
+    );
+    let settings = Settings::from_toml(&toml).unwrap();
+    settings.validate().unwrap();
+    let application = Application::build(settings).await.unwrap();
+    assert_eq!(application.port(), port);
+    let app = application.app();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(application.run_until_stopped(async {
+        let _ = rx.await;
+    }));
+    WebApp {
+        base: format!("http://127.0.0.1:{port}"),
+        app,
+        sink,
+        pages,
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        stop: Some(tx),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl WebApp {
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .form(fields)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path_or_url: &str) -> reqwest::Response {
+        let url = if path_or_url.starts_with("http") {
+            path_or_url.to_string()
+        } else {
+            format!("{}{path_or_url}", self.base)
+        };
+        self.http.get(url).send().await.unwrap()
+    }
+
+    pub async fn subscribe(&self, email: &str) -> reqwest::Response {
+        self.post_form(
+            "/subscribe",
+            &[
+                ("email", email),
+                ("keywords", ""),
+                ("min_upvotes", ""),
+                ("max_items", ""),
+            ],
+        )
+        .await
+    }
+
+    pub fn status_of(&self, email: &str) -> Option<Status> {
+        let e = SubscriberEmail::parse(email).unwrap();
+        self.app.store.subscriber(&e).unwrap().map(|s| s.status)
+    }
+
+    /// Waits (bounded) until the sink holds `n` messages, and returns them.
+    pub async fn wait_for_mail(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let messages = self.sink.messages();
+            if messages.len() >= n || Instant::now() > deadline {
+                assert_eq!(messages.len(), n, "messages in the sink");
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn run_edition(&self, date: &str) {
+        let date = EditionDate::parse(date).unwrap();
+        paperboy::edition::run(&self.app, date).await.unwrap();
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        let server = self.server.take().unwrap();
+        tokio::time::timeout(Duration::from_secs(20), server)
+            .await
+            .expect("serve stops in time")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// The first line of a text part that holds a link to `path`.
+pub fn link_in(m: &Received, path: &str) -> String {
+    m.part("text/plain")
+        .split_whitespace()
+        .find(|w| w.contains(path) && w.starts_with("http"))
+        .unwrap_or_else(|| panic!("no {path} link"))
+        .to_string()
+}
+
+pub fn token_of(url: &str) -> String {
+    url.split("token=").nth(1).unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_whole_journey() {
+    let w = spawn_web("").await;
+    let page = w.get("/").await;
+    assert_eq!(page.status(), 200);
+    let body = page.text().await.unwrap();
+    assert!(body.contains("name=\"email\"") && body.contains("action=\"/subscribe\""));
+
+    let r = w
+        .post_form(
+            "/subscribe",
+            &[
+                ("email", "Reader@Example.org"),
+                ("keywords", ""),
+                ("min_upvotes", "100"),
+                ("max_items", "3"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.status_of("reader@example.org"), Some(Status::Pending));
+    let mail = w.wait_for_mail(1).await;
+    assert_eq!(mail[0].recipients, ["reader@example.org"]);
+    let confirm_url = link_in(&mail[0], "/confirm?token=");
+    assert!(confirm_url.starts_with(&w.base));
+
+    // Following the link shows a button and changes nothing.
+    let r = w.get(&confirm_url).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("method=\"post\""));
+    assert_eq!(w.status_of("reader@example.org"), Some(Status::Pending));
+
+    // Nothing goes to a pending subscriber.
+    w.run_edition("2025-12-08").await;
+    assert_eq!(w.sink.messages().len(), 1);
+
+    let r = w
+        .post_form("/confirm", &[("token", &token_of(&confirm_url))])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.status_of("reader@example.org"), Some(Status::Active));
+
+    w.pages.serve_fixture("trending-2025-12-09.html");
+    w.run_edition("2025-12-09").await;
+    let mail = w.wait_for_mail(2).await;
+    let digest = mail
+        .iter()
+        .find(|m| m.header("List-Unsubscribe").is_some())
+        .unwrap();
+    assert_eq!(digest.paper_ids().len(), 3, "their own preferences apply");
+    let header = digest.header("List-Unsubscribe").unwrap();
+    let unsubscribe_url = header.trim_start_matches('<').trim_end_matches('>');
+
+    // The one-click POST of RFC 8058, exactly as a mail provider sends it.
+    let r = w
+        .http
+        .post(unsubscribe_url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("List-Unsubscribe=One-Click")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "200 without a redirect");
+    assert_eq!(
+        w.status_of("reader@example.org"),
+        Some(Status::Unsubscribed)
+    );
+
+    // The next edition has new papers, but not for them.
+    let entry =
+        serde_json::json!({"paper": {"id": "2512.10001", "title": "A new one", "upvotes": 500}});
+    w.pages.set(Reply::Page(crate::helpers::island_page(
+        "2025-12-10",
+        true,
+        &[entry],
+    )));
+    w.run_edition("2025-12-10").await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(w.sink.messages().len(), 2);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_answers_the_same_whoever_the_address_is() {
+    let w = spawn_web("").await;
+    // One address in each state, set up directly.
+    for (email, status) in [
+        ("pending@example.org", Status::Pending),
+        ("active@example.org", Status::Active),
+        ("gone@example.org", Status::Unsubscribed),
+    ] {
+        let mut s = paperboy::domain::Subscriber::new(
+            SubscriberEmail::parse(email).unwrap(),
+            Default::default(),
+            false,
+        );
+        s.status = status;
+        w.app.store.add_subscriber(&s).unwrap();
+    }
+    let mut bodies = Vec::new();
+    for email in [
+        "new@example.org",
+        "pending@example.org",
+        "active@example.org",
+        "gone@example.org",
+    ] {
+        let r = w.subscribe(email).await;
+        assert_eq!(r.status(), 200);
+        let headers: Vec<_> = r
+            .headers()
+            .iter()
+            .filter(|(k, _)| *k != "date")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        bodies.push((headers, r.bytes().await.unwrap()));
+    }
+    assert!(
+        bodies.windows(2).all(|w| w[0] == w[1]),
+        "responses differ by address state"
+    );
+
+    // Each got exactly one mail; the active one a note, not a confirmation.
+    let mail = w.wait_for_mail(4).await;
+    let active = mail
+        .iter()
+        .find(|m| m.recipients == ["active@example.org"])
+        .unwrap();
+    assert!(
+        active
+            .header("Subject")
+            .unwrap()
+            .contains("already subscribed")
+    );
+    assert!(active.part("text/plain").contains("/preferences?token="));
+    // Resubscribing goes through confirmation again.
+    assert_eq!(w.status_of("gone@example.org"), Some(Status::Unsubscribed));
+
+    // Whatever is posted, one mail per address per hour.
+    for _ in 0..3 {
+        assert_eq!(w.subscribe("new@example.org").await.status(), 200);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(w.sink.messages().len(), 4);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_and_used_tokens_change_nothing() {
+    let w = spawn_web("").await;
+    w.subscribe("ann@example.org").await;
+    let mail = w.wait_for_mail(1).await;
+    let confirm_token = token_of(&link_in(&mail[0], "/confirm?token="));
+    let ann = w
+        .app
+        .store
+        .subscriber(&SubscriberEmail::parse("ann@example.org").unwrap())
+        .unwrap()
+        .unwrap();
+
+    // Tampered, truncated, wrong purpose, expired: all 400, nothing changes.
+    let mut tampered = confirm_token.clone().into_bytes();
+    tampered[12] = if tampered[12] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let unsubscribe_token = w.app.tokens.sign(Purpose::Unsubscribe, ann.id, None, 0);
+    let expired = w.app.tokens.sign(
+        Purpose::Confirm,
+        ann.id,
+        Some(Utc::now() - chrono::Duration::hours(1)),
+        ann.confirm_nonce.unwrap(),
+    );
+    for bad in [
+        tampered.as_str(),
+        &confirm_token[..20],
+        "",
+        &unsubscribe_token,
+        &expired,
+        "<script>",
+    ] {
+        let r = w.post_form("/confirm", &[("token", bad)]).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains("This link does not work") && !body.contains("<script>"));
+        assert_eq!(w.get(&format!("/confirm?token={bad}")).await.status(), 400);
+    }
+    assert_eq!(w.status_of("ann@example.org"), Some(Status::Pending));
+
+    // The real one works once.
+    assert_eq!(
+        w.post_form("/confirm", &[("token", &confirm_token)])
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        w.post_form("/confirm", &[("token", &confirm_token)])
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(w.status_of("ann@example.org"), Some(Status::Active));
+
+    // GET never unsubscribes; a tampered unsubscribe token is refused; a valid token for
+    // an address that no longer exists finds nothing.
+    let unsubscribe = format!("/unsubscribe?token={unsubscribe_token}");
+    let r = w.get(&unsubscribe).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("List-Unsubscribe"));
+    assert_eq!(w.status_of("ann@example.org"), Some(Status::Active));
+    let forged = w.app.tokens.sign(Purpose::Preferences, ann.id, None, 0);
+    assert_eq!(
+        w.post_form(&format!("/unsubscribe?token={forged}"), &[])
+            .await
+            .status(),
+        400
+    );
+    let stranger = w
+        .app
+        .tokens
+        .sign(Purpose::Unsubscribe, SubscriberId::from_u64(7), None, 0);
+    assert_eq!(
+        w.post_form(&format!("/unsubscribe?token={stranger}"), &[])
+            .await
+            .status(),
+        404
+    );
+    assert_eq!(w.status_of("ann@example.org"), Some(Status::Active));
+    // The page's own button posts List-Unsubscribe=One-Click to the same URL.
+    let r = w
+        .post_form(&unsubscribe, &[("List-Unsubscribe", "One-Click")])
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.status_of("ann@example.org"), Some(Status::Unsubscribed));
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_page_saying_what_is_wrong() {
+    let w = spawn_web("").await;
+    let r = w
+        .post_form(
+            "/subscribe",
+            &[
+                ("email", "\"><script>x</script>"),
+                ("keywords", "a,b"),
+                ("min_upvotes", "lots"),
+                ("max_items", "99"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body = r.text().await.unwrap();
+    assert!(
+        body.contains("Email address")
+            && body.contains("Minimum upvotes")
+            && body.contains("Papers per digest")
+    );
+    assert!(!body.contains("<script>x"), "the refilled form is escaped");
+    assert!(body.contains("value=\"a,b\""), "the form is refilled");
+    let long = format!("{}@example.org", "a".repeat(300));
+    assert_eq!(w.subscribe(&long).await.status(), 422);
+    let huge = "x".repeat(64 * 1024);
+    assert_eq!(
+        w.post_form("/subscribe", &[("email", &huge)])
+            .await
+            .status(),
+        413
+    );
+    let r = w
+        .http
+        .post(format!("{}/subscribe", w.base))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(w.get("/nope").await.status(), 404);
+    // The honeypot: same answer, no mail, no subscriber.
+    let r = w
+        .post_form(
+            "/subscribe",
+            &[("email", "bot@example.org"), ("website", "http://spam")],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(w.status_of("bot@example.org"), None);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(w.sink.messages().is_empty());
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_is_rate_limited() {
+    let w = spawn_web("subscribe_per_ip_per_hour = 3\nsubscribe_per_address_per_hour = 2").await;
+    assert_eq!(w.subscribe("a@example.org").await.status(), 200);
+    assert_eq!(w.subscribe("a@example.org").await.status(), 200);
+    let r = w.subscribe("a@example.org").await;
+    assert_eq!(r.status(), 429, "per address");
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(r.text().await.unwrap().contains("Too many requests"));
+    assert_eq!(
+        w.subscribe("b@example.org").await.status(),
+        429,
+        "per client"
+    );
+    let metrics = w.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("paperboy_rate_limited_total 2"),
+        "{metrics}"
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preferences_change_the_next_digest() {
+    let w = spawn_web("").await;
+    let mut s = paperboy::domain::Subscriber::new(
+        SubscriberEmail::parse("ann@example.org").unwrap(),
+        Default::default(),
+        true,
+    );
+    s.preferences.max_items = Some(10);
+    w.app.store.add_subscriber(&s).unwrap();
+    let url = w.app.personal(&s).preferences_url;
+    let r = w.get(&url).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("value=\"10\""));
+    let path = url.trim_start_matches(&w.base);
+    let r = w
+        .post_form(
+            path,
+            &[("keywords", "x"), ("min_upvotes", "-1"), ("max_items", "")],
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let r = w
+        .post_form(
+            path,
+            &[
+                ("keywords", "Diffusion"),
+                ("min_upvotes", ""),
+                ("max_items", "2"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Saved"));
+    w.run_edition("2025-12-08").await;
+    let mail = w.wait_for_mail(1).await;
+    assert!(mail[0].paper_ids().len() <= 2);
+    // Paused: no digest.
+    w.post_form(path, &[("keywords", ""), ("paused", "on")])
+        .await;
+    w.pages.serve_fixture("trending-2025-12-09.html");
+    w.run_edition("2025-12-09").await;
+    assert_eq!(w.sink.messages().len(), 1);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_metrics_tell_the_operator() {
+    let w = spawn_web("").await;
+    let r = w.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    w.pages.set(Reply::Status(500));
+    let date = EditionDate::parse("2025-12-08").unwrap();
+    assert!(paperboy::edition::run(&w.app, date).await.is_err());
+    let r = w.get("/healthz").await;
+    assert_eq!(r.status(), 503);
+    assert!(r.text().await.unwrap().contains("HTTP 500"));
+    w.pages.serve_fixture("trending-2025-12-08.html");
+    w.run_edition("2025-12-08").await;
+    assert_eq!(w.get("/healthz").await.status(), 200);
+    let m = w.get("/metrics").await;
+    assert!(
+        m.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = m.text().await.unwrap();
+    assert!(text.contains("paperboy_fetch_errors_total 1"), "{text}");
+    assert!(text.contains("paperboy_subscribers{status=\"active\"} 0"));
+    assert!(!text.contains("paperboy_last_fetch_success_timestamp_seconds 0\n"));
+    w.stop().await;
+}
+
+/// The real binary: `serve` comes up, answers, and exits 0 on SIGTERM.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_cleanly_on_sigterm() {
+    let app = crate::helpers::TestApp::new("http://127.0.0.1:9/x", free_port(), "");
+    let port = free_port();
+    let text = std::fs::read_to_string(&app.config).unwrap();
+    std::fs::write(
+        &app.config,
+        format!("{text}\n[web]\nlisten = \"127.0.0.1:{port}\"\n"),
+    )
+    .unwrap();
+    let mut child = app.command(&["serve"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let client = reqwest::Client::new();
+    loop {
+        if let Ok(r) = client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+        {
+            assert_eq!(r.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "{status:?}");
+}
