@@ -1,12 +1,13 @@
 //! Everything a command needs, opened once from the settings.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
 use crate::config::Settings;
 use crate::digest::Effective;
-use crate::domain::Subscriber;
+use crate::domain::{EditionDate, Paper, Subscriber};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::render::Personal;
@@ -23,6 +24,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Set on shutdown: no new message is started, those in flight finish and are recorded.
     stopping: AtomicBool,
+    /// The papers of the last successful fetch, for the subscribe page's sample.
+    latest: Mutex<Option<(EditionDate, Vec<Paper>)>>,
 }
 
 impl App {
@@ -41,12 +44,22 @@ impl App {
         Ok(Self {
             metrics,
             stopping: AtomicBool::new(false),
+            latest: Mutex::new(None),
             source: HfSource::new(&settings.source)?,
             mailer: Mailer::from_settings(&settings)?,
             store,
             tokens,
             settings,
         })
+    }
+
+    pub fn set_latest(&self, date: EditionDate, papers: Vec<Paper>) {
+        *self.latest.lock().expect("not poisoned") = Some((date, papers));
+    }
+
+    /// The papers of the last successful fetch of this process, if any.
+    pub fn latest(&self) -> Option<(EditionDate, Vec<Paper>)> {
+        self.latest.lock().expect("not poisoned").clone()
     }
 
     pub fn request_stop(&self) {

@@ -164,7 +164,10 @@ async fn send_one(
         });
     let message = match message {
         Ok(m) => m,
-        Err(e) => return fail_permanently(app, d, &mut sub, e.to_string()).await,
+        Err(e) => {
+            let e = sub.email.redact_in(&e.to_string());
+            return fail_permanently(app, d, &mut sub, e).await;
+        }
     };
 
     d.state = DeliveryState::Sending;
@@ -188,8 +191,12 @@ async fn send_one(
             tracing::debug!(edition = %d.date, %domain, papers = d.papers.len(), "digest accepted");
             Ok(Outcome::Sent)
         }
-        Err(SendError::Permanent(e)) => fail_permanently(app, d, &mut sub, e).await,
+        Err(SendError::Permanent(e)) => {
+            let e = sub.email.redact_in(&e);
+            fail_permanently(app, d, &mut sub, e).await
+        }
         Err(SendError::Transient(e)) => {
+            let e = sub.email.redact_in(&e);
             d.state = DeliveryState::Pending;
             d.last_error = Some(e.clone());
             d.updated_at = Utc::now();

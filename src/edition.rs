@@ -88,6 +88,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
         Ok(l) => {
             app.metrics.fetch_succeeded(Utc::now());
             store.set_last_fetch_ok(Utc::now())?;
+            app.set_latest(date, l.papers.clone());
             l
         }
         Err(e) => {

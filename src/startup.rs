@@ -73,12 +73,31 @@ impl Application {
             let _ = web_stop.wait_for(|s| *s).await;
         });
         tracing::info!(addr = %self.addr, "serving");
+        tokio::spawn(first_look(self.app.clone()));
         let scheduler = crate::schedule::run(self.app.clone(), stop_rx);
         let (web, ()) = tokio::join!(async { web.await }, scheduler);
         web.context("the web server failed")?;
         self.app.store.flush().await?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Reads the page once at start, sending nothing: the subscribe page gets its sample and
+/// `/healthz` learns at once whether the source is reachable.
+async fn first_look(app: Arc<App>) {
+    let tz = app.settings.timezone().expect("validated at start");
+    let today = crate::domain::EditionDate::today_in(tz);
+    match app.source.fetch(today).await {
+        Ok(listing) => {
+            app.metrics.fetch_succeeded(chrono::Utc::now());
+            tracing::info!(papers = listing.papers.len(), "source reachable");
+            app.set_latest(today, listing.papers);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the source cannot be read right now");
+            app.metrics.fetch_failed(chrono::Utc::now(), e.to_string());
+        }
     }
 }
 

@@ -73,6 +73,19 @@ impl SubscriberEmail {
         self.0.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
     }
 
+    /// `text` with this address replaced by `…@domain`: server replies often quote the
+    /// recipient, and such text ends up in logs.
+    pub fn redact_in(&self, text: &str) -> String {
+        let masked = format!("…@{}", self.domain());
+        let mut out = text.replace(&self.0, &masked);
+        // Servers may echo the address in the case it was typed in.
+        let lower = out.to_lowercase();
+        if let Some(i) = lower.find(&self.0) {
+            out.replace_range(i..i + self.0.len(), &masked);
+        }
+        out
+    }
+
     pub fn to_address(&self) -> lettre::Address {
         lettre::Address::from_str(&self.0).expect("checked in parse")
     }
@@ -108,6 +121,16 @@ mod tests {
         let e = SubscriberEmail::parse("  Ada.Lovelace+papers@Example.ORG ").unwrap();
         assert_eq!(e.as_str(), "ada.lovelace+papers@example.org");
         assert_eq!(e.domain(), "example.org");
+    }
+
+    #[test]
+    fn redacts_itself_from_text() {
+        let e = SubscriberEmail::parse("ann@example.org").unwrap();
+        assert_eq!(
+            e.redact_in("550 5.1.1 <ann@example.org>: unknown"),
+            "550 5.1.1 <…@example.org>: unknown"
+        );
+        assert_eq!(e.redact_in("<Ann@Example.org> no"), "<…@example.org> no");
     }
 
     #[test]

@@ -100,10 +100,13 @@ fn cadence(app: &App) -> String {
 }
 
 fn index_page(app: &App, form: FormValues, errors: Vec<String>) -> Result<IndexPage, WebError> {
-    let latest = app.store.latest_edition()?;
+    let latest = match app.latest() {
+        Some(l) => Some(l),
+        None => app.store.latest_edition()?.map(|e| (e.date, e.papers)),
+    };
     let (sample, sample_date) = match latest {
-        Some(edition) => {
-            let mut papers: Vec<_> = edition.papers.iter().collect();
+        Some((date, papers)) => {
+            let mut papers: Vec<_> = papers.iter().collect();
             papers.sort_by_key(|p| std::cmp::Reverse(p.upvotes));
             let sample = papers
                 .into_iter()
@@ -115,7 +118,7 @@ fn index_page(app: &App, form: FormValues, errors: Vec<String>) -> Result<IndexP
                     organization: p.organization.clone(),
                 })
                 .collect();
-            (sample, Some(edition.date.long()))
+            (sample, Some(date.long()))
         }
         None => (Vec::new(), None),
     };
@@ -224,7 +227,8 @@ pub async fn subscribe(
         let app = app.clone();
         tokio::spawn(async move {
             if let Err(e) = notices::send(&app, &s, notice).await {
-                tracing::warn!(domain = %s.email.domain(), error = %e, ?notice, "could not send a subscription mail");
+                let error = s.email.redact_in(&e.to_string());
+                tracing::warn!(domain = %s.email.domain(), %error, ?notice, "could not send a subscription mail");
             }
         });
     }

@@ -1,6 +1,7 @@
 //! A real browser through the whole journey: headless Chromium, driven over the WebDriver
 //! protocol by chromedriver. Screenshots of every page land in `target/tmp/screenshots/`.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,9 @@ struct Browser {
 impl Browser {
     async fn start() -> Self {
         let port = free_port();
+        // Its own process group, so the browsers it starts can be killed with it.
         let driver = Command::new("chromedriver")
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -143,6 +146,8 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let group = format!("-{}", self.driver.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -65,6 +65,17 @@ listen = "127.0.0.1:{port}"
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = rx.await;
     }));
+    // serve reads the page once at start; let that settle before the test changes the page.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .metrics
+        .fetches
+        .load(std::sync::atomic::Ordering::Relaxed)
+        == 0
+    {
+        assert!(Instant::now() < deadline, "no first fetch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     WebApp {
         base: format!("http://127.0.0.1:{port}"),
         app,
@@ -557,15 +568,11 @@ async fn serve_stops_cleanly_on_sigterm() {
         format!("{text}\n[web]\nlisten = \"127.0.0.1:{port}\"\n"),
     )
     .unwrap();
-    let mut child = app.command(&["serve"]).spawn().unwrap();
+    let mut child = crate::helpers::KillOnDrop(app.command(&["serve"]).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = reqwest::Client::new();
     loop {
-        if let Ok(r) = client
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-        {
+        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/")).send().await {
             assert_eq!(r.status(), 200);
             break;
         }
