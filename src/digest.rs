@@ -76,21 +76,9 @@ mod tests {
 
     fn paper(id: &str, upvotes: u32, title: &str) -> Paper {
         Paper {
-            id: PaperId::parse(id).unwrap(),
-            title: title.into(),
             summary: "An abstract.".into(),
-            ai_summary: None,
             ai_keywords: vec!["Vision-Language Models".into()],
-            authors: vec![],
-            organization: None,
-            upvotes,
-            comments: 0,
-            published_at: None,
-            featured_at: None,
-            github_repo: None,
-            github_stars: None,
-            project_page: None,
-            thumbnail: None,
+            ..Paper::new(PaperId::parse(id).unwrap(), title, upvotes)
         }
     }
 

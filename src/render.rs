@@ -386,11 +386,7 @@ mod tests {
 
     fn paper(id: &str, title: &str, upvotes: u32) -> Paper {
         Paper {
-            id: PaperId::parse(id).unwrap(),
-            title: title.into(),
             summary: "We study things. ".repeat(60),
-            ai_summary: None,
-            ai_keywords: vec![],
             authors: ["Ada", "Grace", "Alan", "Edsger"]
                 .iter()
                 .map(|n| Author {
@@ -398,14 +394,10 @@ mod tests {
                 })
                 .collect(),
             organization: Some("Lab".into()),
-            upvotes,
             comments: 1,
-            published_at: None,
-            featured_at: None,
             github_repo: HttpUrl::parse("https://github.com/o/r"),
             github_stars: Some(12),
-            project_page: None,
-            thumbnail: None,
+            ..Paper::new(PaperId::parse(id).unwrap(), title, upvotes)
         }
     }
 

@@ -484,23 +484,7 @@ mod tests {
     use crate::domain::Preferences;
 
     fn paper(id: &str, upvotes: u32) -> Paper {
-        Paper {
-            id: PaperId::parse(id).unwrap(),
-            title: format!("Paper {id}"),
-            summary: String::new(),
-            ai_summary: None,
-            ai_keywords: vec![],
-            authors: vec![],
-            organization: None,
-            upvotes,
-            comments: 0,
-            published_at: None,
-            featured_at: None,
-            github_repo: None,
-            github_stars: None,
-            project_page: None,
-            thumbnail: None,
-        }
+        Paper::new(PaperId::parse(id).unwrap(), format!("Paper {id}"), upvotes)
     }
 
     fn date(s: &str) -> EditionDate {

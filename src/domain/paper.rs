@@ -148,6 +148,27 @@ pub struct Paper {
 }
 
 impl Paper {
+    /// A paper with only what every listing has: id, title and upvotes.
+    pub fn new(id: PaperId, title: impl Into<String>, upvotes: u32) -> Self {
+        Self {
+            id,
+            title: title.into(),
+            summary: String::new(),
+            ai_summary: None,
+            ai_keywords: Vec::new(),
+            authors: Vec::new(),
+            organization: None,
+            upvotes,
+            comments: 0,
+            published_at: None,
+            featured_at: None,
+            github_repo: None,
+            github_stars: None,
+            project_page: None,
+            thumbnail: None,
+        }
+    }
+
     /// A short name for a GitHub link, `owner/repo`, when the link is a GitHub repository.
     pub fn github_name(&self) -> Option<String> {
         let url = url::Url::parse(self.github_repo.as_ref()?.as_str()).ok()?;
