@@ -52,6 +52,11 @@ pub struct SourceSettings {
     pub timeout_secs: u64,
     /// The most bytes paperboy reads from one response.
     pub max_bytes: u64,
+    /// Attempts per fetch for temporary failures (timeouts, refused connections, 429, 5xx).
+    pub max_attempts: u32,
+    /// The longest paperboy waits before a retry, also when a 429's `Retry-After` asks for
+    /// more; a longer wait ends the run with the error instead.
+    pub max_retry_wait_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -105,6 +110,10 @@ pub struct SmtpSettings {
     pub timeout_secs: u64,
     /// Attempts per message for temporary failures (4xx, refused connections) in one run.
     pub max_attempts: u32,
+    /// Messages per second at most (0: no cap).
+    pub max_per_second: u32,
+    /// Messages per hour at most, evenly spaced (0: no cap).
+    pub max_per_hour: u32,
     pub username: Option<String>,
     pub password_file: Option<PathBuf>,
     /// Filled from `password_file` or `$PAPERBOY_SMTP_PASSWORD`; never read from the TOML
@@ -166,6 +175,8 @@ impl Default for SourceSettings {
             url: "https://huggingface.co/papers/trending".into(),
             timeout_secs: 30,
             max_bytes: 20 * 1024 * 1024,
+            max_attempts: 3,
+            max_retry_wait_secs: 60,
         }
     }
 }
@@ -209,6 +220,8 @@ impl Default for SmtpSettings {
             concurrency: 4,
             timeout_secs: 30,
             max_attempts: 3,
+            max_per_second: 0,
+            max_per_hour: 0,
             username: None,
             password_file: None,
             password: None,
@@ -349,6 +362,15 @@ impl Settings {
         }
         if self.source.max_bytes < 1024 {
             return Err(invalid("source.max_bytes", "must be at least 1024"));
+        }
+        if !(1..=10).contains(&self.source.max_attempts) {
+            return Err(invalid("source.max_attempts", "must be between 1 and 10"));
+        }
+        if self.source.max_retry_wait_secs > 3600 {
+            return Err(invalid(
+                "source.max_retry_wait_secs",
+                "must be at most 3600",
+            ));
         }
         cron::Schedule::from_str(&self.schedule.cron).map_err(|e| {
             invalid(

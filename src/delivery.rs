@@ -4,15 +4,18 @@
 //! as the server accepts it. A crash in between can only repeat the messages in flight (at
 //! most `mail.smtp.concurrency`), with the same Message-ID; it never loses one.
 
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::app::App;
+use crate::config::SmtpSettings;
 use crate::domain::{EditionDate, Status};
 use crate::mail::{Outgoing, SendError};
 use crate::metrics::{self, Metrics};
@@ -41,6 +44,46 @@ enum Outcome {
     Skipped,
 }
 
+/// The send-rate caps of `[mail.smtp]`: the run waits for a slot instead of failing.
+pub struct Pacer {
+    per_second: Option<DefaultDirectRateLimiter>,
+    per_hour: Option<DefaultDirectRateLimiter>,
+}
+
+impl Pacer {
+    pub fn new(smtp: &SmtpSettings) -> Self {
+        let nz = |n: u32| NonZeroU32::new(n);
+        Self {
+            per_second: nz(smtp.max_per_second).map(|n| RateLimiter::direct(Quota::per_second(n))),
+            // One at a time, evenly spaced: "1800 an hour" must not mean 1800 in the first
+            // second when the provider also counts per minute.
+            per_hour: nz(smtp.max_per_hour)
+                .map(|n| RateLimiter::direct(Quota::per_hour(n).allow_burst(NonZeroU32::MIN))),
+        }
+    }
+
+    pub async fn wait(&self) {
+        if let Some(l) = &self.per_second {
+            l.until_ready().await;
+        }
+        if let Some(l) = &self.per_hour {
+            l.until_ready().await;
+        }
+    }
+
+    /// How long `n` messages take at the caps, if any cap is set.
+    pub fn estimate(smtp: &SmtpSettings, n: usize) -> Option<Duration> {
+        let secs = |per: u32, window: f64| (per > 0).then(|| n as f64 * window / per as f64);
+        let by_second = secs(smtp.max_per_second, 1.0);
+        let by_hour = secs(smtp.max_per_hour, 3600.0);
+        by_second
+            .into_iter()
+            .chain(by_hour)
+            .reduce(f64::max)
+            .map(Duration::from_secs_f64)
+    }
+}
+
 /// Sends every delivery of `date` that is pending, or was in flight when a run died.
 pub async fn send_pending(
     app: &Arc<App>,
@@ -64,6 +107,15 @@ pub async fn send_pending(
         outcome.last_error = Some(e.to_string());
         return Ok(outcome);
     }
+    if let Some(eta) = Pacer::estimate(smtp, queue.len()) {
+        tracing::info!(
+            edition = %date,
+            digests = queue.len(),
+            minutes = format!("{:.1}", eta.as_secs_f64() / 60.0),
+            "send-rate caps in force; sending will take about this long"
+        );
+    }
+    let pacer = Arc::new(Pacer::new(smtp));
     let concurrency = smtp.concurrency as usize;
     let permits = Arc::new(Semaphore::new(concurrency));
     // Messages in a row that failed temporarily after all their attempts: when as many as
@@ -78,10 +130,14 @@ pub async fn send_pending(
             break;
         }
         started += 1;
-        let (task_app, template, failing) =
-            (app.clone(), template.clone(), failing_in_a_row.clone());
+        let (task_app, template, failing, pacer) = (
+            app.clone(),
+            template.clone(),
+            failing_in_a_row.clone(),
+            pacer.clone(),
+        );
         tasks.spawn(async move {
-            let result = send_one(&task_app, &template, d).await;
+            let result = send_one(&task_app, &template, &pacer, d).await;
             match &result {
                 Ok(Outcome::Deferred(_)) => {
                     failing.fetch_add(1, Ordering::SeqCst);
@@ -134,6 +190,7 @@ fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {
 async fn send_one(
     app: &App,
     template: &EditionTemplate,
+    pacer: &Pacer,
     mut d: Delivery,
 ) -> Result<Outcome, StoreError> {
     let store = &app.store;
@@ -177,7 +234,11 @@ async fn send_one(
     store.flush().await?;
 
     let attempts = app.settings.mail.smtp.max_attempts;
-    match with_retries(attempts, &app.metrics, || app.mailer.send(&message)).await {
+    let paced_send = || async {
+        pacer.wait().await;
+        app.mailer.send(&message).await
+    };
+    match with_retries(attempts, &app.metrics, paced_send).await {
         Ok(()) => {
             d.state = DeliveryState::Sent;
             d.last_error = None;
@@ -269,6 +330,18 @@ fn backoff(attempt: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn estimates_the_time_the_caps_need() {
+        let mut smtp = crate::config::Settings::default().mail.smtp;
+        assert_eq!(Pacer::estimate(&smtp, 100), None);
+        smtp.max_per_hour = 1800;
+        assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(1800)));
+        smtp.max_per_second = 1;
+        assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(1800)));
+        smtp.max_per_hour = 0;
+        assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(900)));
+    }
 
     #[test]
     fn backoff_grows_and_is_capped() {

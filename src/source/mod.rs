@@ -14,6 +14,12 @@ use crate::domain::EditionDate;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
+    #[error("{last} (gave up after {attempts} attempts)")]
+    GaveUp {
+        attempts: u32,
+        #[source]
+        last: Box<SourceError>,
+    },
     #[error("could not reach {url}: {reason}")]
     Network { url: String, reason: String },
     #[error("{url} did not answer within {secs} s")]
@@ -43,6 +49,30 @@ pub enum SourceError {
     },
 }
 
+impl SourceError {
+    /// Whether trying again soon may succeed. A page that parses wrongly or is for another
+    /// day will not be different a few seconds later.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SourceError::Network { .. } | SourceError::Timeout { .. } => true,
+            SourceError::RateLimited { .. } => true,
+            SourceError::Http { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// How long the server asked us to wait, if it did.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SourceError::RateLimited {
+                retry_after: Some(s),
+                ..
+            } => Some(Duration::from_secs(*s)),
+            _ => None,
+        }
+    }
+}
+
 /// Fetches and parses the configured page.
 #[derive(Clone)]
 pub struct HfSource {
@@ -50,6 +80,8 @@ pub struct HfSource {
     url_template: String,
     timeout: Duration,
     max_bytes: u64,
+    max_attempts: u32,
+    max_wait: Duration,
 }
 
 impl HfSource {
@@ -70,6 +102,8 @@ impl HfSource {
             url_template: settings.url.clone(),
             timeout,
             max_bytes: settings.max_bytes,
+            max_attempts: settings.max_attempts,
+            max_wait: Duration::from_secs(settings.max_retry_wait_secs),
         })
     }
 
@@ -84,7 +118,36 @@ impl HfSource {
         self.url_template.contains("{date}")
     }
 
+    /// Fetches the page for `date`, retrying temporary failures with backoff (or the wait a
+    /// 429 asks for) up to `source.max_attempts` times.
     pub async fn fetch(&self, date: EditionDate) -> Result<Listing, SourceError> {
+        let mut attempt = 1;
+        loop {
+            let error = match self.fetch_once(date).await {
+                Ok(listing) => return Ok(listing),
+                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) => e,
+            };
+            let wait = error
+                .retry_after()
+                .unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(6)));
+            if attempt >= self.max_attempts || wait > self.max_wait {
+                return Err(if attempt > 1 {
+                    SourceError::GaveUp {
+                        attempts: attempt,
+                        last: Box::new(error),
+                    }
+                } else {
+                    error
+                });
+            }
+            tracing::warn!(%error, attempt, wait_secs = wait.as_secs(), "fetch failed; retrying");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn fetch_once(&self, date: EditionDate) -> Result<Listing, SourceError> {
         let url = self.url_for(date);
         let body = self.get(&url).await?;
         let listing = tokio::task::spawn_blocking(move || parse_listing(&body))

@@ -85,14 +85,42 @@ pub fn parse_listing(body: &str) -> Result<Listing, ParseError> {
 
 /// The unescaped `data-props` of the `DailyPapers` island. Runs synchronously: scraper's
 /// `Html` is not `Send`, so it must never live across an await.
+///
+/// The island's own tag is cut out of the page and parsed alone; only when that fails is the
+/// whole page parsed. Besides being fast, this keeps a hostile page (thousands of nested
+/// inline elements make HTML tree building quadratic) from costing more than one tag.
 fn island_props(body: &str) -> Result<String, ParseError> {
-    let doc = Html::parse_document(body);
+    if let Some(tag) = island_tag(body)
+        && let Some(props) = props_in(&Html::parse_fragment(&format!("{tag}</div>")))
+    {
+        return Ok(props);
+    }
+    props_in(&Html::parse_document(body)).ok_or(ParseError::NoIsland)
+}
+
+fn props_in(doc: &Html) -> Option<String> {
     let selector = Selector::parse(r#"div.SVELTE_HYDRATER[data-target="DailyPapers"]"#)
         .expect("static selector");
     doc.select(&selector)
         .find_map(|el| el.value().attr("data-props"))
         .map(str::to_string)
-        .ok_or(ParseError::NoIsland)
+}
+
+/// The start tag that carries `data-target="DailyPapers"`, found by scanning text: from the
+/// `<` before the marker to the first `>` outside quoted attribute values.
+fn island_tag(body: &str) -> Option<&str> {
+    let marker = body.find(r#"data-target="DailyPapers""#)?;
+    let start = body[..marker].rfind('<')?;
+    let mut quote = None;
+    for (i, c) in body[start..].char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return Some(&body[start..=start + i]),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn listing_from_entries(
@@ -360,5 +388,55 @@ mod tests {
             parse_listing(all_bad).unwrap_err(),
             ParseError::NoValidPapers(1)
         );
+    }
+}
+
+#[cfg(test)]
+mod hostile_pages {
+    use super::*;
+
+    /// 10,000 nested elements around the island: no stack overflow, and the island is found.
+    #[test]
+    fn deep_nesting() {
+        let island = r#"<div class="SVELTE_HYDRATER contents" data-target="DailyPapers" data-props="{&quot;dailyPapers&quot;:[{&quot;paper&quot;:{&quot;id&quot;:&quot;2501.00001&quot;,&quot;title&quot;:&quot;T&quot;}}]}"></div>"#;
+        let page = format!(
+            "<html><body>{}{island}{}</body></html>",
+            "<div>".repeat(10_000),
+            "</div>".repeat(10_000)
+        );
+        let listing = parse_listing(&page).unwrap();
+        assert_eq!(listing.papers.len(), 1);
+        let inline = format!(
+            "<html><body>{}{island}</body></html>",
+            "<b><i>".repeat(10_000)
+        );
+        assert!(parse_listing(&inline).is_ok());
+    }
+
+    #[test]
+    fn the_island_tag_is_found_without_parsing_the_page() {
+        let page = r#"<p a='>'><div class="SVELTE_HYDRATER contents" data-target="DailyPapers" data-props="{&quot;x&quot;:&quot;a>b&quot;}"></div><p>"#;
+        let tag = island_tag(page).unwrap();
+        assert!(
+            tag.starts_with("<div class") && tag.ends_with("}\">"),
+            "{tag}"
+        );
+        let html = Html::parse_fragment(&format!("{tag}</div>"));
+        assert_eq!(props_in(&html).as_deref(), Some(r#"{"x":"a>b"}"#));
+    }
+
+    #[test]
+    fn truncated_page_is_an_error() {
+        let path = format!(
+            "{}/tests/fixtures/hf/trending-2025-12-09.html",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let page = std::fs::read_to_string(path).unwrap();
+        for cut in [page.len() / 3, page.len() / 2, 2000] {
+            assert!(
+                parse_listing(&page[..page.floor_char_boundary(cut)]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 }

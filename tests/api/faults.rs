@@ -222,3 +222,91 @@ async fn a_kill_mid_run_loses_nothing_and_repeats_at_most_the_in_flight() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn temporary_source_failures_are_retried() {
+    let pages = PageServer::start(Reply::Status(503)).await;
+    pages.script(vec![
+        Reply::Status(503),
+        Reply::RateLimited(1),
+        Reply::Page(fixture("trending-2025-12-09.html")),
+    ]);
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("source.max_attempts", 3);
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(pages.hits(), 3);
+    assert_eq!(sink.messages().len(), 1);
+
+    // Failing every time: a bounded number of attempts, then a clear error.
+    pages.set(Reply::Status(502));
+    let r = app.run(&["run-once", "--date", "2025-12-10"]);
+    assert!(!r.ok());
+    assert!(
+        r.stderr.contains("HTTP 502") && r.stderr.contains("after 3 attempts"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(pages.hits(), 6);
+    // A 429 asking for longer than we wait ends at once.
+    pages.set(Reply::RateLimited(3600));
+    let r = app.run(&["run-once", "--date", "2025-12-10"]);
+    assert!(!r.ok());
+    assert_eq!(pages.hits(), 7);
+    assert_eq!(sink.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_huge_and_truncated_pages_send_nothing() {
+    let page = fixture("trending-2025-12-09.html");
+    let pages = PageServer::start(Reply::Slow(Duration::from_secs(4), page.clone())).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("source.timeout_secs", 1);
+    app.set("source.max_attempts", 1);
+    app.set("source.max_bytes", 1048576);
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(
+        r.stderr.contains("did not answer within 1 s"),
+        "{}",
+        r.stderr
+    );
+
+    // 50 MB: refused at the cap, not read to the end.
+    pages.set(Reply::Page("x".repeat(50 * 1024 * 1024)));
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("more than 1048576 bytes"), "{}", r.stderr);
+
+    pages.set(Reply::Page(page[..page.len() / 2].to_string()));
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok(), "a truncated page must not make a digest");
+    assert!(sink.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_rate_caps_pace_the_run() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("mail.smtp.max_per_second", 3);
+    for i in 0..6 {
+        app.add(
+            &format!("r{i}@example.org"),
+            &["--confirmed", "--max-items", "2"],
+        );
+    }
+    let r = app
+        .command(&["run-once", "--date", "2025-12-09"])
+        .env("RUST_LOG", "info")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(r.status.success(), "{stderr}");
+    assert!(stderr.contains("send-rate caps in force"), "{stderr}");
+    assert_eq!(sink.messages().len(), 6, "paced, not dropped");
+}

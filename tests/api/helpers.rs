@@ -40,26 +40,52 @@ pub fn island_page(date: &str, trending: bool, entries: &[serde_json::Value]) ->
 #[derive(Clone)]
 pub enum Reply {
     Page(String),
+    /// An error status (with `Retry-After: 120`, which matters for 429).
     Status(u16),
+    /// 429 asking to retry after this many seconds.
+    RateLimited(u64),
+    /// The page, after a delay.
+    Slow(Duration, String),
 }
 
-/// An HTTP server on a loopback port whose answer a test can switch between runs.
+/// An HTTP server on a loopback port whose answers a test can script: each request takes
+/// the next reply of the queue, and the last one stays.
 pub struct PageServer {
     pub addr: SocketAddr,
-    reply: Arc<Mutex<Reply>>,
+    replies: Arc<Mutex<std::collections::VecDeque<Reply>>>,
+    hits: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PageServer {
     pub async fn start(initial: Reply) -> Self {
-        let reply = Arc::new(Mutex::new(initial));
+        let replies = Arc::new(Mutex::new(std::collections::VecDeque::from([initial])));
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let r = reply.clone();
+        let (r, h) = (replies.clone(), hits.clone());
         let app = axum::Router::new().fallback(move || {
-            let r = r.clone();
+            let (r, h) = (r.clone(), h.clone());
             async move {
-                let current = r.lock().unwrap().clone();
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let current = {
+                    let mut q = r.lock().unwrap();
+                    if q.len() > 1 {
+                        q.pop_front().unwrap()
+                    } else {
+                        q.front().unwrap().clone()
+                    }
+                };
                 let response: Response = match current {
+                    Reply::RateLimited(secs) => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [(axum::http::header::RETRY_AFTER, secs.to_string())],
+                        "slow down",
+                    )
+                        .into_response(),
+                    Reply::Slow(delay, body) => {
+                        tokio::time::sleep(delay).await;
+                        body.into_response()
+                    }
                     Reply::Page(body) => (
                         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
                         body,
@@ -76,11 +102,24 @@ impl PageServer {
             }
         });
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { addr, reply }
+        Self {
+            addr,
+            replies,
+            hits,
+        }
     }
 
     pub fn set(&self, reply: Reply) {
-        *self.reply.lock().unwrap() = reply;
+        self.script(vec![reply]);
+    }
+
+    /// The next requests get these replies in turn; the last one then stays.
+    pub fn script(&self, replies: Vec<Reply>) {
+        *self.replies.lock().unwrap() = replies.into();
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub fn serve_fixture(&self, name: &str) {
@@ -344,6 +383,7 @@ public_url = "https://papers.example.org"
 [source]
 url = "{source_url}"
 timeout_secs = 5
+max_attempts = 2
 
 [digest]
 max_items = 30
@@ -364,6 +404,24 @@ max_attempts = 2
         )
         .unwrap();
         Self { dir, config }
+    }
+
+    /// Sets one config key, `section.key` or `section.sub.key`, in the TOML file.
+    pub fn set(&self, path: &str, value: impl Into<toml::Value>) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        let mut doc: toml::Table = text.parse().unwrap();
+        let mut keys: Vec<&str> = path.split('.').collect();
+        let last = keys.pop().unwrap();
+        let mut table = &mut doc;
+        for k in keys {
+            table = table
+                .entry(k)
+                .or_insert_with(|| toml::Value::Table(Default::default()))
+                .as_table_mut()
+                .unwrap();
+        }
+        table.insert(last.to_string(), value.into());
+        std::fs::write(&self.config, toml::to_string(&doc).unwrap()).unwrap();
     }
 
     pub fn command(&self, args: &[&str]) -> Command {

@@ -562,12 +562,7 @@ async fn health_and_metrics_tell_the_operator() {
 async fn serve_stops_cleanly_on_sigterm() {
     let app = crate::helpers::TestApp::new("http://127.0.0.1:9/x", free_port(), "");
     let port = free_port();
-    let text = std::fs::read_to_string(&app.config).unwrap();
-    std::fs::write(
-        &app.config,
-        format!("{text}\n[web]\nlisten = \"127.0.0.1:{port}\"\n"),
-    )
-    .unwrap();
+    app.set("web.listen", format!("127.0.0.1:{port}"));
     let mut child = crate::helpers::KillOnDrop(app.command(&["serve"]).spawn().unwrap());
     let deadline = Instant::now() + Duration::from_secs(20);
     let client = reqwest::Client::new();
