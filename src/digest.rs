@@ -178,3 +178,68 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_papers() -> impl Strategy<Value = Vec<Paper>> {
+        // A page lists each paper once (the parser de-duplicates), so ids are unique here.
+        prop::collection::btree_map(0u32..40, (0u32..200, any::<bool>()), 0..30).prop_map(|v| {
+            v.into_iter()
+                .map(|(n, (upvotes, llm))| {
+                    let title = if llm { "Scaling LLMs" } else { "Graph theory" };
+                    Paper::new(
+                        PaperId::parse(&format!("2501.{n:05}")).unwrap(),
+                        title,
+                        upvotes,
+                    )
+                })
+                .collect()
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn selection_keeps_every_promise(
+            papers in arb_papers(),
+            sent_ids in prop::collection::hash_set(0u32..40, 0..20),
+            min in 0u32..150,
+            max in 1u32..12,
+            keyword in any::<bool>(),
+        ) {
+            let sent: HashSet<PaperId> = sent_ids
+                .iter()
+                .map(|n| PaperId::parse(&format!("2501.{n:05}")).unwrap())
+                .collect();
+            let prefs = Preferences {
+                min_upvotes: Some(min),
+                max_items: Some(max),
+                keywords: if keyword { Keywords::parse_list("llm").unwrap() } else { Keywords::default() },
+                paused: false,
+            };
+            let defaults = DigestSettings { max_items: 10, min_upvotes: 0, retention_days: 180 };
+            let eff = Effective::new(&prefs, &defaults);
+            let chosen = select(&papers, &eff, &sent);
+
+            prop_assert!(chosen.len() <= max as usize);
+            let ids: HashSet<_> = chosen.iter().map(|p| &p.id).collect();
+            prop_assert_eq!(ids.len(), chosen.len(), "a paper twice in one digest");
+            for p in &chosen {
+                prop_assert!(!sent.contains(&p.id), "a paper sent before");
+                prop_assert!(p.upvotes >= min);
+                prop_assert!(!keyword || p.title.contains("LLM"));
+            }
+            prop_assert!(chosen.windows(2).all(|w| w[0].upvotes >= w[1].upvotes));
+            // Nothing eligible was left out for something with fewer upvotes.
+            let eligible = papers.iter().filter(|p| {
+                !sent.contains(&p.id) && p.upvotes >= min && (!keyword || p.title.contains("LLM"))
+            });
+            let floor = chosen.last().map_or(u32::MAX, |p| p.upvotes);
+            for p in eligible {
+                prop_assert!(ids.contains(&p.id) || (chosen.len() == max as usize && p.upvotes <= floor));
+            }
+        }
+    }
+}

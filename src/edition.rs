@@ -99,47 +99,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
-    let mut report = Report {
-        papers_on_page: listing.papers.len(),
-        ..Report::default()
-    };
-    store.record_papers(date, &listing.papers)?;
-    let edition = store.freeze_edition(date, &listing.papers)?;
-    let template = Arc::new(EditionTemplate::new(
-        date,
-        &edition.papers,
-        app.settings.public_base(),
-    )?);
-
-    for s in store.subscribers()? {
-        if !s.receives_digests() {
-            continue;
-        }
-        if store.delivery(date, s.id)?.is_some() {
-            report.already_had += 1;
-            continue;
-        }
-        let Some(rendered) = choose(app, &template, &listing.papers, &s)? else {
-            report.nothing_new += 1;
-            continue;
-        };
-        let planned = store.plan_delivery(&Delivery {
-            date,
-            subscriber: s.id,
-            papers: rendered.papers,
-            message_id: app.mailer.message_id(date, s.id),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            last_error: None,
-            updated_at: Utc::now(),
-        })?;
-        if planned {
-            report.planned += 1;
-        }
-    }
-    // Plans and ledger entries are durable before the first message leaves.
-    store.flush().await?;
-
+    let (mut report, template) = plan(app, date, &listing.papers).await?;
     report.send = delivery::send_pending(app, date, &template).await?;
     let pruned = store.prune(date, app.settings.digest.retention_days)?;
     store.flush().await?;
@@ -160,6 +120,58 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
         "edition done"
     );
     Ok(report)
+}
+
+/// Freezes the edition's papers and plans one delivery for each active subscriber who has
+/// something new, durably, before anything is sent. Running it again for the same date plans
+/// only for subscribers who have no delivery of that edition yet.
+pub async fn plan(
+    app: &App,
+    date: EditionDate,
+    papers: &[Paper],
+) -> Result<(Report, Arc<EditionTemplate>), RunError> {
+    let store = &app.store;
+    let mut report = Report {
+        papers_on_page: papers.len(),
+        ..Report::default()
+    };
+    store.record_papers(date, papers)?;
+    let edition = store.freeze_edition(date, papers)?;
+    let template = Arc::new(EditionTemplate::new(
+        date,
+        &edition.papers,
+        app.settings.public_base(),
+    )?);
+
+    for s in store.subscribers()? {
+        if !s.receives_digests() {
+            continue;
+        }
+        if store.delivery(date, s.id)?.is_some() {
+            report.already_had += 1;
+            continue;
+        }
+        let Some(rendered) = choose(app, &template, papers, &s)? else {
+            report.nothing_new += 1;
+            continue;
+        };
+        let planned = store.plan_delivery(&Delivery {
+            date,
+            subscriber: s.id,
+            papers: rendered.papers,
+            message_id: app.mailer.message_id(date, s.id),
+            state: DeliveryState::Pending,
+            attempts: 0,
+            last_error: None,
+            updated_at: Utc::now(),
+        })?;
+        if planned {
+            report.planned += 1;
+        }
+    }
+    // Plans and ledger entries are durable before the first message leaves.
+    store.flush().await?;
+    Ok((report, template))
 }
 
 /// What a run for `date` would send to each subscriber, computed without writing anything.

@@ -6,4 +6,5 @@ mod cli;
 mod digest;
 mod faults;
 mod helpers;
+mod properties;
 mod web;
