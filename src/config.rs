@@ -110,6 +110,8 @@ pub struct SmtpSettings {
     pub timeout_secs: u64,
     /// Attempts per message for temporary failures (4xx, refused connections) in one run.
     pub max_attempts: u32,
+    /// Hours after planning when a digest that is still refused for now is given up.
+    pub give_up_after_hours: u32,
     /// Messages per second at most (0: no cap).
     pub max_per_second: u32,
     /// Messages per hour at most, evenly spaced (0: no cap).
@@ -220,6 +222,7 @@ impl Default for SmtpSettings {
             concurrency: 4,
             timeout_secs: 30,
             max_attempts: 3,
+            give_up_after_hours: 48,
             max_per_second: 0,
             max_per_hour: 0,
             username: None,
@@ -416,6 +419,12 @@ impl Settings {
             return Err(invalid(
                 "mail.smtp.max_attempts",
                 "must be between 1 and 20",
+            ));
+        }
+        if !(1..=720).contains(&smtp.give_up_after_hours) {
+            return Err(invalid(
+                "mail.smtp.give_up_after_hours",
+                "must be between 1 and 720",
             ));
         }
         if smtp.password.is_some() && smtp.username.is_none() {

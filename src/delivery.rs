@@ -90,13 +90,34 @@ pub async fn send_pending(
     date: EditionDate,
     template: &Arc<EditionTemplate>,
 ) -> Result<SendOutcome, StoreError> {
-    let queue: Vec<Delivery> = app
-        .store
-        .deliveries(date)?
-        .into_iter()
-        .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Sending))
-        .collect();
     let mut outcome = SendOutcome::default();
+    let give_up = chrono::Duration::hours(app.settings.mail.smtp.give_up_after_hours.into());
+    let mut queue = Vec::new();
+    for mut d in app.store.deliveries(date)? {
+        if !d.state.is_open() {
+            continue;
+        }
+        if d.created_at.is_some_and(|t| Utc::now() - t > give_up) {
+            // Too late to be news: report it instead of sending it.
+            d.state = DeliveryState::Failed;
+            d.last_error = Some(format!(
+                "given up after {} attempt(s) over {} hours; last error: {}",
+                d.attempts,
+                give_up.num_hours(),
+                d.last_error.as_deref().unwrap_or("none")
+            ));
+            d.updated_at = Utc::now();
+            app.store.update_delivery(&d)?;
+            tally(
+                &mut outcome,
+                Outcome::Failed(d.last_error.clone().unwrap_or_default()),
+                &app.metrics,
+            );
+            continue;
+        }
+        queue.push(d);
+    }
+    app.store.flush().await?;
     if queue.is_empty() {
         return Ok(outcome);
     }
@@ -258,7 +279,7 @@ async fn send_one(
         }
         Err(SendError::Transient(e)) => {
             let e = sub.email.redact_in(&e);
-            d.state = DeliveryState::Pending;
+            d.state = DeliveryState::Retry;
             d.last_error = Some(e.clone());
             d.updated_at = Utc::now();
             store.update_delivery(&d)?;

@@ -164,6 +164,7 @@ pub async fn plan(
             attempts: 0,
             last_error: None,
             updated_at: Utc::now(),
+            created_at: Some(Utc::now()),
         })?;
         if planned {
             report.planned += 1;

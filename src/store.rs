@@ -59,10 +59,19 @@ pub enum DeliveryState {
     /// Being handed to the server. A crash here may mean the server has it: the next run
     /// sends it again with the same Message-ID (at-least-once).
     Sending,
+    /// Refused for now (4xx, connection errors): tried again at the next run.
+    Retry,
     /// The server accepted it.
     Sent,
-    /// Refused permanently (5xx); not retried.
+    /// Refused permanently (5xx), or still refused after `give_up_after_hours`; not retried.
     Failed,
+}
+
+impl DeliveryState {
+    /// Whether a run should (still) try to send it.
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Pending | Self::Sending | Self::Retry)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,6 +84,9 @@ pub struct Delivery {
     pub attempts: u32,
     pub last_error: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// When it was planned; a delivery still not accepted long after is given up.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -509,6 +521,7 @@ mod tests {
             attempts: 0,
             last_error: None,
             updated_at: Utc::now(),
+            created_at: Some(Utc::now()),
         }
     }
 

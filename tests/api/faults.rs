@@ -333,3 +333,40 @@ async fn send_rate_caps_pace_the_run() {
     assert!(stderr.contains("send-rate caps in force"), "{stderr}");
     assert_eq!(sink.messages().len(), 6, "paced, not dropped");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_421_or_a_hang_up_is_retried_and_a_stale_digest_is_given_up() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    for switches in [["-Q", "RCPT"], ["-q", "DATA"]] {
+        let mut sink = SmtpSink::start_with(&switches);
+        let app = TestApp::new(&pages.url(), sink.port, "");
+        app.add("ann@example.org", &["--confirmed"]);
+        let r = app.run(&["run-once", "--date", "2025-12-09"]);
+        assert!(!r.ok(), "{switches:?}: {}", r.stdout);
+        assert!(r.stderr.contains("queued for the next run"), "{}", r.stderr);
+        sink.restart_with(&[]);
+        let r = app.run(&["run-once", "--date", "2025-12-09"]);
+        assert!(r.ok(), "{switches:?}: {}", r.stderr);
+        assert_eq!(sink.messages().len(), 1, "{switches:?}");
+    }
+
+    // A digest still refused long after it was planned is reported, not sent late.
+    let mut sink = SmtpSink::start_with(&["-r", "RCPT"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    assert!(!app.run(&["run-once", "--date", "2025-12-09"]).ok());
+    {
+        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
+        let date = paperboy::domain::EditionDate::parse("2025-12-09").unwrap();
+        let mut d = store.deliveries(date).unwrap().pop().unwrap();
+        assert_eq!(d.state, paperboy::store::DeliveryState::Retry);
+        d.created_at = Some(chrono::Utc::now() - chrono::Duration::hours(49));
+        store.update_delivery(&d).unwrap();
+        store.flush().await.unwrap();
+    }
+    sink.restart_with(&[]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("1 failed"), "{}", r.stdout);
+    assert!(sink.messages().is_empty());
+}

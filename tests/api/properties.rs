@@ -55,7 +55,7 @@ fn mark_sent(
         .deliveries(date)
         .unwrap()
         .into_iter()
-        .filter(|d| matches!(d.state, DeliveryState::Pending | DeliveryState::Sending));
+        .filter(|d| d.state.is_open());
     for mut d in pending.take(limit) {
         d.state = DeliveryState::Sent;
         app.store.update_delivery(&d).unwrap();
