@@ -67,6 +67,19 @@ impl Browser {
     }
 
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(v) => v,
+            Err(e) => panic!("{method} {path}: {e}"),
+        }
+    }
+
+    /// One WebDriver command; a WebDriver error (no such element, stale element) is `Err`.
+    async fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Value> {
         let url = format!("{}{path}", self.base);
         let req = match method {
             "GET" => self.http.get(url),
@@ -82,8 +95,10 @@ impl Browser {
             .expect("webdriver answers in time")
             .expect("webdriver reachable");
         let v: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
-        assert!(v["value"].get("error").is_none(), "{method} {path}: {v}");
-        v.get("value").cloned().unwrap_or(v)
+        if v["value"].get("error").is_some() {
+            return Err(v);
+        }
+        Ok(v.get("value").cloned().unwrap_or(v))
     }
 
     fn s(&self, rest: &str) -> String {
@@ -125,12 +140,36 @@ impl Browser {
             .await;
     }
 
-    async fn text(&self) -> String {
-        let id = self.find("body").await;
+    async fn try_text(&self) -> Result<String, Value> {
         let v = self
-            .call("GET", &self.s(&format!("/element/{id}/text")), None)
-            .await;
-        v.as_str().unwrap().to_string()
+            .try_call(
+                "POST",
+                &self.s("/element"),
+                Some(json!({"using": "css selector", "value": "body"})),
+            )
+            .await?;
+        let id = v[ELEMENT].as_str().unwrap_or_default().to_string();
+        let v = self
+            .try_call("GET", &self.s(&format!("/element/{id}/text")), None)
+            .await?;
+        Ok(v.as_str().unwrap_or_default().to_string())
+    }
+
+    /// Waits (bounded) until the page shows `needle`: a click that submits a form returns
+    /// before the next page has loaded.
+    async fn wait_for_text(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let text = self.try_text().await.unwrap_or_default();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the page never showed {needle:?}; it shows: {text}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn screenshot(&self, name: &str) {
@@ -175,12 +214,7 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
     let browser = Browser::start().await;
 
     browser.goto(&format!("{}/", w.base)).await;
-    assert!(
-        browser
-            .text()
-            .await
-            .contains("Trending papers in your inbox")
-    );
+    browser.wait_for_text("Trending papers in your inbox").await;
     browser.screenshot("1-subscribe").await;
     browser.type_into("#email", "reader@example.org").await;
     browser
@@ -188,15 +222,15 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
         .await;
     browser.type_into("#max_items", "3").await;
     browser.click("button[type=submit]").await;
-    assert!(browser.text().await.contains("Check your inbox"));
+    browser.wait_for_text("Check your inbox").await;
     browser.screenshot("2-check-inbox").await;
 
     let mail = w.wait_for_mail(1).await;
     browser.goto(&link_in(&mail[0], "/confirm?token=")).await;
-    assert!(browser.text().await.contains("Confirm your subscription"));
+    browser.wait_for_text("Confirm your subscription").await;
     browser.screenshot("3-confirm").await;
     browser.click("button[type=submit]").await;
-    assert!(browser.text().await.contains("You are subscribed"));
+    browser.wait_for_text("You are subscribed").await;
     browser.screenshot("4-confirmed").await;
 
     w.pages.serve_fixture("trending-2025-12-09.html");
@@ -211,19 +245,19 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
     std::fs::create_dir_all(screenshots()).unwrap();
     std::fs::write(&file, &html).unwrap();
     browser.goto(&format!("file://{}", file.display())).await;
-    assert!(browser.text().await.contains("Trending papers"));
+    browser.wait_for_text("Trending papers").await;
     browser.screenshot("5-digest").await;
 
     browser.goto(&link_in(digest, "/preferences?token=")).await;
-    assert!(browser.text().await.contains("Your preferences"));
+    browser.wait_for_text("Your preferences").await;
     browser.screenshot("6-preferences").await;
     browser.click("button[type=submit]").await;
-    assert!(browser.text().await.contains("Saved"));
+    browser.wait_for_text("Saved").await;
 
     browser.goto(&link_in(digest, "/unsubscribe?token=")).await;
     browser.screenshot("7-unsubscribe").await;
     browser.click("button[type=submit]").await;
-    assert!(browser.text().await.contains("You are unsubscribed"));
+    browser.wait_for_text("You are unsubscribed").await;
     browser.screenshot("8-unsubscribed").await;
     assert_eq!(
         w.status_of("reader@example.org"),
