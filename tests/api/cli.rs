@@ -202,8 +202,17 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
         .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the first run holds the store (it is then waiting on the slow sink).
-    std::thread::sleep(std::time::Duration::from_millis(800));
+    // Wait (bounded) until the first run holds the store's lock; it then waits on the
+    // slow sink for two seconds.
+    let lock = app.dir.path().join("data/db/db");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !crate::helpers::is_locked(&lock) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never took the store"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     let second = app.run(&["run-once", "--date", "2025-12-09"]);
     assert!(!second.ok());
     assert!(

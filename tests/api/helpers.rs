@@ -472,3 +472,20 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Whether a process holds an flock on `path` (sled locks its `db` file). Read from
+/// /proc/locks, so that looking never takes the lock itself.
+pub fn is_locked(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return false;
+    };
+    let needle = format!(":{} ", meta.ino());
+    std::fs::read_to_string("/proc/locks")
+        .map(|locks| {
+            locks
+                .lines()
+                .any(|l| l.contains("FLOCK") && l.contains(&needle))
+        })
+        .unwrap_or(false)
+}
