@@ -16,6 +16,8 @@ pub enum ConfigError {
     Read { path: PathBuf, reason: String },
     #[error("config file {path}: {reason}")]
     Syntax { path: PathBuf, reason: String },
+    #[error("settings from the environment: {0}")]
+    Environment(String),
     #[error("config key `{key}`: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -156,6 +158,52 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// Variables with the prefix that are not key overrides.
+const RESERVED_ENV: &[&str] = &[
+    "PAPERBOY_CONFIG",
+    "PAPERBOY_SMTP_PASSWORD",
+    "PAPERBOY_LOG_FORMAT",
+];
+
+fn read(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// toml's messages span several lines with a source excerpt; keep them on one.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn lookup<'a>(table: &'a toml::Table, path: &[String]) -> Option<&'a toml::Value> {
+    let (last, parents) = path.split_last()?;
+    let mut t = table;
+    for p in parents {
+        t = t.get(p)?.as_table()?;
+    }
+    t.get(last)
+}
+
+fn insert(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty name")?;
+    let mut t = table;
+    for p in parents {
+        t = t
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| format!("`{p}` is not a section"))?;
+    }
+    t.insert(last.clone(), value);
+    Ok(())
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {
@@ -266,15 +314,23 @@ impl Settings {
     pub fn load(explicit: Option<&Path>) -> Result<(Self, Origin), ConfigError> {
         let env_path = std::env::var_os("PAPERBOY_CONFIG").map(PathBuf::from);
         let path = explicit.map(Path::to_path_buf).or(env_path);
-        let (mut settings, origin) = match path {
+        let (text, origin) = match path {
             // A path that was asked for must exist; only the implicit ./paperboy.toml may not.
-            Some(p) => (Self::from_file(&p)?, Origin::File(p)),
+            Some(p) => (read(&p)?, Origin::File(p)),
             None if Path::new("paperboy.toml").exists() => {
                 let p = PathBuf::from("paperboy.toml");
-                (Self::from_file(&p)?, Origin::File(p))
+                (read(&p)?, Origin::File(p))
             }
-            None => (Self::default(), Origin::Defaults),
+            None => (String::new(), Origin::Defaults),
         };
+        let syntax = |reason| match &origin {
+            Origin::File(p) => ConfigError::Syntax {
+                path: p.clone(),
+                reason,
+            },
+            Origin::Defaults => ConfigError::Environment(reason),
+        };
+        let mut settings = Self::from_toml_with_env(&text, std::env::vars()).map_err(syntax)?;
         if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
             // systemd may pass several, colon-separated; the first is ours.
             let first = dir
@@ -285,32 +341,92 @@ impl Settings {
                 .to_string();
             settings.data_dir = PathBuf::from(first);
         }
+        // systemd's LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY; a file named
+        // there is used when the config names none.
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from) {
+            settings.use_credentials(&dir);
+        }
         settings.load_password()?;
         settings.validate()?;
         Ok((settings, origin))
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        Self::from_toml(&text).map_err(|reason| ConfigError::Syntax {
+        Self::from_toml(&read(path)?).map_err(|reason| ConfigError::Syntax {
             path: path.to_path_buf(),
             reason,
         })
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| {
-            // toml's message spans several lines with a source excerpt; keep it on one.
-            e.to_string()
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+    }
+
+    /// The file's settings with `PAPERBOY_SECTION__KEY=value` variables laid over them:
+    /// `__` separates the levels (`PAPERBOY_MAIL__SMTP__PORT` is `mail.smtp.port`), names
+    /// are lower-cased, and a value takes the type of the key it replaces (number, boolean,
+    /// or text). An override of a key that does not exist is an error, like a typo in the file.
+    pub fn from_toml_with_env(
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, String> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
+        let defaults = toml::Table::try_from(Self::default()).expect("defaults serialise");
+        let mut applied = Vec::new();
+        for (name, value) in vars {
+            let Some(rest) = name.strip_prefix("PAPERBOY_") else {
+                continue;
+            };
+            if RESERVED_ENV.contains(&name.as_str()) || rest.is_empty() {
+                continue;
+            }
+            let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+            let like = lookup(&table, &path)
+                .or_else(|| lookup(&defaults, &path))
+                .cloned();
+            let typed = match like {
+                Some(toml::Value::Integer(_)) => value
+                    .trim()
+                    .parse::<i64>()
+                    .map(toml::Value::Integer)
+                    .map_err(|_| format!("{name}: '{value}' is not a whole number"))?,
+                Some(toml::Value::Boolean(_)) => value
+                    .trim()
+                    .parse::<bool>()
+                    .map(toml::Value::Boolean)
+                    .map_err(|_| format!("{name}: '{value}' is not true or false"))?,
+                Some(toml::Value::Table(_)) => {
+                    return Err(format!("{name}: names a section, not a key"));
+                }
+                _ => toml::Value::String(value),
+            };
+            insert(&mut table, &path, typed).map_err(|e| format!("{name}: {e}"))?;
+            applied.push(name);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| {
+                let msg = one_line(&e.to_string());
+                if applied.is_empty() {
+                    msg
+                } else {
+                    format!("{msg} (with overrides from {})", applied.join(", "))
+                }
+            })
+    }
+
+    /// `smtp-password` and `secret-key` in a credentials directory, when the config names
+    /// no file of its own.
+    pub fn use_credentials(&mut self, dir: &Path) {
+        let found = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        if self.mail.smtp.password_file.is_none() {
+            self.mail.smtp.password_file = found("smtp-password");
+        }
+        if self.secret_file.is_none() {
+            self.secret_file = found("secret-key");
+        }
     }
 
     fn load_password(&mut self) -> Result<(), ConfigError> {
@@ -559,6 +675,52 @@ mod tests {
         }
         let e = Settings::from_toml("[mail]\ntransport = \"pigeon\"").unwrap_err();
         assert!(e.contains("pigeon") || e.contains("transport"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_win_and_are_typed() {
+        let vars = [
+            ("PAPERBOY_MAIL__SMTP__PORT", "2525"),
+            ("PAPERBOY_MAIL__TRANSPORT", "smtp"),
+            ("PAPERBOY_WEB__TRUST_FORWARDED_FOR", "true"),
+            ("PAPERBOY_PUBLIC_URL", "https://papers.example.org"),
+            ("PAPERBOY_MAIL__SMTP__USERNAME", "pb"),
+            ("PAPERBOY_SMTP_PASSWORD", "not-a-key"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s = Settings::from_toml_with_env("[mail.smtp]\nport = 25\n", vars).unwrap();
+        assert_eq!(s.mail.smtp.port, 2525);
+        assert_eq!(s.mail.transport, Transport::Smtp);
+        assert!(s.web.trust_forwarded_for);
+        assert_eq!(s.public_url, "https://papers.example.org");
+        assert_eq!(s.mail.smtp.username.as_deref(), Some("pb"));
+
+        let bad = |k: &str, v: &str| {
+            Settings::from_toml_with_env("", [(k.to_string(), v.to_string())]).unwrap_err()
+        };
+        assert!(bad("PAPERBOY_MAIL__SMTP__PROT", "25").contains("prot"));
+        assert!(bad("PAPERBOY_MAIL__SMTP__PORT", "lots").contains("PAPERBOY_MAIL__SMTP__PORT"));
+        assert!(bad("PAPERBOY_MAIL", "x").contains("section"));
+    }
+
+    #[test]
+    fn credentials_fill_in_what_the_config_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("smtp-password"), "pw\n").unwrap();
+        let mut s = Settings::default();
+        s.use_credentials(dir.path());
+        assert_eq!(
+            s.mail.smtp.password_file,
+            Some(dir.path().join("smtp-password"))
+        );
+        assert_eq!(
+            s.secret_file, None,
+            "no secret-key credential, keep the default"
+        );
+        s.mail.smtp.username = Some("u".into());
+        s.load_password().unwrap();
+        assert_eq!(s.mail.smtp.password.unwrap().expose(), "pw");
     }
 
     #[test]
