@@ -420,7 +420,10 @@ impl Settings {
     /// `smtp-password` and `secret-key` in a credentials directory, when the config names
     /// no file of its own.
     pub fn use_credentials(&mut self, dir: &Path) {
-        let found = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        // An empty file is an unset credential (systemd's empty SetCredential= fallback).
+        let found = |name: &str| {
+            Some(dir.join(name)).filter(|p| std::fs::metadata(p).is_ok_and(|m| m.len() > 0))
+        };
         if self.mail.smtp.password_file.is_none() {
             self.mail.smtp.password_file = found("smtp-password");
         }
@@ -708,6 +711,7 @@ mod tests {
     fn credentials_fill_in_what_the_config_leaves_out() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("smtp-password"), "pw\n").unwrap();
+        std::fs::write(dir.path().join("secret-key"), "").unwrap();
         let mut s = Settings::default();
         s.use_credentials(dir.path());
         assert_eq!(

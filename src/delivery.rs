@@ -175,6 +175,7 @@ pub async fn send_pending(
                 done.expect("send task panicked")?,
                 &app.metrics,
             );
+            progress(date, &outcome, total);
         }
     }
     while let Some(done) = tasks.join_next().await {
@@ -183,9 +184,18 @@ pub async fn send_pending(
             done.expect("send task panicked")?,
             &app.metrics,
         );
+        progress(date, &outcome, total);
     }
     outcome.deferred += total - started;
     Ok(outcome)
+}
+
+/// "sending edition 2025-12-09: 120/400" for systemd, plus a watchdog ping: a long send is
+/// the loop doing its work.
+fn progress(date: EditionDate, o: &SendOutcome, total: usize) {
+    let done = o.sent + o.failed + o.deferred + o.skipped;
+    crate::service::status(&format!("sending edition {date}: {done}/{total}"));
+    crate::service::watchdog();
 }
 
 fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {

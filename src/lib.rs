@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod notices;
 pub mod render;
 pub mod schedule;
+pub mod service;
 pub mod source;
 pub mod startup;
 pub mod store;

@@ -25,9 +25,19 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             .to_std()
             .unwrap_or_default();
         tracing::info!(next = %next.to_rfc3339(), "next edition scheduled");
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.wait_for(|s| *s) => return,
+        let until = tokio::time::Instant::now() + wait;
+        loop {
+            // With WatchdogSec= set, wake up to ping; systemd restarts a loop that stops.
+            let nap = crate::service::watchdog_interval()
+                .map_or(until, |i| until.min(tokio::time::Instant::now() + i));
+            tokio::select! {
+                _ = tokio::time::sleep_until(nap) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            crate::service::watchdog();
+            if tokio::time::Instant::now() >= until {
+                break;
+            }
         }
         // The edition is the scheduled day in the schedule's time zone, not the day the
         // timer happened to wake up on.

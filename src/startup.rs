@@ -60,6 +60,7 @@ impl Application {
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing the messages in flight");
+            crate::service::stopping();
             app.request_stop();
             let _ = stop_tx.send(true);
         });
@@ -73,6 +74,7 @@ impl Application {
             let _ = web_stop.wait_for(|s| *s).await;
         });
         tracing::info!(addr = %self.addr, "serving");
+        crate::service::ready();
         tokio::spawn(first_look(self.app.clone()));
         let scheduler = crate::schedule::run(self.app.clone(), stop_rx);
         let (web, ()) = tokio::join!(async { web.await }, scheduler);
@@ -101,8 +103,19 @@ async fn first_look(app: Arc<App>) {
     }
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
+/// Completes on the first SIGTERM or SIGINT; a second one ends the process at once. Every
+/// recorded state change is already flushed, so nothing recorded is lost; a message in
+/// flight may then go again on the next run, with its same Message-ID.
 pub async fn shutdown_signal() {
+    one_signal().await;
+    tokio::spawn(async {
+        one_signal().await;
+        eprintln!("second signal: exiting now");
+        std::process::exit(130);
+    });
+}
+
+async fn one_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

@@ -557,23 +557,37 @@ async fn health_and_metrics_tell_the_operator() {
     w.stop().await;
 }
 
-/// The real binary: `serve` comes up, answers, and exits 0 on SIGTERM.
+/// The real binary under a stand-in systemd: `serve` says READY=1 once it listens, answers,
+/// says STOPPING=1 on SIGTERM and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_stops_cleanly_on_sigterm() {
+async fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
+    use std::os::unix::net::UnixDatagram;
     let app = crate::helpers::TestApp::new("http://127.0.0.1:9/x", free_port(), "");
     let port = free_port();
     app.set("web.listen", format!("127.0.0.1:{port}"));
-    let mut child = crate::helpers::KillOnDrop(app.command(&["serve"]).spawn().unwrap());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let client = reqwest::Client::new();
-    loop {
-        if let Ok(r) = client.get(format!("http://127.0.0.1:{port}/")).send().await {
-            assert_eq!(r.status(), 200);
-            break;
-        }
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let socket_path = app.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut child = crate::helpers::KillOnDrop(
+        app.command(&["serve"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .spawn()
+            .unwrap(),
+    );
+    let mut messages = String::new();
+    let mut buf = [0u8; 4096];
+    while !messages.contains("READY=1") {
+        let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
     }
+    // Ready means listening: the first request is answered.
+    let r = reqwest::get(format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
     let pid = child.id().to_string();
     assert!(
         std::process::Command::new("kill")
@@ -582,6 +596,11 @@ async fn serve_stops_cleanly_on_sigterm() {
             .unwrap()
             .success()
     );
+    while !messages.contains("STOPPING=1") {
+        let n = socket.recv(&mut buf).expect("STOPPING=1 within 20 s");
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
+    }
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {
         if let Some(s) = child.try_wait().unwrap() {
