@@ -66,6 +66,9 @@ pub struct SourceSettings {
 pub struct ScheduleSettings {
     pub cron: String,
     pub timezone: String,
+    /// After downtime across a scheduled time, the missed edition is still sent if paperboy
+    /// is back within this many hours (0: never); later it is skipped.
+    pub catch_up_hours: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -236,6 +239,7 @@ impl Default for ScheduleSettings {
         Self {
             cron: "0 0 8 * * Mon-Fri".into(),
             timezone: "UTC".into(),
+            catch_up_hours: 6,
         }
     }
 }
@@ -504,6 +508,9 @@ impl Settings {
             )
         })?;
         self.timezone()?;
+        if self.schedule.catch_up_hours > 48 {
+            return Err(invalid("schedule.catch_up_hours", "must be at most 48"));
+        }
         let max = crate::domain::MAX_ITEMS_CAP;
         if !(1..=max).contains(&self.digest.max_items) {
             return Err(invalid(

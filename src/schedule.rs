@@ -1,20 +1,93 @@
 //! The cron loop of `serve`: sleep until the next scheduled time, run that day's edition,
-//! repeat, until told to stop.
+//! repeat, until told to stop. After downtime, the latest missed edition is caught up if it
+//! is recent enough, and skipped (and logged) otherwise.
+//!
+//! The decisions are pure functions of a given "now", so tests drive them with any clock.
 
 use std::str::FromStr;
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+use cron::Schedule;
 use tokio::sync::watch;
 
 use crate::app::App;
 use crate::domain::EditionDate;
 use crate::edition;
 
+/// What to do at start about scheduled times that passed while paperboy was down.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Missed {
+    Nothing,
+    /// Send this one now: it is within the catch-up window.
+    CatchUp(DateTime<Tz>),
+    /// Too long ago: skip it. `also` more before it were missed too.
+    TooLate {
+        latest: DateTime<Tz>,
+        also: usize,
+    },
+}
+
+/// The scheduled times in `(handled_until, now]`, judged against the catch-up window.
+/// Only the latest can be caught up; older ones are always skipped.
+pub fn missed(
+    schedule: &Schedule,
+    tz: Tz,
+    now: DateTime<Utc>,
+    handled_until: Option<DateTime<Utc>>,
+    window: Duration,
+) -> Missed {
+    let Some(since) = handled_until else {
+        // First start ever: nothing was owed before it.
+        return Missed::Nothing;
+    };
+    let mut times = schedule
+        .after(&since.with_timezone(&tz))
+        .take_while(|t| t.with_timezone(&Utc) <= now)
+        .take(10_000);
+    let Some(first) = times.next() else {
+        return Missed::Nothing;
+    };
+    let (latest, count) = times.fold((first, 1usize), |(_, n), t| (t, n + 1));
+    if now - latest.with_timezone(&Utc) <= window && window > Duration::zero() {
+        if count > 1 {
+            tracing::warn!(skipped = count - 1, "older missed editions are skipped");
+        }
+        Missed::CatchUp(latest)
+    } else {
+        Missed::TooLate {
+            latest,
+            also: count - 1,
+        }
+    }
+}
+
+/// The edition a scheduled time is for: its day in the schedule's time zone.
+pub fn edition_of(t: &DateTime<Tz>) -> EditionDate {
+    EditionDate::from_naive(t.date_naive())
+}
+
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let schedule =
-        cron::Schedule::from_str(&app.settings.schedule.cron).expect("validated at start");
+    let schedule = Schedule::from_str(&app.settings.schedule.cron).expect("validated at start");
     let tz = app.settings.timezone().expect("validated at start");
+    let window = Duration::hours(app.settings.schedule.catch_up_hours.into());
+    let handled = app.store.schedule_handled_until().unwrap_or(None);
+    let mut last_edition = None;
+    match missed(&schedule, tz, Utc::now(), handled, window) {
+        Missed::Nothing => {}
+        Missed::CatchUp(t) => {
+            tracing::info!(scheduled = %t.to_rfc3339(), "catching up the edition missed while down");
+            last_edition = Some(run_edition(&app, edition_of(&t)).await);
+        }
+        Missed::TooLate { latest, also } => tracing::warn!(
+            scheduled = %latest.to_rfc3339(),
+            older_also_missed = also,
+            catch_up_hours = window.num_hours(),
+            "skipping the edition missed while down: too late to be news"
+        ),
+    }
+    mark_handled(&app, Utc::now());
     loop {
         let Some(next) = schedule.upcoming(tz).next() else {
             tracing::warn!("the schedule has no future times; no editions will be sent");
@@ -39,15 +112,150 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 break;
             }
         }
-        // The edition is the scheduled day in the schedule's time zone, not the day the
-        // timer happened to wake up on.
-        let date = EditionDate::from_naive(next.date_naive());
-        match edition::run(&app, date).await {
-            Ok(report) => tracing::info!("{}", report.summary(date)),
-            Err(e) => tracing::error!(edition = %date, error = %e, "edition failed"),
+        let date = edition_of(&next);
+        // A clock going back (DST fall-back) fires twice for one edition: once is enough.
+        if last_edition == Some(date) {
+            tracing::info!(edition = %date, "second scheduled time for the same edition; nothing to do");
+        } else {
+            last_edition = Some(run_edition(&app, date).await);
         }
+        mark_handled(&app, next.with_timezone(&Utc));
         if app.is_stopping() {
             return;
         }
+    }
+}
+
+async fn run_edition(app: &Arc<App>, date: EditionDate) -> EditionDate {
+    match edition::run(app, date).await {
+        Ok(report) => tracing::info!("{}", report.summary(date)),
+        Err(e) => tracing::error!(edition = %date, error = %e, "edition failed"),
+    }
+    crate::service::status("waiting for the next edition");
+    date
+}
+
+fn mark_handled(app: &App, at: DateTime<Utc>) {
+    if let Err(e) = app.store.set_schedule_handled_until(at) {
+        tracing::warn!(error = %e, "could not record the schedule's progress");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn weekdays_at_8() -> Schedule {
+        Schedule::from_str("0 0 8 * * Mon-Fri").unwrap()
+    }
+
+    #[test]
+    fn a_short_outage_is_caught_up_once() {
+        let tz: Tz = "UTC".parse().unwrap();
+        // Down from 07:00 to 09:30 on Tuesday 2025-12-09.
+        let m = missed(
+            &weekdays_at_8(),
+            tz,
+            utc("2025-12-09T09:30:00Z"),
+            Some(utc("2025-12-09T07:00:00Z")),
+            Duration::hours(6),
+        );
+        let Missed::CatchUp(t) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(edition_of(&t).to_string(), "2025-12-09");
+        // Back up after the catch-up: handled until now, nothing more is owed.
+        let m = missed(
+            &weekdays_at_8(),
+            tz,
+            utc("2025-12-09T09:31:00Z"),
+            Some(utc("2025-12-09T09:30:00Z")),
+            Duration::hours(6),
+        );
+        assert_eq!(m, Missed::Nothing);
+    }
+
+    #[test]
+    fn a_long_outage_skips_and_never_bursts() {
+        let tz: Tz = "UTC".parse().unwrap();
+        // Down from Monday 07:00 to Wednesday 15:00: Mon, Tue, Wed 08:00 all missed.
+        let m = missed(
+            &weekdays_at_8(),
+            tz,
+            utc("2025-12-10T15:00:00Z"),
+            Some(utc("2025-12-08T07:00:00Z")),
+            Duration::hours(6),
+        );
+        let Missed::TooLate { latest, also } = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(edition_of(&latest).to_string(), "2025-12-10");
+        assert_eq!(also, 2);
+        // Within the window, only the latest is caught up; the older two are skipped.
+        let m = missed(
+            &weekdays_at_8(),
+            tz,
+            utc("2025-12-10T09:00:00Z"),
+            Some(utc("2025-12-08T07:00:00Z")),
+            Duration::hours(6),
+        );
+        let Missed::CatchUp(t) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(edition_of(&t).to_string(), "2025-12-10");
+        // A window of 0 never catches up.
+        let m = missed(
+            &weekdays_at_8(),
+            tz,
+            utc("2025-12-10T08:00:01Z"),
+            Some(utc("2025-12-10T07:00:00Z")),
+            Duration::zero(),
+        );
+        assert!(matches!(m, Missed::TooLate { .. }));
+    }
+
+    #[test]
+    fn the_first_start_owes_nothing() {
+        let tz: Tz = "UTC".parse().unwrap();
+        let m = missed(
+            &weekdays_at_8(),
+            tz,
+            utc("2025-12-09T09:00:00Z"),
+            None,
+            Duration::hours(6),
+        );
+        assert_eq!(m, Missed::Nothing);
+    }
+
+    /// In Europe/Berlin the clock goes back from 03:00 to 02:00 on 2025-10-26: a schedule at
+    /// 02:30 fires twice that night, both times for the same edition.
+    #[test]
+    fn a_dst_fall_back_night_fires_twice_for_one_edition() {
+        let tz: Tz = "Europe/Berlin".parse().unwrap();
+        let s = Schedule::from_str("0 30 2 * * *").unwrap();
+        let fires: Vec<_> = s
+            .after(&utc("2025-10-25T12:00:00Z").with_timezone(&tz))
+            .take(3)
+            .collect();
+        assert_eq!(fires[0].with_timezone(&Utc), utc("2025-10-26T00:30:00Z"));
+        assert_eq!(fires[1].with_timezone(&Utc), utc("2025-10-26T01:30:00Z"));
+        assert_eq!(edition_of(&fires[0]), edition_of(&fires[1]));
+        assert_ne!(edition_of(&fires[1]), edition_of(&fires[2]));
+        // Down across both: one catch-up, for that one edition.
+        let m = missed(
+            &s,
+            tz,
+            utc("2025-10-26T02:00:00Z"),
+            Some(utc("2025-10-25T20:00:00Z")),
+            Duration::hours(6),
+        );
+        let Missed::CatchUp(t) = m else {
+            panic!("{m:?}")
+        };
+        assert_eq!(edition_of(&t).to_string(), "2025-10-26");
     }
 }

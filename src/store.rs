@@ -416,19 +416,36 @@ impl Store {
             .transpose()
     }
 
-    /// When the source was last fetched successfully, for `/healthz` across restarts.
-    pub fn last_fetch_ok(&self) -> Result<Option<DateTime<Utc>>> {
+    fn meta_time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(self
             .meta
-            .get("last_fetch_ok")?
+            .get(key)?
             .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
             .and_then(|b| DateTime::from_timestamp(i64::from_be_bytes(b), 0)))
     }
 
-    pub fn set_last_fetch_ok(&self, at: DateTime<Utc>) -> Result<()> {
-        self.meta
-            .insert("last_fetch_ok", &at.timestamp().to_be_bytes())?;
+    fn set_meta_time(&self, key: &str, at: DateTime<Utc>) -> Result<()> {
+        self.meta.insert(key, &at.timestamp().to_be_bytes())?;
         Ok(())
+    }
+
+    /// When the source was last fetched successfully, for `/healthz` across restarts.
+    pub fn last_fetch_ok(&self) -> Result<Option<DateTime<Utc>>> {
+        self.meta_time("last_fetch_ok")
+    }
+
+    pub fn set_last_fetch_ok(&self, at: DateTime<Utc>) -> Result<()> {
+        self.set_meta_time("last_fetch_ok", at)
+    }
+
+    /// Up to when the scheduler has dealt with every scheduled time: what `serve` compares
+    /// with the schedule after downtime to find a missed edition.
+    pub fn schedule_handled_until(&self) -> Result<Option<DateTime<Utc>>> {
+        self.meta_time("schedule_handled_until")
+    }
+
+    pub fn set_schedule_handled_until(&self, at: DateTime<Utc>) -> Result<()> {
+        self.set_meta_time("schedule_handled_until", at)
     }
 
     /// Subscriber counts by status, for metrics.
