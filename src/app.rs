@@ -26,6 +26,9 @@ pub struct App {
     stopping: AtomicBool,
     /// The papers of the last successful fetch, for the subscribe page's sample.
     latest: Mutex<Option<(EditionDate, Vec<Paper>)>>,
+    /// Held while an edition runs (and while a backup is taken): the scheduler and a
+    /// `run-once` sent through the admin socket must never send one edition side by side.
+    pub edition_lock: tokio::sync::Mutex<()>,
 }
 
 impl App {
@@ -34,17 +37,14 @@ impl App {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
         let store = Store::open(dir)?;
-        let key_path = settings
-            .secret_file
-            .clone()
-            .unwrap_or_else(|| dir.join("secret.key"));
-        let tokens = TokenKey::load_or_create(&key_path)?;
+        let tokens = TokenKey::load_or_create(&settings.secret_key_path())?;
         let metrics = Metrics::default();
         metrics.set_last_fetch_ok(store.last_fetch_ok()?);
         Ok(Self {
             metrics,
             stopping: AtomicBool::new(false),
             latest: Mutex::new(None),
+            edition_lock: tokio::sync::Mutex::new(()),
             source: HfSource::new(&settings.source)?,
             mailer: Mailer::from_settings(&settings)?,
             store,

@@ -1,18 +1,21 @@
 //! The command line: parse arguments, load the settings, run one command, map the outcome
 //! to an exit code. Errors print as one line on stderr and exit non-zero.
+//!
+//! Only one process can open the store. When `serve` holds it, the commands that need it are
+//! sent to the daemon over its admin socket and run there ([`crate::admin`]), with the same
+//! output and exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
 use crate::app::App;
+use crate::commands::{self, Output};
 use crate::config::Settings;
-use crate::domain::{EditionDate, Keywords, Preferences, Status, Subscriber, SubscriberEmail};
-use crate::edition::{self, DryRunPlan};
 use crate::startup::{Application, shutdown_signal};
+use crate::store::StoreError;
 
 #[derive(Parser)]
 #[command(
@@ -20,16 +23,16 @@ use crate::startup::{Application, shutdown_signal};
     version,
     about = "Trending research papers in your inbox"
 )]
-struct Cli {
+pub struct Cli {
     /// The config file (default: $PAPERBOY_CONFIG, else ./paperboy.toml, else built-in defaults)
     #[arg(long, global = true, value_name = "PATH")]
-    config: Option<PathBuf>,
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    pub command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {
+#[derive(Subcommand, Debug)]
+pub enum Command {
     /// The daemon: send editions on the schedule and serve the subscribe, confirm,
     /// unsubscribe and preferences pages, until SIGTERM or Ctrl-C
     Serve,
@@ -50,10 +53,15 @@ enum Command {
     Preview { email: String },
     /// Validate the config and secrets and print the effective settings (secrets masked)
     CheckConfig,
+    /// Write a snapshot of the whole store and the link-signing key to FILE (works while
+    /// `serve` runs)
+    Backup { file: PathBuf },
+    /// Fill an empty data directory from a backup FILE
+    Restore { file: PathBuf },
 }
 
-#[derive(Subcommand)]
-enum SubscribersCommand {
+#[derive(Subcommand, Debug)]
+pub enum SubscribersCommand {
     /// Add a subscriber (pending until confirmed, unless --confirmed)
     Add {
         email: String,
@@ -76,8 +84,39 @@ enum SubscribersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a subscriber and everything recorded about them
-    Remove { email: String },
+    /// Unsubscribe an address; with --forget, delete every trace of it instead
+    Remove {
+        email: String,
+        /// Delete the subscriber, their ledger and their deliveries (GDPR erasure)
+        #[arg(long)]
+        forget: bool,
+    },
+    /// Write every subscriber, with status and preferences, to stdout
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: commands::ExportFormat,
+    },
+    /// Add or update subscribers from FILE (JSON Lines or CSV, as export writes them);
+    /// a bad line is reported with its number and nothing of the file is applied
+    Import { file: PathBuf },
+}
+
+impl Command {
+    /// The file a command reads, which the CLI reads for it (the daemon may not see it).
+    fn input_file(&self) -> Option<&PathBuf> {
+        match self {
+            Command::Subscribers(SubscribersCommand::Import { file }) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The file a command writes, which the CLI writes for it.
+    fn output_file(&self) -> Option<&PathBuf> {
+        match self {
+            Command::Backup { file } => Some(file),
+            _ => None,
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -97,7 +136,7 @@ pub fn main() -> ExitCode {
 }
 
 /// `a: b: c` on one line, without repeating a cause that the message above already quotes.
-fn one_line(e: &anyhow::Error) -> String {
+pub fn one_line(e: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     for cause in e.chain() {
         let text = cause.to_string().replace(['\r', '\n'], " ");
@@ -110,189 +149,84 @@ fn one_line(e: &anyhow::Error) -> String {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (settings, origin) = Settings::load(cli.config.as_deref())?;
-    if let Command::CheckConfig = cli.command {
-        println!("# effective settings, from {origin}");
-        print!("{}", settings.to_masked_toml());
-        return Ok(ExitCode::SUCCESS);
+    match &cli.command {
+        Command::CheckConfig => {
+            println!("# effective settings, from {origin}");
+            print!("{}", settings.to_masked_toml());
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Serve => {
+            tracing::info!(config = %origin, "starting");
+            let application = Application::build(settings).await?;
+            application.run_until_stopped(shutdown_signal()).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Restore { file } => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+            let report = crate::backup::restore(&settings, &bytes).await?;
+            println!("{report}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
-    if let Command::Serve = cli.command {
-        tracing::info!(config = %origin, "starting");
-        let application = Application::build(settings).await?;
-        application.run_until_stopped(shutdown_signal()).await?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let tz = settings.timezone()?;
-    let app = Arc::new(App::open(settings)?);
-    match cli.command {
-        Command::CheckConfig | Command::Serve => unreachable!("handled above"),
-        Command::RunOnce { date, dry_run } => {
-            let date = match date {
-                Some(d) => EditionDate::parse(&d).map_err(anyhow::Error::msg)?,
-                None => EditionDate::today_in(tz),
-            };
-            if dry_run {
-                print_dry_run(&app, date).await
-            } else {
-                run_once(&app, date).await
+    let input = match cli.command.input_file() {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    let data_dir = settings.data_dir.clone();
+    let output = match App::open(settings) {
+        Ok(app) => {
+            let mut out = Output::default();
+            match commands::execute(&Arc::new(app), &cli.command, input, &mut out).await {
+                Ok(()) => out,
+                Err(e) => {
+                    out.fail(&e);
+                    out
+                }
             }
         }
-        Command::Subscribers(cmd) => subscribers(&app, cmd),
-        Command::Preview { email } => {
-            let email = SubscriberEmail::parse(&email)?;
-            let s = app
-                .store
-                .subscriber(&email)?
-                .with_context(|| format!("{email} is not a subscriber"))?;
-            if s.status != Status::Active {
-                eprintln!(
-                    "note: {email} is {}; this is what they would get if they were active",
-                    s.status
-                );
+        Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked(_))) => {
+            // The daemon holds the store: let it do the work.
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            match crate::admin::request(&data_dir, args, input).await {
+                Ok(out) => out,
+                Err(socket_error) => {
+                    return Err(
+                        e.context(format!("and the daemon's admin socket: {socket_error:#}"))
+                    );
+                }
             }
-            match edition::preview(&app, EditionDate::today_in(tz), &s).await? {
-                Some(r) => print!("{}", r.text),
-                None => eprintln!(
-                    "nothing new for {email} on the page right now: no digest would be sent"
-                ),
-            }
-            Ok(ExitCode::SUCCESS)
         }
-    }
+        Err(e) => return Err(e),
+    };
+    finish(&cli.command, output)
 }
 
-async fn run_once(app: &Arc<App>, date: EditionDate) -> anyhow::Result<ExitCode> {
-    let report = edition::run(app, date).await?;
-    println!("{}", report.summary(date));
-    if report.send.deferred > 0 {
-        bail!(
-            "SMTP: {} digest(s) could not be sent ({}); they stay queued for the next run",
-            report.send.deferred,
-            report.send.last_error.as_deref().unwrap_or("unknown error")
-        );
+/// Prints what a command produced, writes the file it made, and gives its exit code.
+fn finish(command: &Command, out: Output) -> anyhow::Result<ExitCode> {
+    print!("{}", out.stdout);
+    eprint!("{}", out.stderr);
+    if let (Some(path), Some(bytes)) = (command.output_file(), &out.file) {
+        write_private(path, bytes)?;
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(ExitCode::from(out.code))
 }
 
-async fn print_dry_run(app: &Arc<App>, date: EditionDate) -> anyhow::Result<ExitCode> {
-    let (on_page, lines) = edition::dry_run(app, date).await?;
-    println!(
-        "dry run for edition {date}: {on_page} papers on the page; nothing is sent or recorded"
-    );
-    for line in lines {
-        let who = &line.subscriber.email;
-        match line.plan {
-            DryRunPlan::AlreadyHas(state) => {
-                println!("{who}: already has this edition ({state:?})")
-            }
-            DryRunPlan::NothingNew => println!("{who}: nothing new, no email"),
-            DryRunPlan::Would {
-                subject,
-                papers,
-                bytes,
-            } => println!(
-                "{who}: would get {} paper(s), {:.1} KB: {subject} [{}]",
-                papers.len(),
-                bytes as f64 / 1024.0,
-                papers
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn subscribers(app: &App, cmd: SubscribersCommand) -> anyhow::Result<ExitCode> {
-    match cmd {
-        SubscribersCommand::Add {
-            email,
-            confirmed,
-            min_upvotes,
-            keywords,
-            max_items,
-        } => {
-            let email = SubscriberEmail::parse(&email)?;
-            let keywords = Keywords::parse_list(keywords.as_deref().unwrap_or(""))?;
-            let prefs = Preferences::new(min_upvotes, keywords, max_items)?;
-            let s = Subscriber::new(email, prefs, confirmed);
-            app.store.add_subscriber(&s)?;
-            flush_now(app)?;
-            println!("added {} ({})", s.email, s.status);
-        }
-        SubscribersCommand::List { json } => {
-            let all = app.store.subscribers()?;
-            if json {
-                let rows: Vec<_> = all.iter().map(subscriber_json).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                print_table(app, &all);
-            }
-        }
-        SubscribersCommand::Remove { email } => {
-            let email = SubscriberEmail::parse(&email)?;
-            app.store.remove_subscriber(&email)?;
-            flush_now(app)?;
-            println!("removed {email}");
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn flush_now(app: &App) -> anyhow::Result<()> {
-    futures_lite_block(app.store.flush())?;
+/// Backups hold the link-signing key: only their owner may read them.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options
+        .open(path)
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     Ok(())
-}
-
-/// The subscriber commands are synchronous; they run inside the runtime but need one await.
-fn futures_lite_block<F: std::future::Future>(f: F) -> F::Output {
-    tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
-}
-
-fn subscriber_json(s: &Subscriber) -> serde_json::Value {
-    serde_json::json!({
-        "email": s.email.as_str(),
-        "status": s.status.as_str(),
-        "min_upvotes": s.preferences.min_upvotes,
-        "keywords": s.preferences.keywords.as_slice(),
-        "max_items": s.preferences.max_items,
-        "created_at": s.created_at,
-        "confirmed_at": s.confirmed_at,
-    })
-}
-
-fn print_table(app: &App, all: &[Subscriber]) {
-    if all.is_empty() {
-        println!("no subscribers yet; add one with `paperboy subscribers add EMAIL --confirmed`");
-        return;
-    }
-    let d = &app.settings.digest;
-    let width = all
-        .iter()
-        .map(|s| s.email.as_str().len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!(
-        "{:<width$}  {:<12}  {:>11}  {:>9}  keywords",
-        "email", "status", "min_upvotes", "max_items"
-    );
-    for s in all {
-        let p = &s.preferences;
-        let or_default = |v: Option<u32>, def: u32| v.map_or(format!("{def}*"), |v| v.to_string());
-        println!(
-            "{:<width$}  {:<12}  {:>11}  {:>9}  {}",
-            s.email.as_str(),
-            s.status.as_str(),
-            or_default(p.min_upvotes, d.min_upvotes),
-            or_default(p.max_items, d.max_items),
-            if p.keywords.is_empty() {
-                "-".to_string()
-            } else {
-                p.keywords.to_string()
-            }
-        );
-    }
-    println!("({} subscribers; * = the operator's default)", all.len());
 }

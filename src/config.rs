@@ -619,6 +619,13 @@ impl Settings {
         self.public_url.trim_end_matches('/')
     }
 
+    /// Where the link-signing key is: `secret_file`, else `data_dir/secret.key`.
+    pub fn secret_key_path(&self) -> PathBuf {
+        self.secret_file
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("secret.key"))
+    }
+
     pub fn outbox_dir(&self) -> PathBuf {
         self.mail
             .outbox_dir

@@ -82,6 +82,7 @@ fn choose(
 
 /// Fetches, plans and sends the edition for `date`.
 pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> {
+    let _one_at_a_time = app.edition_lock.lock().await;
     let started = Instant::now();
     let store = &app.store;
     let listing = match app.source.fetch(date).await {

@@ -3,8 +3,11 @@
 //! The binary is a thin shell around [`cli::main`]; everything else is here so tests can
 //! drive it directly.
 
+pub mod admin;
 pub mod app;
+pub mod backup;
 pub mod cli;
+pub mod commands;
 pub mod config;
 pub mod delivery;
 pub mod digest;
@@ -21,4 +24,5 @@ pub mod startup;
 pub mod store;
 pub mod telemetry;
 pub mod tokens;
+pub mod transfer;
 pub mod web;

@@ -76,6 +76,12 @@ impl Application {
         tracing::info!(addr = %self.addr, "serving");
         crate::service::ready();
         tokio::spawn(first_look(self.app.clone()));
+        let admin_app = self.app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::serve(admin_app).await {
+                tracing::error!(error = %format!("{e:#}"), "the admin socket is not available");
+            }
+        });
         let scheduler = crate::schedule::run(self.app.clone(), stop_rx);
         let (web, ()) = tokio::join!(async { web.await }, scheduler);
         web.context("the web server failed")?;

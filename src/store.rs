@@ -51,6 +51,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// One stored entry as a backup holds it: tree name, key, value.
+pub type RawEntry = (String, Vec<u8>, Vec<u8>);
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DeliveryState {
@@ -464,6 +467,45 @@ impl Store {
                 .expect("every status")] += 1;
         }
         Ok(all.iter().map(|s| s.as_str()).zip(counts).collect())
+    }
+
+    // --- backup ---------------------------------------------------------------------------
+
+    /// Every entry of every tree, for a backup.
+    pub fn dump(&self) -> Result<Vec<RawEntry>> {
+        let mut out = Vec::new();
+        for name in self.db.tree_names() {
+            let tree = self.db.open_tree(&name)?;
+            let name = String::from_utf8_lossy(&name).into_owned();
+            for item in tree.iter() {
+                let (k, v) = item?;
+                out.push((name.clone(), k.to_vec(), v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether nothing but the schema version is stored yet.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.subscribers.is_empty()
+            && self.editions.is_empty()
+            && self.papers.is_empty()
+            && self.deliveries.is_empty())
+    }
+
+    /// Writes entries from a backup, in one batch per tree.
+    pub fn load(&self, entries: &[RawEntry]) -> Result<()> {
+        let mut batches: std::collections::BTreeMap<&str, sled::Batch> = Default::default();
+        for (tree, k, v) in entries {
+            batches
+                .entry(tree)
+                .or_default()
+                .insert(k.as_slice(), v.as_slice());
+        }
+        for (tree, batch) in batches {
+            self.db.open_tree(tree)?.apply_batch(batch)?;
+        }
+        Ok(())
     }
 
     // --- retention -----------------------------------------------------------------------

@@ -105,6 +105,11 @@ async fn bad_subscriber_commands_change_nothing() {
 
     let r = app.run(&["subscribers", "remove", "Ann@Example.org"]);
     assert!(r.ok(), "{}", r.stderr);
+    let r = app.run(&["subscribers", "list", "--json"]);
+    let rows: serde_json::Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "unsubscribed");
+    let r = app.run(&["subscribers", "remove", "--forget", "ann@example.org"]);
+    assert!(r.ok(), "{}", r.stderr);
     let r = app.run(&["subscribers", "list"]);
     assert!(r.stdout.contains("no subscribers"));
 }

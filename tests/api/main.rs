@@ -7,4 +7,5 @@ mod digest;
 mod faults;
 mod helpers;
 mod properties;
+mod service;
 mod web;

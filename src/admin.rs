@@ -1,0 +1,112 @@
+//! The admin socket: how `subscribers …`, `backup`, `preview` and `run-once` work while
+//! `serve` holds the store. The CLI sends its arguments (and the content of a file it was
+//! given) as one JSON line to `data_dir/admin.sock`; the daemon runs the very same command
+//! code and answers with its output, file and exit code. The socket is mode 0600: only the
+//! service's own user (and root) can use it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use crate::app::App;
+use crate::cli::{Cli, Command};
+use crate::commands::{self, Output};
+
+/// The most a request may carry (an import file included).
+const MAX_REQUEST: usize = 64 * 1024 * 1024;
+
+#[derive(Serialize, Deserialize)]
+struct Request {
+    args: Vec<String>,
+    input: Option<String>,
+}
+
+pub fn socket_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin.sock")
+}
+
+/// Sends a command to the running daemon and returns what it produced.
+pub async fn request(
+    data_dir: &Path,
+    args: Vec<String>,
+    input: Option<Vec<u8>>,
+) -> anyhow::Result<Output> {
+    let path = socket_path(data_dir);
+    let stream = UnixStream::connect(&path)
+        .await
+        .with_context(|| format!("cannot connect to {}", path.display()))?;
+    let (read, mut write) = stream.into_split();
+    let req = Request {
+        args,
+        input: input.map(|b| STANDARD.encode(b)),
+    };
+    let mut line = serde_json::to_vec(&req)?;
+    line.push(b'\n');
+    write.write_all(&line).await?;
+    write.shutdown().await?;
+    let mut answer = String::new();
+    BufReader::new(read).read_line(&mut answer).await?;
+    serde_json::from_str(&answer).context("the daemon's answer cannot be read")
+}
+
+/// Serves the admin socket until the process ends.
+pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
+    let path = socket_path(&app.settings.data_dir);
+    // A socket file left by a killed daemon: we hold the store lock, so it is not in use.
+    let _ = std::fs::remove_file(&path);
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(app, stream).await {
+                tracing::warn!(error = %format!("{e:#}"), "admin request failed");
+            }
+        });
+    }
+}
+
+async fn handle(app: Arc<App>, stream: UnixStream) -> anyhow::Result<()> {
+    let (read, mut write) = stream.into_split();
+    let mut line = String::new();
+    let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
+    tokio::time::timeout(Duration::from_secs(60), reader.read_line(&mut line))
+        .await
+        .context("the request did not arrive in time")??;
+    let req: Request = serde_json::from_str(&line).context("a malformed request")?;
+    let mut out = Output::default();
+    match Cli::try_parse_from(std::iter::once("paperboy".to_string()).chain(req.args)) {
+        Err(e) => {
+            out.stderr = e.to_string();
+            out.code = 2;
+        }
+        Ok(cli) => {
+            let input = req.input.map(|s| STANDARD.decode(s)).transpose()?;
+            if matches!(cli.command, Command::Serve | Command::Restore { .. }) {
+                out.stderr =
+                    "error: not while paperboy is serving from this data directory\n".into();
+                out.code = 1;
+            } else if let Err(e) = commands::execute(&app, &cli.command, input, &mut out).await {
+                out.fail(&e);
+            }
+        }
+    }
+    let mut answer = serde_json::to_vec(&out)?;
+    answer.push(b'\n');
+    write.write_all(&answer).await?;
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! The commands that work on the store, written once for both ways they run: in the CLI's
+//! own process, or inside `serve` when the daemon holds the store (see [`crate::admin`]).
+//! They write to an [`Output`] instead of the terminal, so either caller can deliver it.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+
+use crate::app::App;
+use crate::cli::{Command, SubscribersCommand};
+use crate::domain::{EditionDate, Keywords, Preferences, Status, Subscriber, SubscriberEmail};
+use crate::edition::{self, DryRunPlan};
+
+/// What a command printed, the file it made, and its exit code.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    #[serde(with = "b64opt", default)]
+    pub file: Option<Vec<u8>>,
+    pub code: u8,
+}
+
+impl Output {
+    pub fn fail(&mut self, e: &anyhow::Error) {
+        let _ = writeln!(self.stderr, "error: {}", crate::cli::one_line(e));
+        self.code = 1;
+    }
+}
+
+mod b64opt {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(|b| STANDARD.encode(b)).serialize(s)
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| STANDARD.decode(s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
+
+pub async fn execute(
+    app: &Arc<App>,
+    command: &Command,
+    input: Option<Vec<u8>>,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let tz = app.settings.timezone()?;
+    match command {
+        Command::Serve | Command::CheckConfig | Command::Restore { .. } => {
+            bail!("this command does not run on an open store")
+        }
+        Command::RunOnce { date, dry_run } => {
+            let date = match date {
+                Some(d) => EditionDate::parse(d).map_err(anyhow::Error::msg)?,
+                None => EditionDate::today_in(tz),
+            };
+            if *dry_run {
+                dry_run_report(app, date, out).await
+            } else {
+                run_once(app, date, out).await
+            }
+        }
+        Command::Subscribers(cmd) => subscribers(app, cmd, input, out).await,
+        Command::Preview { email } => {
+            let email = SubscriberEmail::parse(email)?;
+            let s = app
+                .store
+                .subscriber(&email)?
+                .with_context(|| format!("{email} is not a subscriber"))?;
+            if s.status != Status::Active {
+                let _ = writeln!(
+                    out.stderr,
+                    "note: {email} is {}; this is what they would get if they were active",
+                    s.status
+                );
+            }
+            match edition::preview(app, EditionDate::today_in(tz), &s).await? {
+                Some(r) => out.stdout.push_str(&r.text),
+                None => {
+                    let _ = writeln!(
+                        out.stderr,
+                        "nothing new for {email} on the page right now: no digest would be sent"
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Backup { .. } => {
+            let bytes = crate::backup::backup(app).await?;
+            let _ = writeln!(out.stdout, "backup written: {} bytes", bytes.len());
+            out.file = Some(bytes);
+            Ok(())
+        }
+    }
+}
+
+async fn run_once(app: &Arc<App>, date: EditionDate, out: &mut Output) -> anyhow::Result<()> {
+    let report = edition::run(app, date).await?;
+    let _ = writeln!(out.stdout, "{}", report.summary(date));
+    if report.send.deferred > 0 {
+        bail!(
+            "SMTP: {} digest(s) could not be sent ({}); they stay queued for the next run",
+            report.send.deferred,
+            report.send.last_error.as_deref().unwrap_or("unknown error")
+        );
+    }
+    Ok(())
+}
+
+async fn dry_run_report(app: &Arc<App>, date: EditionDate, out: &mut Output) -> anyhow::Result<()> {
+    let (on_page, lines) = edition::dry_run(app, date).await?;
+    let o = &mut out.stdout;
+    let _ = writeln!(
+        o,
+        "dry run for edition {date}: {on_page} papers on the page; nothing is sent or recorded"
+    );
+    for line in lines {
+        let who = &line.subscriber.email;
+        let _ = match line.plan {
+            DryRunPlan::AlreadyHas(state) => {
+                writeln!(o, "{who}: already has this edition ({state:?})")
+            }
+            DryRunPlan::NothingNew => writeln!(o, "{who}: nothing new, no email"),
+            DryRunPlan::Would {
+                subject,
+                papers,
+                bytes,
+            } => writeln!(
+                o,
+                "{who}: would get {} paper(s), {:.1} KB: {subject} [{}]",
+                papers.len(),
+                bytes as f64 / 1024.0,
+                papers
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+    }
+    Ok(())
+}
+
+async fn subscribers(
+    app: &App,
+    cmd: &SubscribersCommand,
+    input: Option<Vec<u8>>,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    match cmd {
+        SubscribersCommand::Add {
+            email,
+            confirmed,
+            min_upvotes,
+            keywords,
+            max_items,
+        } => {
+            let email = SubscriberEmail::parse(email)?;
+            let keywords = Keywords::parse_list(keywords.as_deref().unwrap_or(""))?;
+            let prefs = Preferences::new(*min_upvotes, keywords, *max_items)?;
+            let s = Subscriber::new(email, prefs, *confirmed);
+            app.store.add_subscriber(&s)?;
+            app.store.flush().await?;
+            let _ = writeln!(out.stdout, "added {} ({})", s.email, s.status);
+        }
+        SubscribersCommand::List { json } => {
+            let all = app.store.subscribers()?;
+            if *json {
+                let rows: Vec<_> = all.iter().map(crate::transfer::record).collect();
+                let _ = writeln!(out.stdout, "{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                table(app, &all, &mut out.stdout);
+            }
+        }
+        SubscribersCommand::Remove { email, forget } => {
+            let email = SubscriberEmail::parse(email)?;
+            if *forget {
+                app.store.remove_subscriber(&email)?;
+                let _ = writeln!(
+                    out.stdout,
+                    "forgot {email}: nothing about it is left in the store"
+                );
+            } else {
+                let mut s = app
+                    .store
+                    .subscriber(&email)?
+                    .with_context(|| format!("{email} is not a subscriber"))?;
+                s.unsubscribe(chrono::Utc::now());
+                app.store.update_subscriber(&s)?;
+                let _ = writeln!(
+                    out.stdout,
+                    "unsubscribed {email} (use --forget to delete every trace)"
+                );
+            }
+            app.store.flush().await?;
+        }
+        SubscribersCommand::Export { format } => {
+            out.stdout = crate::transfer::export(&app.store.subscribers()?, *format)?;
+        }
+        SubscribersCommand::Import { .. } => {
+            let bytes = input.context("no file content to import")?;
+            let report = crate::transfer::import(&app.store, &bytes)?;
+            app.store.flush().await?;
+            let _ = writeln!(out.stdout, "{report}");
+        }
+    }
+    Ok(())
+}
+
+fn table(app: &App, all: &[Subscriber], o: &mut String) {
+    if all.is_empty() {
+        let _ = writeln!(
+            o,
+            "no subscribers yet; add one with `paperboy subscribers add EMAIL --confirmed`"
+        );
+        return;
+    }
+    let d = &app.settings.digest;
+    let width = all
+        .iter()
+        .map(|s| s.email.as_str().len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = writeln!(
+        o,
+        "{:<width$}  {:<12}  {:>11}  {:>9}  keywords",
+        "email", "status", "min_upvotes", "max_items"
+    );
+    for s in all {
+        let p = &s.preferences;
+        let or_default = |v: Option<u32>, def: u32| v.map_or(format!("{def}*"), |v| v.to_string());
+        let status = if p.paused && s.status == Status::Active {
+            "paused".to_string()
+        } else {
+            s.status.to_string()
+        };
+        let _ = writeln!(
+            o,
+            "{:<width$}  {:<12}  {:>11}  {:>9}  {}",
+            s.email.as_str(),
+            status,
+            or_default(p.min_upvotes, d.min_upvotes),
+            or_default(p.max_items, d.max_items),
+            if p.keywords.is_empty() {
+                "-".to_string()
+            } else {
+                p.keywords.to_string()
+            }
+        );
+    }
+    let _ = writeln!(o, "({} subscribers; * = the operator's default)", all.len());
+}

@@ -1,0 +1,135 @@
+//! Running as a service: admin commands while `serve` holds the store, export and import,
+//! backup and restore.
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{KillOnDrop, PageServer, Reply, SmtpSink, TestApp, fixture, free_port};
+
+fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} did not happen in time");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_commands_reach_a_running_daemon_and_backups_restore() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("web.listen", format!("127.0.0.1:{}", free_port()));
+    app.set("schedule.cron", "0 0 8 1 1 * 2099");
+    app.add("ann@example.org", &["--confirmed", "--max-items", "3"]);
+    assert!(app.run(&["run-once", "--date", "2025-12-08"]).ok());
+    let digest = sink.messages().pop().unwrap();
+    let unsubscribe = digest.header("List-Unsubscribe").unwrap();
+
+    let mut daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
+    let socket = app.dir.path().join("data/admin.sock");
+    wait_until("the admin socket", || socket.exists());
+
+    // The same commands, the same output, through the daemon.
+    let r = app.run(&["subscribers", "add", "bob@example.com", "--confirmed"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "added bob@example.com (active)");
+    let r = app.run(&["subscribers", "add", "bob@example.com"]);
+    assert_eq!(r.code, Some(1));
+    assert!(r.stderr.contains("already a subscriber"), "{}", r.stderr);
+    let r = app.run(&["preview", "bob@example.com"]);
+    assert!(
+        r.ok() && r.stdout.starts_with("TRENDING PAPERS"),
+        "{}",
+        r.stderr
+    );
+    pages.serve_fixture("trending-2025-12-09.html");
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("2 sent"), "{}", r.stdout);
+
+    // Export, and import a changed file: checked whole, applied once.
+    let r = app.run(&["subscribers", "export"]);
+    assert!(r.ok());
+    assert_eq!(r.stdout.lines().count(), 2);
+    let changed = r.stdout.replace("\"max_items\":3", "\"max_items\":4")
+        + "{\"email\":\"carl@example.net\",\"status\":\"active\",\"min_upvotes\":null,\"max_items\":null}\n";
+    let file = app.dir.path().join("subscribers.jsonl");
+    std::fs::write(&file, &changed).unwrap();
+    let r = app.run(&["subscribers", "import", file.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.stdout.trim(), "imported: 1 added, 1 updated, 1 unchanged");
+    let r = app.run(&["subscribers", "import", file.to_str().unwrap()]);
+    assert_eq!(r.stdout.trim(), "imported: 0 added, 0 updated, 3 unchanged");
+    std::fs::write(&file, format!("{changed}not json\n")).unwrap();
+    let r = app.run(&["subscribers", "import", file.to_str().unwrap()]);
+    assert!(!r.ok() && r.stderr.contains("line 4"), "{}", r.stderr);
+
+    let backup = app.dir.path().join("paperboy.backup");
+    let r = app.run(&["backup", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "a backup holds the signing key");
+    }
+    let listed = app.run(&["subscribers", "list", "--json"]).stdout;
+
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("serve to stop", || daemon.try_wait().unwrap().is_some());
+
+    // Restore into an empty data directory: the same subscribers, ledgers and keys.
+    let other = TestApp::new(&pages.url(), sink.port, "");
+    let r = other.run(&["restore", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(other.run(&["subscribers", "list", "--json"]).stdout, listed);
+    let r = other.run(&["restore", backup.to_str().unwrap()]);
+    assert!(
+        !r.ok() && r.stderr.contains("already holds data"),
+        "{}",
+        r.stderr
+    );
+    let before = sink.messages().len();
+    let r = other.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.contains("2 already had it"), "{}", r.stdout);
+    assert_eq!(
+        sink.messages().len(),
+        before + 1,
+        "only the imported subscriber gets the edition"
+    );
+    // The unsubscribe link of a digest sent before the backup still works after it.
+    let token = unsubscribe
+        .trim_end_matches('>')
+        .rsplit("token=")
+        .next()
+        .unwrap()
+        .to_string();
+    let restored =
+        paperboy::app::App::open(paperboy::config::Settings::from_file(&other.config).unwrap())
+            .unwrap();
+    let id = restored
+        .tokens
+        .verify(
+            paperboy::tokens::Purpose::Unsubscribe,
+            &token,
+            chrono::Utc::now(),
+            0,
+        )
+        .unwrap();
+    assert_eq!(
+        restored
+            .store
+            .subscriber_by_id(id)
+            .unwrap()
+            .unwrap()
+            .email
+            .as_str(),
+        "ann@example.org"
+    );
+}
