@@ -85,6 +85,8 @@ impl Application {
         let scheduler = crate::schedule::run(self.app.clone(), stop_rx);
         let (web, ()) = tokio::join!(async { web.await }, scheduler);
         web.context("the web server failed")?;
+        // An edition started through the admin socket finishes its messages in flight too.
+        let _no_edition_running = self.app.edition_lock.lock().await;
         self.app.store.flush().await?;
         tracing::info!("stopped");
         Ok(())

@@ -133,3 +133,93 @@ async fn admin_commands_reach_a_running_daemon_and_backups_restore() {
         "ann@example.org"
     );
 }
+
+/// SIGTERM while the daemon is sending: it exits 0 soon, everything the sink accepted is
+/// recorded as sent, and the next run sends exactly the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    // Each message takes a second at the server: the send is long enough to interrupt.
+    let mut sink = SmtpSink::start_with(&["-w", "1"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("web.listen", format!("127.0.0.1:{}", free_port()));
+    app.set("schedule.cron", "0 0 8 1 1 * 2099");
+    let subscribers = 40;
+    {
+        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
+        for i in 0..subscribers {
+            let email =
+                paperboy::domain::SubscriberEmail::parse(&format!("r{i}@example.org")).unwrap();
+            store
+                .add_subscriber(&paperboy::domain::Subscriber::new(
+                    email,
+                    Default::default(),
+                    true,
+                ))
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+    let mut daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
+    let socket = app.dir.path().join("data/admin.sock");
+    wait_until("the admin socket", || socket.exists());
+    // Start an edition inside the daemon, then stop the daemon in the middle of it.
+    let runner = app
+        .command(&["run-once", "--date", "2025-12-09"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut runner = KillOnDrop(runner);
+    std::thread::sleep(Duration::from_millis(3000));
+    let stopped_at = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &daemon.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until("serve to stop", || daemon.try_wait().unwrap().is_some());
+    assert!(daemon.wait().unwrap().success(), "exit 0 after SIGTERM");
+    assert!(
+        stopped_at.elapsed() < Duration::from_secs(15),
+        "stops well within TimeoutStopSec"
+    );
+    let _ = runner.wait();
+
+    let accepted = sink.messages();
+    assert!(
+        !accepted.is_empty() && accepted.len() < subscribers as usize,
+        "{} accepted",
+        accepted.len()
+    );
+    {
+        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
+        let date = paperboy::domain::EditionDate::parse("2025-12-09").unwrap();
+        let sent = store
+            .deliveries(date)
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.state == paperboy::store::DeliveryState::Sent)
+            .count();
+        assert_eq!(
+            sent,
+            accepted.len(),
+            "every accepted message is recorded as sent"
+        );
+    }
+    sink.restart_with(&[]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let mut to: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .map(|m| m.recipients[0].clone())
+        .collect();
+    to.sort();
+    let unique = to.len();
+    to.dedup();
+    assert_eq!(unique, to.len(), "nobody got two");
+    assert_eq!(to.len(), subscribers as usize, "the rest went out");
+}
