@@ -171,24 +171,11 @@ async fn kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight() {
     let concurrency = 4;
     app.set("mail.smtp.concurrency", concurrency as i64);
     let subscribers = 300;
-    {
-        // Straight into the store: 300 processes would take longer than the test.
-        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
-        for i in 0..subscribers {
-            let email = paperboy::domain::SubscriberEmail::parse(&format!("reader{i}@example.org"))
-                .unwrap();
-            let prefs = paperboy::domain::Preferences::new(
-                Some(i % 50),
-                Default::default(),
-                Some(1 + i % 5),
-            )
-            .unwrap();
-            store
-                .add_subscriber(&paperboy::domain::Subscriber::new(email, prefs, true))
-                .unwrap();
-        }
-        store.flush().await.unwrap();
-    }
+    app.seed(subscribers, |i| {
+        paperboy::domain::Preferences::new(Some(i % 50), Default::default(), Some(1 + i % 5))
+            .unwrap()
+    })
+    .await;
     let mut kills = 0;
     for round in 0..6u64 {
         let mut child = crate::helpers::KillOnDrop(
@@ -356,7 +343,7 @@ async fn a_421_or_a_hang_up_is_retried_and_a_stale_digest_is_given_up() {
     app.add("ann@example.org", &["--confirmed"]);
     assert!(!app.run(&["run-once", "--date", "2025-12-09"]).ok());
     {
-        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
+        let store = app.store();
         let date = paperboy::domain::EditionDate::parse("2025-12-09").unwrap();
         let mut d = store.deliveries(date).unwrap().pop().unwrap();
         assert_eq!(d.state, paperboy::store::DeliveryState::Retry);

@@ -406,6 +406,25 @@ max_attempts = 2
         Self { dir, config }
     }
 
+    /// The store, opened directly (only while no paperboy process holds it).
+    pub fn store(&self) -> paperboy::store::Store {
+        paperboy::store::Store::open(&self.dir.path().join("data")).unwrap()
+    }
+
+    /// Adds `n` active subscribers `r{i}@example.org` straight into the store (fast; many
+    /// CLI calls would take longer than the test).
+    pub async fn seed(&self, n: u32, prefs: impl Fn(u32) -> paperboy::domain::Preferences) {
+        let store = self.store();
+        for i in 0..n {
+            let email =
+                paperboy::domain::SubscriberEmail::parse(&format!("r{i}@example.org")).unwrap();
+            store
+                .add_subscriber(&paperboy::domain::Subscriber::new(email, prefs(i), true))
+                .unwrap();
+        }
+        store.flush().await.unwrap();
+    }
+
     /// Sets one config key, `section.key` or `section.sub.key`, in the TOML file.
     pub fn set(&self, path: &str, value: impl Into<toml::Value>) {
         let text = std::fs::read_to_string(&self.config).unwrap();
@@ -463,6 +482,31 @@ impl std::ops::Deref for KillOnDrop {
 impl std::ops::DerefMut for KillOnDrop {
     fn deref_mut(&mut self) -> &mut Child {
         &mut self.0
+    }
+}
+
+impl KillOnDrop {
+    /// SIGTERM, then waits (bounded) for the exit.
+    pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the process did not stop within {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -74,14 +74,7 @@ async fn admin_commands_reach_a_running_daemon_and_backups_restore() {
     }
     let listed = app.run(&["subscribers", "list", "--json"]).stdout;
 
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &daemon.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    wait_until("serve to stop", || daemon.try_wait().unwrap().is_some());
+    daemon.terminate(Duration::from_secs(20));
 
     // Restore into an empty data directory: the same subscribers, ledgers and keys.
     let other = TestApp::new(&pages.url(), sink.port, "");
@@ -145,21 +138,7 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
     app.set("web.listen", format!("127.0.0.1:{}", free_port()));
     app.set("schedule.cron", "0 0 8 1 1 * 2099");
     let subscribers = 40;
-    {
-        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
-        for i in 0..subscribers {
-            let email =
-                paperboy::domain::SubscriberEmail::parse(&format!("r{i}@example.org")).unwrap();
-            store
-                .add_subscriber(&paperboy::domain::Subscriber::new(
-                    email,
-                    Default::default(),
-                    true,
-                ))
-                .unwrap();
-        }
-        store.flush().await.unwrap();
-    }
+    app.seed(subscribers, |_| Default::default()).await;
     let mut daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
     let socket = app.dir.path().join("data/admin.sock");
     wait_until("the admin socket", || socket.exists());
@@ -173,15 +152,8 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
     let mut runner = KillOnDrop(runner);
     std::thread::sleep(Duration::from_millis(3000));
     let stopped_at = Instant::now();
-    assert!(
-        std::process::Command::new("kill")
-            .args(["-TERM", &daemon.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    wait_until("serve to stop", || daemon.try_wait().unwrap().is_some());
-    assert!(daemon.wait().unwrap().success(), "exit 0 after SIGTERM");
+    let status = daemon.terminate(Duration::from_secs(20));
+    assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
     assert!(
         stopped_at.elapsed() < Duration::from_secs(15),
         "stops well within TimeoutStopSec"
@@ -195,7 +167,7 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
         accepted.len()
     );
     {
-        let store = paperboy::store::Store::open(&app.dir.path().join("data")).unwrap();
+        let store = app.store();
         let date = paperboy::domain::EditionDate::parse("2025-12-09").unwrap();
         let sent = store
             .deliveries(date)
