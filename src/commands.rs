@@ -263,5 +263,10 @@ fn table(app: &App, all: &[Subscriber], o: &mut String) {
             }
         );
     }
-    let _ = writeln!(o, "({} subscribers; * = the operator's default)", all.len());
+    let noun = if all.len() == 1 {
+        "subscriber"
+    } else {
+        "subscribers"
+    };
+    let _ = writeln!(o, "({} {noun}; * = the operator's default)", all.len());
 }

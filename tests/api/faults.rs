@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, fixture, free_port};
+use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, WaitBounded, fixture, free_port};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redesigned_page_fails_loudly_and_sends_nothing() {
@@ -356,4 +356,51 @@ async fn a_421_or_a_hang_up_is_retried_and_a_stale_digest_is_given_up() {
     assert!(r.ok(), "{}", r.stderr);
     assert!(r.stdout.contains("1 failed"), "{}", r.stdout);
     assert!(sink.messages().is_empty());
+}
+
+/// The SMTP server goes away in the middle of a run: what it accepted is recorded, the rest
+/// waits for the next run, and nobody gets two beyond the messages in flight at the cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_smtp_server_dying_mid_run_loses_nothing() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let mut sink = SmtpSink::start_with(&["-w", "1"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    let subscribers = 20;
+    app.seed(subscribers, |_| Default::default()).await;
+    let run = app
+        .command(&["run-once", "--date", "2025-12-09"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    let mut accepted = sink.messages().len();
+    sink.stop();
+    let out = run.wait_with_output_bounded();
+    assert!(!out.status.success(), "the run reports the SMTP failure");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("queued for the next run"), "{stderr}");
+    // Messages already in the sink's hands at the cut may have landed after the count.
+    accepted = accepted.max(sink.messages().len());
+    assert!(
+        accepted > 0 && accepted < subscribers as usize,
+        "{accepted} accepted"
+    );
+
+    sink.restart_with(&[]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let mut to: Vec<String> = sink
+        .messages()
+        .into_iter()
+        .map(|m| m.recipients[0].clone())
+        .collect();
+    let total = to.len();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), subscribers as usize, "everyone got their digest");
+    assert!(
+        total - to.len() <= 2,
+        "at most the in-flight messages repeat"
+    );
 }

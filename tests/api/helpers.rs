@@ -485,6 +485,30 @@ impl std::ops::DerefMut for KillOnDrop {
     }
 }
 
+/// Waits for a child started with piped output, at most 60 s.
+pub trait WaitBounded {
+    fn wait_with_output_bounded(self) -> Output;
+}
+
+impl WaitBounded for Child {
+    fn wait_with_output_bounded(self) -> Output {
+        let pid = self.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(self.wait_with_output());
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                panic!("the process did not finish within 60 s");
+            }
+        }
+    }
+}
+
 impl KillOnDrop {
     /// SIGTERM, then waits (bounded) for the exit.
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
