@@ -195,3 +195,44 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
     assert_eq!(unique, to.len(), "nobody got two");
     assert_eq!(to.len(), subscribers as usize, "the rest went out");
 }
+
+/// A backup asked for while the daemon sends waits for the edition, then holds all of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_during_a_send_restores_to_the_same_state() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start_with(&["-w", "1"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("web.listen", format!("127.0.0.1:{}", free_port()));
+    app.set("schedule.cron", "0 0 8 1 1 * 2099");
+    app.seed(6, |_| Default::default()).await;
+    let mut daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
+    let socket = app.dir.path().join("data/admin.sock");
+    wait_until("the admin socket", || socket.exists());
+    let mut runner = KillOnDrop(
+        app.command(&["run-once", "--date", "2025-12-09"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::thread::sleep(Duration::from_millis(700));
+    let backup = app.dir.path().join("busy.backup");
+    let r = app.run(&["backup", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(runner.wait().unwrap().success());
+    let listed = app.run(&["subscribers", "list", "--json"]).stdout;
+    daemon.terminate(Duration::from_secs(20));
+
+    let other = TestApp::new(&pages.url(), sink.port, "");
+    assert!(other.run(&["restore", backup.to_str().unwrap()]).ok());
+    assert_eq!(other.run(&["subscribers", "list", "--json"]).stdout, listed);
+    let date = paperboy::domain::EditionDate::parse("2025-12-09").unwrap();
+    let deliveries = other.store().deliveries(date).unwrap();
+    assert_eq!(deliveries.len(), 6);
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.state == paperboy::store::DeliveryState::Sent),
+        "the backup waited for the edition in flight"
+    );
+    assert_eq!(sink.messages().len(), 6);
+}
