@@ -4,6 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use chrono::Utc;
 
 use crate::config::Settings;
 use crate::digest::Effective;
@@ -11,7 +12,7 @@ use crate::domain::{EditionDate, Paper, Subscriber};
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::render::Personal;
-use crate::source::HfSource;
+use crate::source::{HfSource, Listing, SourceError};
 use crate::store::Store;
 use crate::tokens::{Purpose, TokenKey};
 
@@ -53,8 +54,24 @@ impl App {
         })
     }
 
-    pub fn set_latest(&self, date: EditionDate, papers: Vec<Paper>) {
-        *self.latest.lock().expect("not poisoned") = Some((date, papers));
+    /// Fetches the page for `date` and records the outcome where health and the subscribe
+    /// page look: metrics, the last good fetch time in the store, the latest papers.
+    pub async fn fetch(&self, date: EditionDate) -> Result<Listing, SourceError> {
+        match self.source.fetch(date).await {
+            Ok(listing) => {
+                let now = Utc::now();
+                self.metrics.fetch_succeeded(now);
+                if let Err(e) = self.store.set_last_fetch_ok(now) {
+                    tracing::warn!(error = %e, "could not record the fetch time");
+                }
+                *self.latest.lock().expect("not poisoned") = Some((date, listing.papers.clone()));
+                Ok(listing)
+            }
+            Err(e) => {
+                self.metrics.fetch_failed(Utc::now(), e.to_string());
+                Err(e)
+            }
+        }
     }
 
     /// The papers of the last successful fetch of this process, if any.

@@ -118,10 +118,10 @@ pub async fn restore(settings: &Settings, bytes: &[u8]) -> anyhow::Result<String
         );
     }
     store.load(&entries)?;
-    store
+    let subscribers = store
         .subscribers()
-        .context("the restored store cannot be read")?;
-    let subscribers = store.subscribers()?.len();
+        .context("the restored store cannot be read")?
+        .len();
     store.flush().await?;
     Ok(format!(
         "restored {} entries ({subscribers} subscribers) from a backup of {}",

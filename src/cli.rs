@@ -129,22 +129,10 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+            eprintln!("error: {}", crate::telemetry::one_line(e.as_ref()));
             ExitCode::FAILURE
         }
     }
-}
-
-/// `a: b: c` on one line, without repeating a cause that the message above already quotes.
-pub fn one_line(e: &anyhow::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    for cause in e.chain() {
-        let text = cause.to_string().replace(['\r', '\n'], " ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-    }
-    parts.join(": ")
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -27,7 +27,11 @@ pub struct Output {
 
 impl Output {
     pub fn fail(&mut self, e: &anyhow::Error) {
-        let _ = writeln!(self.stderr, "error: {}", crate::cli::one_line(e));
+        let _ = writeln!(
+            self.stderr,
+            "error: {}",
+            crate::telemetry::one_line(e.as_ref())
+        );
         self.code = 1;
     }
 }

@@ -15,7 +15,7 @@ use crate::delivery::{self, SendOutcome};
 use crate::digest::{Effective, select};
 use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
 use crate::metrics;
-use crate::render::{EditionTemplate, RenderError, Rendered};
+use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
 use crate::source::SourceError;
 use crate::store::{Delivery, DeliveryState, EditionRecord, StoreError};
 
@@ -60,24 +60,21 @@ impl Report {
 }
 
 /// Which papers a subscriber gets from this page, after the size budget: the papers that
-/// would not fit stay unsent and can come in a later digest.
+/// would not fit stay unsent and can come in a later digest. Empty means no email.
 fn choose(
     app: &App,
     template: &EditionTemplate,
     papers: &[Paper],
     s: &Subscriber,
-) -> Result<Option<Rendered>, RunError> {
+    personal: &Personal,
+) -> Result<Vec<PaperId>, RunError> {
     let sent = app.store.sent_papers(s.id)?;
     let effective = Effective::new(&s.preferences, &app.settings.digest);
     let chosen: Vec<PaperId> = select(papers, &effective, &sent)
         .into_iter()
         .map(|p| p.id.clone())
         .collect();
-    if chosen.is_empty() {
-        return Ok(None);
-    }
-    let rendered = template.digest(&chosen, &app.personal(s))?;
-    Ok(Some(rendered))
+    Ok(template.fit(&chosen, personal))
 }
 
 /// Fetches, plans and sends the edition for `date`.
@@ -85,18 +82,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     let _one_at_a_time = app.edition_lock.lock().await;
     let started = Instant::now();
     let store = &app.store;
-    let listing = match app.source.fetch(date).await {
-        Ok(l) => {
-            app.metrics.fetch_succeeded(Utc::now());
-            store.set_last_fetch_ok(Utc::now())?;
-            app.set_latest(date, l.papers.clone());
-            l
-        }
-        Err(e) => {
-            app.metrics.fetch_failed(Utc::now(), e.to_string());
-            return Err(e.into());
-        }
-    };
+    let listing = app.fetch(date).await?;
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
@@ -152,14 +138,15 @@ pub async fn plan(
             report.already_had += 1;
             continue;
         }
-        let Some(rendered) = choose(app, &template, papers, &s)? else {
+        let chosen = choose(app, &template, papers, &s, &app.personal(&s))?;
+        if chosen.is_empty() {
             report.nothing_new += 1;
             continue;
-        };
+        }
         let planned = store.plan_delivery(&Delivery {
             date,
             subscriber: s.id,
-            papers: rendered.papers,
+            papers: chosen,
             message_id: app.mailer.message_id(date, s.id),
             state: DeliveryState::Pending,
             attempts: 0,
@@ -197,16 +184,12 @@ pub async fn dry_run(
     date: EditionDate,
 ) -> Result<(usize, Vec<DryRunLine>), RunError> {
     let listing = app.source.fetch(date).await?;
-    let mut edition = app.store.edition(date)?.unwrap_or_else(|| EditionRecord {
-        date,
-        created_at: Utc::now(),
-        papers: Vec::new(),
-    });
-    for p in &listing.papers {
-        if edition.paper(&p.id).is_none() {
-            edition.papers.push(p.clone());
-        }
-    }
+    // The edition as a real run would freeze it, built in memory only.
+    let mut edition = app
+        .store
+        .edition(date)?
+        .unwrap_or_else(|| EditionRecord::new(date));
+    edition.merge(&listing.papers);
     let template = EditionTemplate::new(date, &edition.papers, app.settings.public_base())?;
     let mut lines = Vec::new();
     for s in app.store.subscribers()? {
@@ -216,13 +199,17 @@ pub async fn dry_run(
         let plan = if let Some(d) = app.store.delivery(date, s.id)? {
             DryRunPlan::AlreadyHas(d.state)
         } else {
-            match choose(app, &template, &listing.papers, &s)? {
-                None => DryRunPlan::NothingNew,
-                Some(r) => DryRunPlan::Would {
+            let personal = app.personal(&s);
+            let chosen = choose(app, &template, &listing.papers, &s, &personal)?;
+            if chosen.is_empty() {
+                DryRunPlan::NothingNew
+            } else {
+                let r = template.digest(&chosen, &personal)?;
+                DryRunPlan::Would {
                     bytes: r.html.len() + r.text.len(),
                     subject: r.subject,
                     papers: r.papers,
-                },
+                }
             }
         };
         lines.push(DryRunLine {
@@ -241,5 +228,10 @@ pub async fn preview(
 ) -> Result<Option<Rendered>, RunError> {
     let listing = app.source.fetch(date).await?;
     let template = EditionTemplate::new(date, &listing.papers, app.settings.public_base())?;
-    choose(app, &template, &listing.papers, s)
+    let personal = app.personal(s);
+    let chosen = choose(app, &template, &listing.papers, s, &personal)?;
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(template.digest(&chosen, &personal)?))
 }

@@ -172,24 +172,10 @@ impl Mailer {
 }
 
 fn classify_smtp(e: lettre::transport::smtp::Error) -> SendError {
-    let text = one_line(&e);
+    let text = crate::telemetry::one_line(&e);
     if e.is_permanent() {
         SendError::Permanent(text)
     } else {
         SendError::Transient(text)
     }
-}
-
-/// lettre's errors wrap their cause; show the whole chain on one line.
-fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ").replace(['\r', '\n'], " ")
 }

@@ -219,27 +219,61 @@ impl EditionTemplate {
         })
     }
 
-    /// Assembles one subscriber's digest from the papers chosen for them, in that order.
-    /// Papers not in this edition are skipped; if the HTML would exceed the size budget, the
-    /// last papers are left out (they stay unsent for a later digest).
-    pub fn digest(&self, chosen: &[PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
-        let mut chosen: Vec<&PaperId> = chosen
+    /// The chosen papers that make it into a digest, in their order: those of this edition,
+    /// cut at the end if the HTML would exceed the size budget (the rest stay unsent for a
+    /// later digest). Only sizes are added up: the cards are fixed, and just the head and
+    /// tail are filled in per try.
+    pub fn fit(&self, chosen: &[PaperId], personal: &Personal) -> Vec<PaperId> {
+        let mut ids: Vec<&PaperId> = chosen
             .iter()
             .filter(|id| self.views.contains_key(*id))
             .collect();
-        loop {
-            let rendered = self.assemble(&chosen, personal)?;
-            if rendered.html.len() <= HTML_BUDGET || chosen.len() <= 1 {
-                return Ok(rendered);
+        while ids.len() > 1 {
+            let views: Vec<&PaperView> = ids.iter().map(|id| &self.views[*id]).collect();
+            let (head, tail) = self.filled(&views, personal);
+            let cards: usize = views.iter().map(|v| self.cards[&v.id].len()).sum();
+            if head.len() + cards + tail.len() <= HTML_BUDGET {
+                break;
             }
-            chosen.pop();
+            ids.pop();
         }
+        ids.into_iter().cloned().collect()
     }
 
-    fn assemble(&self, chosen: &[&PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
-        let views: Vec<&PaperView> = chosen.iter().map(|id| &self.views[*id]).collect();
+    /// Assembles one subscriber's digest from the papers chosen for them, after [`fit`].
+    ///
+    /// [`fit`]: EditionTemplate::fit
+    pub fn digest(&self, chosen: &[PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
+        let papers = self.fit(chosen, personal);
+        let views: Vec<&PaperView> = papers.iter().map(|id| &self.views[id]).collect();
+        let (mut html, tail) = self.filled(&views, personal);
+        for v in &views {
+            html.push_str(&self.cards[&v.id]);
+        }
+        html.push_str(&tail);
+        let date_long = self.date.long();
+        let text = DigestText {
+            date_long: &date_long,
+            count_line: &count_line(views.len()),
+            papers: &views,
+            site: &self.site,
+            why: &personal.why,
+            preferences_url: &personal.preferences_url,
+            unsubscribe_url: &personal.unsubscribe_url,
+        }
+        .render()?;
+        Ok(Rendered {
+            subject: subject(self.date, &views),
+            html,
+            text,
+            papers,
+        })
+    }
+
+    /// The head and tail with this subscriber's count, preview line, reason and links.
+    fn filled(&self, views: &[&PaperView], personal: &Personal) -> (String, String) {
         let count_line = count_line(views.len());
-        let preheader = preheader(&views);
+        let preheader = preheader(views);
         let fill = |s: &str| {
             s.replace(&format!("{}-count", self.marker), &escape_html(&count_line))
                 .replace(
@@ -256,28 +290,7 @@ impl EditionTemplate {
                     &escape_html(&personal.unsubscribe_url),
                 )
         };
-        let mut html = fill(&self.head);
-        for v in &views {
-            html.push_str(&self.cards[&v.id]);
-        }
-        html.push_str(&fill(&self.tail));
-        let date_long = self.date.long();
-        let text = DigestText {
-            date_long: &date_long,
-            count_line: &count_line,
-            papers: &views,
-            site: &self.site,
-            why: &personal.why,
-            preferences_url: &personal.preferences_url,
-            unsubscribe_url: &personal.unsubscribe_url,
-        }
-        .render()?;
-        Ok(Rendered {
-            subject: subject(self.date, &views),
-            html,
-            text,
-            papers: chosen.iter().map(|id| (*id).clone()).collect(),
-        })
+        (fill(&self.head), fill(&self.tail))
     }
 }
 

@@ -40,10 +40,6 @@ impl Application {
         self.addr.port()
     }
 
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The opened application, for tests that drive editions directly.
     pub fn app(&self) -> Arc<App> {
         self.app.clone()
@@ -98,16 +94,9 @@ impl Application {
 async fn first_look(app: Arc<App>) {
     let tz = app.settings.timezone().expect("validated at start");
     let today = crate::domain::EditionDate::today_in(tz);
-    match app.source.fetch(today).await {
-        Ok(listing) => {
-            app.metrics.fetch_succeeded(chrono::Utc::now());
-            tracing::info!(papers = listing.papers.len(), "source reachable");
-            app.set_latest(today, listing.papers);
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "the source cannot be read right now");
-            app.metrics.fetch_failed(chrono::Utc::now(), e.to_string());
-        }
+    match app.fetch(today).await {
+        Ok(listing) => tracing::info!(papers = listing.papers.len(), "source reachable"),
+        Err(e) => tracing::warn!(error = %e, "the source cannot be read right now"),
     }
 }
 

@@ -100,8 +100,28 @@ pub struct EditionRecord {
 }
 
 impl EditionRecord {
+    pub fn new(date: EditionDate) -> Self {
+        Self {
+            date,
+            created_at: Utc::now(),
+            papers: Vec::new(),
+        }
+    }
+
     pub fn paper(&self, id: &PaperId) -> Option<&Paper> {
         self.papers.iter().find(|p| &p.id == id)
+    }
+
+    /// Adds the papers new to this edition; papers already in it keep their first snapshot.
+    /// Returns how many were added.
+    pub fn merge(&mut self, fresh: &[Paper]) -> usize {
+        let before = self.papers.len();
+        for p in fresh {
+            if self.paper(&p.id).is_none() {
+                self.papers.push(p.clone());
+            }
+        }
+        self.papers.len() - before
     }
 }
 
@@ -123,7 +143,6 @@ pub struct PruneReport {
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
-    path: PathBuf,
     subscribers: sled::Tree,
     subscriber_ids: sled::Tree,
     papers: sled::Tree,
@@ -201,12 +220,7 @@ impl Store {
             deliveries: db.open_tree("deliveries")?,
             meta,
             db,
-            path,
         })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Makes every write so far durable.
@@ -311,25 +325,13 @@ impl Store {
         Ok(())
     }
 
-    pub fn known_papers(&self) -> Result<usize> {
-        Ok(self.papers.len())
-    }
-
     /// Freezes the papers of an edition: papers already frozen keep their first snapshot,
     /// papers new to this edition are added. Returns the whole frozen edition.
     pub fn freeze_edition(&self, date: EditionDate, fresh: &[Paper]) -> Result<EditionRecord> {
-        let mut record = self.edition(date)?.unwrap_or_else(|| EditionRecord {
-            date,
-            created_at: Utc::now(),
-            papers: Vec::new(),
-        });
-        let before = record.papers.len();
-        for p in fresh {
-            if record.paper(&p.id).is_none() {
-                record.papers.push(p.clone());
-            }
-        }
-        if record.papers.len() != before || before == 0 {
+        let stored = self.edition(date)?;
+        let is_new = stored.is_none();
+        let mut record = stored.unwrap_or_else(|| EditionRecord::new(date));
+        if record.merge(fresh) > 0 || is_new {
             self.editions.insert(date.key_bytes(), encode(&record))?;
         }
         Ok(record)
@@ -643,14 +645,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path()).unwrap();
         // sled's lock is per process (flock), so probe it from a child process.
-        let out = std::process::Command::new("flock")
+        let status = std::process::Command::new("flock")
             .args(["-n", "-E", "42"])
             .arg(dir.path().join("db/db"))
             .arg("true")
-            .status();
-        if let Ok(status) = out {
-            assert_eq!(status.code(), Some(42), "the store is not locked");
-        }
+            .status()
+            .expect("flock (util-linux) runs");
+        assert_eq!(status.code(), Some(42), "the store is not locked");
     }
 
     #[test]

@@ -8,6 +8,21 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
+/// An error and its causes as `a: b: c` on one line, without repeating a cause that a
+/// message above already quotes: what logs and the CLI's `error:` line show.
+pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string().replace(['\r', '\n'], " ");
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
+}
+
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let format = std::env::var("PAPERBOY_LOG_FORMAT").unwrap_or_default();

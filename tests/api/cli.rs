@@ -1,6 +1,6 @@
 //! The command line as operators use it: config errors, subscribers, preview, dry runs.
 
-use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, fixture, free_port};
+use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_names_the_bad_key_and_masks_secrets() {
@@ -193,7 +193,6 @@ async fn file_transport_writes_the_outbox() {
     let parsed = mailparse::parse_mail(&eml).unwrap();
     assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
     assert!(dir.path().join("data/secret.key").exists());
-    let _ = free_port();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,6 +317,17 @@ impl SmtpSink {
             .collect()
     }
 
+    /// The recipient of each stored message, sorted (one recipient per message).
+    pub fn recipients(&self) -> Vec<String> {
+        let mut to: Vec<String> = self
+            .messages()
+            .into_iter()
+            .map(|m| m.recipients[0].clone())
+            .collect();
+        to.sort();
+        to
+    }
+
     pub fn clear(&self) {
         for e in std::fs::read_dir(&self.dir).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
