@@ -1,26 +1,27 @@
 //! The outbox worker: sends an edition's planned deliveries and records each outcome.
 //!
-//! Every delivery is durably `Sending` before its message leaves and durably `Sent` as soon
-//! as the server accepts it. A crash in between can only repeat the messages in flight (at
-//! most `mail.smtp.concurrency`), with the same Message-ID; it never loses one.
+//! Every delivery is planned durably before its message leaves and is durably `Sent` before
+//! its worker takes another message. A crash can only repeat the messages in flight (at
+//! most `mail.smtp.concurrency`, one per worker), with the same Message-ID; it never loses
+//! one.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use crate::app::App;
 use crate::config::SmtpSettings;
-use crate::domain::{EditionDate, Status};
-use crate::mail::{Outgoing, SendError};
+use crate::domain::{EditionDate, Status, SubscriberId};
+use crate::mail::{Outgoing, SendError, Session};
 use crate::metrics::{self, Metrics};
 use crate::render::EditionTemplate;
-use crate::store::{Delivery, DeliveryState, StoreError};
+use crate::store::{Delivery, DeliveryState, GroupCommit, StoreError};
 
 /// Permanent refusals in a row after which a subscriber is marked bounced and skipped.
 pub const BOUNCE_AFTER: u32 = 3;
@@ -28,6 +29,8 @@ pub const BOUNCE_AFTER: u32 = 3;
 #[derive(Debug, Default, Clone)]
 pub struct SendOutcome {
     pub sent: usize,
+    /// Size of the messages sent, headers included.
+    pub bytes: u64,
     /// Refused permanently this run.
     pub failed: usize,
     /// Not accepted because of temporary failures; still pending for the next run.
@@ -37,8 +40,20 @@ pub struct SendOutcome {
     pub last_error: Option<String>,
 }
 
+impl SendOutcome {
+    /// Adds another edition's outcome to this one.
+    pub fn add(&mut self, other: SendOutcome) {
+        self.sent += other.sent;
+        self.bytes += other.bytes;
+        self.failed += other.failed;
+        self.deferred += other.deferred;
+        self.skipped += other.skipped;
+        self.last_error = other.last_error.or(self.last_error.take());
+    }
+}
+
 enum Outcome {
-    Sent,
+    Sent { bytes: usize },
     Failed(String),
     Deferred(String),
     Skipped,
@@ -85,6 +100,10 @@ impl Pacer {
 }
 
 /// Sends every delivery of `date` that is pending, or was in flight when a run died.
+///
+/// `mail.smtp.concurrency` workers each take the next delivery, send it and wait until its
+/// outcome is durable before taking another; their waits share flushes (group commit), so
+/// the store syncs once per round of acceptances rather than once per message.
 pub async fn send_pending(
     app: &Arc<App>,
     date: EditionDate,
@@ -92,8 +111,10 @@ pub async fn send_pending(
 ) -> Result<SendOutcome, StoreError> {
     let mut outcome = SendOutcome::default();
     let give_up = chrono::Duration::hours(app.settings.mail.smtp.give_up_after_hours.into());
+    // Only who is still open is kept in memory; each worker reads the record it sends.
     let mut queue = Vec::new();
-    for mut d in app.store.deliveries(date)? {
+    for d in app.store.deliveries_iter(date) {
+        let mut d = d?;
         if !d.state.is_open() {
             continue;
         }
@@ -115,7 +136,7 @@ pub async fn send_pending(
             );
             continue;
         }
-        queue.push(d);
+        queue.push(d.subscriber);
     }
     app.store.flush().await?;
     if queue.is_empty() {
@@ -136,72 +157,115 @@ pub async fn send_pending(
             "send-rate caps in force; sending will take about this long"
         );
     }
-    let pacer = Arc::new(Pacer::new(smtp));
-    let concurrency = smtp.concurrency as usize;
-    let permits = Arc::new(Semaphore::new(concurrency));
-    // Messages in a row that failed temporarily after all their attempts: when as many as
-    // can be in flight have, the server is down and the rest wait for the next run.
-    let failing_in_a_row = Arc::new(AtomicU32::new(0));
-    let mut tasks = JoinSet::new();
     let total = queue.len();
-    let mut started = 0;
-    for d in queue {
-        let permit = permits.clone().acquire_owned().await.expect("never closed");
-        if failing_in_a_row.load(Ordering::SeqCst) >= concurrency as u32 || app.is_stopping() {
-            break;
-        }
-        started += 1;
-        let (task_app, template, failing, pacer) = (
-            app.clone(),
-            template.clone(),
-            failing_in_a_row.clone(),
-            pacer.clone(),
-        );
-        tasks.spawn(async move {
-            let result = send_one(&task_app, &template, &pacer, d).await;
-            match &result {
-                Ok(Outcome::Deferred(_)) => {
-                    failing.fetch_add(1, Ordering::SeqCst);
-                }
-                Ok(_) => failing.store(0, Ordering::SeqCst),
-                Err(_) => {}
-            }
-            drop(permit);
-            result
-        });
-        while let Some(done) = tasks.try_join_next() {
-            tally(
-                &mut outcome,
-                done.expect("send task panicked")?,
-                &app.metrics,
-            );
-            progress(date, &outcome, total);
+    let concurrency = smtp.concurrency;
+    let shared = Arc::new(Shared {
+        app: app.clone(),
+        template: template.clone(),
+        pacer: Pacer::new(smtp),
+        commit: GroupCommit::new(app.store.clone()),
+        date,
+        queue,
+        next: AtomicUsize::new(0),
+        failing_in_a_row: AtomicU32::new(0),
+        concurrency,
+    });
+    let (results, mut received) = mpsc::unbounded_channel();
+    let mut workers = JoinSet::new();
+    for _ in 0..concurrency {
+        let (shared, results) = (shared.clone(), results.clone());
+        workers.spawn(async move { shared.work(results).await });
+    }
+    drop(results);
+    let mut finished = 0;
+    let mut last_report = Instant::now();
+    while let Some(result) = received.recv().await {
+        tally(&mut outcome, result?, &app.metrics);
+        finished += 1;
+        if last_report.elapsed() >= PROGRESS_EVERY || finished == total {
+            progress(date, finished, total);
+            last_report = Instant::now();
         }
     }
-    while let Some(done) = tasks.join_next().await {
-        tally(
-            &mut outcome,
-            done.expect("send task panicked")?,
-            &app.metrics,
-        );
-        progress(date, &outcome, total);
+    while let Some(done) = workers.join_next().await {
+        done.expect("send worker panicked");
     }
-    outcome.deferred += total - started;
+    // Not started because the server kept failing or paperboy is stopping: the next run.
+    outcome.deferred += total - finished;
     Ok(outcome)
 }
 
+/// How often a long send tells systemd how far it is.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// What the send workers of one edition share.
+struct Shared {
+    app: Arc<App>,
+    template: Arc<EditionTemplate>,
+    pacer: Pacer,
+    commit: GroupCommit,
+    date: EditionDate,
+    queue: Vec<SubscriberId>,
+    next: AtomicUsize,
+    /// Messages in a row that failed temporarily after all their attempts: when as many as
+    /// can be in flight have, the server is down and the rest wait for the next run.
+    failing_in_a_row: AtomicU32,
+    concurrency: u32,
+}
+
+impl Shared {
+    async fn work(&self, results: mpsc::UnboundedSender<Result<Outcome, StoreError>>) {
+        let session = self.app.mailer.session();
+        self.work_with(&session, results).await;
+        session.close().await;
+    }
+
+    async fn work_with(
+        &self,
+        session: &Session,
+        results: mpsc::UnboundedSender<Result<Outcome, StoreError>>,
+    ) {
+        loop {
+            if self.failing_in_a_row.load(Ordering::SeqCst) >= self.concurrency
+                || self.app.is_stopping()
+            {
+                return;
+            }
+            let Some(&subscriber) = self.queue.get(self.next.fetch_add(1, Ordering::SeqCst)) else {
+                return;
+            };
+            let result = match self.app.store.delivery(self.date, subscriber) {
+                Ok(Some(d)) if d.state.is_open() => self.send_one(session, d).await,
+                // Sent by someone else since the queue was read: nothing to do.
+                Ok(_) => Ok(Outcome::Skipped),
+                Err(e) => Err(e),
+            };
+            match &result {
+                Ok(Outcome::Deferred(_)) => {
+                    self.failing_in_a_row.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok(_) => self.failing_in_a_row.store(0, Ordering::SeqCst),
+                Err(_) => {}
+            }
+            let stop = result.is_err();
+            if results.send(result).is_err() || stop {
+                return;
+            }
+        }
+    }
+}
 /// "sending edition 2025-12-09: 120/400" for systemd, plus a watchdog ping: a long send is
 /// the loop doing its work.
-fn progress(date: EditionDate, o: &SendOutcome, total: usize) {
-    let done = o.sent + o.failed + o.deferred + o.skipped;
+fn progress(date: EditionDate, done: usize, total: usize) {
     crate::service::status(&format!("sending edition {date}: {done}/{total}"));
     crate::service::watchdog();
 }
 
 fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {
     match o {
-        Outcome::Sent => {
+        Outcome::Sent { bytes } => {
             outcome.sent += 1;
+            outcome.bytes += bytes as u64;
             metrics::inc(&m.digests_sent);
         }
         Outcome::Skipped => outcome.skipped += 1,
@@ -218,113 +282,117 @@ fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {
     }
 }
 
-async fn send_one(
-    app: &App,
-    template: &EditionTemplate,
-    pacer: &Pacer,
-    mut d: Delivery,
-) -> Result<Outcome, StoreError> {
-    let store = &app.store;
-    let Some(mut sub) = store
-        .subscriber_by_id(d.subscriber)?
-        .filter(|s| s.receives_digests())
-    else {
-        d.state = DeliveryState::Failed;
-        d.last_error = Some("no longer subscribed".into());
+impl Shared {
+    async fn send_one(&self, session: &Session, mut d: Delivery) -> Result<Outcome, StoreError> {
+        let app = &self.app;
+        let store = &app.store;
+        let Some(mut sub) = store
+            .subscriber_by_id(d.subscriber)?
+            .filter(|s| s.receives_digests())
+        else {
+            d.state = DeliveryState::Failed;
+            d.last_error = Some("no longer subscribed".into());
+            d.updated_at = Utc::now();
+            store.update_delivery(&d)?;
+            return Ok(Outcome::Skipped);
+        };
+        let domain = sub.email.domain().to_string();
+        let personal = app.personal(&sub);
+        let message = self
+            .template
+            .digest(&d.papers, &personal)
+            .map_err(|e| SendError::Permanent(e.to_string()))
+            .and_then(|r| {
+                app.mailer.build(Outgoing {
+                    to: &sub.email,
+                    subject: &r.subject,
+                    text: r.text,
+                    html: r.html,
+                    message_id: &d.message_id,
+                    unsubscribe_url: &personal.unsubscribe_url,
+                })
+            });
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => {
+                let e = sub.email.redact_in(&e.to_string());
+                return self.fail_permanently(d, &mut sub, e).await;
+            }
+        };
+
+        // Not flushed: after a crash, `sending` and `pending` both mean "send it (again)".
+        // What must be durable before the message leaves is the plan, and it is.
+        d.state = DeliveryState::Sending;
+        d.attempts += 1;
         d.updated_at = Utc::now();
         store.update_delivery(&d)?;
-        return Ok(Outcome::Skipped);
-    };
-    let domain = sub.email.domain().to_string();
-    let personal = app.personal(&sub);
-    let message = template
-        .digest(&d.papers, &personal)
-        .map_err(|e| SendError::Permanent(e.to_string()))
-        .and_then(|r| {
-            app.mailer.build(Outgoing {
-                to: &sub.email,
-                subject: &r.subject,
-                text: r.text,
-                html: r.html,
-                message_id: &d.message_id,
-                unsubscribe_url: &personal.unsubscribe_url,
-            })
-        });
-    let message = match message {
-        Ok(m) => m,
-        Err(e) => {
-            let e = sub.email.redact_in(&e.to_string());
-            return fail_permanently(app, d, &mut sub, e).await;
-        }
-    };
 
-    d.state = DeliveryState::Sending;
-    d.attempts += 1;
-    d.updated_at = Utc::now();
-    store.update_delivery(&d)?;
-    store.flush().await?;
-
-    let attempts = app.settings.mail.smtp.max_attempts;
-    let paced_send = || async {
-        pacer.wait().await;
-        app.mailer.send(&message).await
-    };
-    match with_retries(attempts, &app.metrics, paced_send).await {
-        Ok(()) => {
-            d.state = DeliveryState::Sent;
-            d.last_error = None;
-            d.updated_at = Utc::now();
-            store.update_delivery(&d)?;
-            if sub.permanent_failures > 0 {
-                sub.permanent_failures = 0;
-                store.update_subscriber(&sub)?;
+        let attempts = app.settings.mail.smtp.max_attempts;
+        let paced_send = || async {
+            self.pacer.wait().await;
+            session.send(&message).await
+        };
+        match with_retries(attempts, &app.metrics, paced_send).await {
+            Ok(()) => {
+                d.state = DeliveryState::Sent;
+                d.last_error = None;
+                d.updated_at = Utc::now();
+                store.update_delivery(&d)?;
+                if sub.permanent_failures > 0 {
+                    sub.permanent_failures = 0;
+                    store.update_subscriber(&sub)?;
+                }
+                // This worker takes no other message until the acceptance is on disk: a
+                // crash can repeat at most one message per worker.
+                self.commit.durable().await?;
+                tracing::debug!(edition = %d.date, %domain, papers = d.papers.len(), "digest accepted");
+                Ok(Outcome::Sent {
+                    bytes: message.len(),
+                })
             }
-            store.flush().await?;
-            tracing::debug!(edition = %d.date, %domain, papers = d.papers.len(), "digest accepted");
-            Ok(Outcome::Sent)
-        }
-        Err(SendError::Permanent(e)) => {
-            let e = sub.email.redact_in(&e);
-            fail_permanently(app, d, &mut sub, e).await
-        }
-        Err(SendError::Transient(e)) => {
-            let e = sub.email.redact_in(&e);
-            d.state = DeliveryState::Retry;
-            d.last_error = Some(e.clone());
-            d.updated_at = Utc::now();
-            store.update_delivery(&d)?;
-            store.flush().await?;
-            tracing::warn!(edition = %d.date, %domain, error = %e, "digest deferred to the next run");
-            Ok(Outcome::Deferred(e))
+            Err(SendError::Permanent(e)) => {
+                let e = sub.email.redact_in(&e);
+                self.fail_permanently(d, &mut sub, e).await
+            }
+            Err(SendError::Transient(e)) => {
+                let e = sub.email.redact_in(&e);
+                d.state = DeliveryState::Retry;
+                d.last_error = Some(e.clone());
+                d.updated_at = Utc::now();
+                store.update_delivery(&d)?;
+                self.commit.durable().await?;
+                tracing::warn!(edition = %d.date, %domain, error = %e, "digest deferred to the next run");
+                Ok(Outcome::Deferred(e))
+            }
         }
     }
-}
 
-async fn fail_permanently(
-    app: &App,
-    mut d: Delivery,
-    sub: &mut crate::domain::Subscriber,
-    error: String,
-) -> Result<Outcome, StoreError> {
-    let store = &app.store;
-    d.state = DeliveryState::Failed;
-    d.last_error = Some(error.clone());
-    d.updated_at = Utc::now();
-    store.update_delivery(&d)?;
-    sub.permanent_failures += 1;
-    if sub.permanent_failures >= BOUNCE_AFTER {
-        sub.status = Status::Bounced;
+    async fn fail_permanently(
+        &self,
+        mut d: Delivery,
+        sub: &mut crate::domain::Subscriber,
+        error: String,
+    ) -> Result<Outcome, StoreError> {
+        let store = &self.app.store;
+        d.state = DeliveryState::Failed;
+        d.last_error = Some(error.clone());
+        d.updated_at = Utc::now();
+        store.update_delivery(&d)?;
+        sub.permanent_failures += 1;
+        if sub.permanent_failures >= BOUNCE_AFTER {
+            sub.status = Status::Bounced;
+        }
+        store.update_subscriber(sub)?;
+        self.commit.durable().await?;
+        tracing::warn!(
+            edition = %d.date,
+            domain = %sub.email.domain(),
+            error = %error,
+            bounced = sub.status == Status::Bounced,
+            "digest refused permanently"
+        );
+        Ok(Outcome::Failed(error))
     }
-    store.update_subscriber(sub)?;
-    store.flush().await?;
-    tracing::warn!(
-        edition = %d.date,
-        domain = %sub.email.domain(),
-        error = %error,
-        bounced = sub.status == Status::Bounced,
-        "digest refused permanently"
-    );
-    Ok(Outcome::Failed(error))
 }
 
 /// Runs `op` until it succeeds, fails permanently, or has failed temporarily `attempts`

@@ -59,16 +59,39 @@ impl Report {
     }
 }
 
+/// The page of an edition as planning sees it: its papers, their numbers in the ledgers
+/// (looked up once, not once per subscriber) and the edition's template.
+struct Page<'a> {
+    papers: &'a [Paper],
+    seqs: Vec<(PaperId, u32)>,
+    template: &'a EditionTemplate,
+}
+
+impl<'a> Page<'a> {
+    fn new(
+        app: &App,
+        papers: &'a [Paper],
+        template: &'a EditionTemplate,
+    ) -> Result<Self, RunError> {
+        let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
+        Ok(Self {
+            papers,
+            seqs: app.store.seqs_of(&ids)?,
+            template,
+        })
+    }
+}
+
 /// Which papers a subscriber gets from this page, after the size budget: the papers that
 /// would not fit stay unsent and can come in a later digest. Empty means no email.
 fn choose(
     app: &App,
-    template: &EditionTemplate,
-    papers: &[Paper],
+    page: &Page<'_>,
     s: &Subscriber,
     personal: &Personal,
 ) -> Result<Vec<PaperId>, RunError> {
-    let sent = app.store.sent_papers(s.id)?;
+    let (template, papers) = (page.template, page.papers);
+    let sent = app.store.sent_among(s.id, &page.seqs)?;
     let effective = Effective::new(&s.preferences, &app.settings.digest);
     let chosen: Vec<PaperId> = select(papers, &effective, &sent)
         .into_iter()
@@ -87,7 +110,30 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
     let (mut report, template) = plan(app, date, &listing.papers).await?;
-    report.send = delivery::send_pending(app, date, &template).await?;
+    tracing::info!(
+        edition = %date,
+        planned = report.planned,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "edition planned; sending"
+    );
+    // Digests of earlier editions still waiting (the server was down, or refused for now)
+    // go first: once planned, their papers are in the ledger and no later digest has them.
+    for earlier in store.open_dates()?.into_iter().filter(|d| *d < date) {
+        let Some(edition) = store.edition(earlier)? else {
+            continue;
+        };
+        let template = Arc::new(EditionTemplate::new(
+            earlier,
+            &edition.papers,
+            app.settings.public_base(),
+        )?);
+        let outcome = delivery::send_pending(app, earlier, &template).await?;
+        tracing::info!(edition = %earlier, sent = outcome.sent, deferred = outcome.deferred, "earlier edition's waiting digests");
+        report.send.add(outcome);
+    }
+    report
+        .send
+        .add(delivery::send_pending(app, date, &template).await?);
     let pruned = store.prune(date, app.settings.digest.retention_days)?;
     store.flush().await?;
     metrics::inc(&app.metrics.editions);
@@ -99,6 +145,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
         sent = report.send.sent,
         failed = report.send.failed,
         deferred = report.send.deferred,
+        bytes_sent = report.send.bytes,
         nothing_new = report.nothing_new,
         already_had = report.already_had,
         pruned_papers = pruned.papers,
@@ -130,15 +177,16 @@ pub async fn plan(
         app.settings.public_base(),
     )?);
 
+    let page = Page::new(app, papers, &template)?;
     for s in store.subscribers()? {
         if !s.receives_digests() {
             continue;
         }
-        if store.delivery(date, s.id)?.is_some() {
+        if store.has_edition(s.id, date)? {
             report.already_had += 1;
             continue;
         }
-        let chosen = choose(app, &template, papers, &s, &app.personal(&s))?;
+        let chosen = choose(app, &page, &s, &app.personal(&s))?;
         if chosen.is_empty() {
             report.nothing_new += 1;
             continue;
@@ -191,6 +239,7 @@ pub async fn dry_run(
         .unwrap_or_else(|| EditionRecord::new(date));
     edition.merge(&listing.papers);
     let template = EditionTemplate::new(date, &edition.papers, app.settings.public_base())?;
+    let page = Page::new(app, &listing.papers, &template)?;
     let mut lines = Vec::new();
     for s in app.store.subscribers()? {
         if !s.receives_digests() {
@@ -198,9 +247,12 @@ pub async fn dry_run(
         }
         let plan = if let Some(d) = app.store.delivery(date, s.id)? {
             DryRunPlan::AlreadyHas(d.state)
+        } else if app.store.has_edition(s.id, date)? {
+            // Planned and since cleared from the outbox: done, whichever way it went.
+            DryRunPlan::AlreadyHas(DeliveryState::Sent)
         } else {
             let personal = app.personal(&s);
-            let chosen = choose(app, &template, &listing.papers, &s, &personal)?;
+            let chosen = choose(app, &page, &s, &personal)?;
             if chosen.is_empty() {
                 DryRunPlan::NothingNew
             } else {
@@ -229,7 +281,8 @@ pub async fn preview(
     let listing = app.source.fetch(date).await?;
     let template = EditionTemplate::new(date, &listing.papers, app.settings.public_base())?;
     let personal = app.personal(s);
-    let chosen = choose(app, &template, &listing.papers, s, &personal)?;
+    let page = Page::new(app, &listing.papers, &template)?;
+    let chosen = choose(app, &page, s, &personal)?;
     if chosen.is_empty() {
         return Ok(None);
     }

@@ -5,11 +5,14 @@
 
 use std::time::Duration;
 
-use lettre::message::header::{HeaderName, HeaderValue};
-use lettre::message::{Mailbox, MultiPart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::address::Envelope;
+use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
+use tokio::net::TcpStream;
 
 use crate::config::{Settings, Tls, Transport};
 use crate::domain::{EditionDate, SubscriberEmail, SubscriberId};
@@ -26,8 +29,18 @@ pub enum SendError {
 
 #[derive(Clone)]
 enum Inner {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp(std::sync::Arc<SmtpTarget>),
     File(AsyncFileTransport<Tokio1Executor>),
+}
+
+/// Where and how to reach the SMTP server.
+struct SmtpTarget {
+    host: String,
+    port: u16,
+    tls: Tls,
+    timeout: Duration,
+    credentials: Option<Credentials>,
+    hello: ClientId,
 }
 
 #[derive(Clone)]
@@ -35,6 +48,31 @@ pub struct Mailer {
     inner: Inner,
     from: Mailbox,
     list_id: String,
+}
+
+/// A message as it goes over the wire, formatted once: retries resend the same bytes, and
+/// the size is known without formatting it again.
+pub struct Formatted {
+    envelope: Envelope,
+    bytes: Vec<u8>,
+}
+
+impl Formatted {
+    fn new(message: &Message) -> Self {
+        Self {
+            envelope: message.envelope().clone(),
+            bytes: message.formatted(),
+        }
+    }
+
+    /// Size in bytes, headers included.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
 }
 
 /// What one digest message carries.
@@ -60,26 +98,23 @@ impl Mailer {
             }
             Transport::Smtp => {
                 let smtp = &settings.mail.smtp;
-                let builder = match smtp.tls {
-                    Tls::None => {
-                        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&smtp.host)
-                    }
-                    Tls::Starttls => {
-                        AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&smtp.host)
-                            .context("mail.smtp: setting up STARTTLS")?
-                    }
-                    Tls::Tls => AsyncSmtpTransport::<Tokio1Executor>::relay(&smtp.host)
-                        .context("mail.smtp: setting up TLS")?,
-                };
-                let mut builder = builder
-                    .port(smtp.port)
-                    .timeout(Some(Duration::from_secs(smtp.timeout_secs)))
-                    .pool_config(PoolConfig::new().max_size(smtp.concurrency));
-                if let (Some(user), Some(pass)) = (&smtp.username, &smtp.password) {
-                    builder = builder
-                        .credentials(Credentials::new(user.clone(), pass.expose().to_string()));
+                if smtp.tls != Tls::None {
+                    // Fail at start-up, not at the first send, when TLS cannot be set up.
+                    TlsParameters::new(smtp.host.clone()).context("mail.smtp: setting up TLS")?;
                 }
-                Inner::Smtp(builder.build())
+                Inner::Smtp(std::sync::Arc::new(SmtpTarget {
+                    host: smtp.host.clone(),
+                    port: smtp.port,
+                    tls: smtp.tls,
+                    timeout: Duration::from_secs(smtp.timeout_secs),
+                    credentials: match (&smtp.username, &smtp.password) {
+                        (Some(user), Some(pass)) => {
+                            Some(Credentials::new(user.clone(), pass.expose().to_string()))
+                        }
+                        _ => None,
+                    },
+                    hello: ClientId::default(),
+                }))
             }
         };
         Ok(Self {
@@ -95,7 +130,7 @@ impl Mailer {
         format!("<digest.{date}.{subscriber}@{}>", self.from.email.domain())
     }
 
-    pub fn build(&self, m: Outgoing<'_>) -> Result<Message, SendError> {
+    pub fn build(&self, m: Outgoing<'_>) -> Result<Formatted, SendError> {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
@@ -116,7 +151,8 @@ impl Mailer {
             ))
             .raw_header(header("Auto-Submitted", "auto-generated".into()))
             // Never set Content-Type before `multipart`: lettre would send two.
-            .multipart(MultiPart::alternative_plain_html(m.text, m.html))
+            .multipart(alternative(&m.text, &m.html))
+            .map(|m| Formatted::new(&m))
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
     }
 
@@ -127,7 +163,7 @@ impl Mailer {
         subject: &str,
         text: String,
         html: String,
-    ) -> Result<Message, SendError> {
+    ) -> Result<Formatted, SendError> {
         Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to.to_address()))
@@ -137,38 +173,314 @@ impl Mailer {
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-replied".into(),
             ))
-            .multipart(MultiPart::alternative_plain_html(text, html))
+            .multipart(alternative(&text, &html))
+            .map(|m| Formatted::new(&m))
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
     }
 
-    pub async fn send(&self, message: &Message) -> Result<(), SendError> {
-        match &self.inner {
-            Inner::Smtp(t) => t
-                .send(message.clone())
-                .await
-                .map(drop)
-                .map_err(classify_smtp),
-            Inner::File(t) => t
-                .send(message.clone())
-                .await
-                .map(drop)
-                .map_err(|e| SendError::Transient(format!("writing to the outbox: {e}"))),
+    /// A connection of its own for one sender, kept open from message to message.
+    pub fn session(&self) -> Session {
+        Session {
+            inner: self.inner.clone(),
+            connection: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Sends one message over a connection of its own (notices: rare, not worth keeping one).
+    pub async fn send(&self, message: &Formatted) -> Result<(), SendError> {
+        let session = self.session();
+        let result = session.send(message).await;
+        session.close().await;
+        result
     }
 
     /// Opens a connection and says hello, so a run can tell "SMTP is down" before it starts.
     pub async fn check(&self) -> Result<(), SendError> {
-        match &self.inner {
-            Inner::Smtp(t) => match t.test_connection().await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err(SendError::Transient(
-                    "the server did not answer NOOP".into(),
-                )),
-                Err(e) => Err(classify_smtp(e)),
-            },
-            Inner::File(_) => Ok(()),
+        let session = self.session();
+        let result = session.connected().await.map(drop);
+        session.close().await;
+        result
+    }
+}
+
+/// The text and HTML versions of a mail, each part encoded by [`encode_body`].
+fn alternative(text: &str, html: &str) -> MultiPart {
+    let part = |content_type, content| {
+        SinglePart::builder()
+            .header(content_type)
+            .body(encode_body(content))
+    };
+    MultiPart::alternative()
+        .singlepart(part(ContentType::TEXT_PLAIN, text))
+        .singlepart(part(ContentType::TEXT_HTML, html))
+}
+
+/// Longest line RFC 5322 allows, without its CRLF.
+const MAX_LINE: usize = 998;
+/// Longest quoted-printable line (RFC 2045), a soft break's `=` included.
+const QP_LINE: usize = 76;
+
+/// A part's content ready for the wire. The message always stays 7-bit, so it goes through
+/// servers without 8BITMIME too: content that can go as it is goes as `7bit` (line breaks
+/// made CRLF, nothing else touched: the digest's HTML, which the renderer keeps ASCII),
+/// anything else as quoted-printable.
+///
+/// Our own encoders rather than lettre's `Body::new`, which took some 250 µs per digest: it
+/// inserts each CR into the string one at a time (moving the rest of the body every time),
+/// and quoted-printable encodes anything with a line over 76 characters, byte by byte.
+fn encode_body(content: &str) -> Body {
+    match seven_bit(content) {
+        Some(bytes) => Body::dangerous_pre_encoded(bytes, ContentTransferEncoding::SevenBit),
+        None => Body::dangerous_pre_encoded(
+            quoted_printable(content),
+            ContentTransferEncoding::QuotedPrintable,
+        ),
+    }
+}
+
+/// `content` as `7bit`, line breaks made CRLF, if it can go so: ASCII without NUL or CR
+/// (line breaks are LF; a CR is left to quoted-printable, which keeps a lone one intact),
+/// lines of at most 998 octets, and no line starting with "From " (mbox delivery would
+/// make it ">From "). Lines starting with "." are fine: SMTP dot-stuffing covers them.
+fn seven_bit(content: &str) -> Option<Vec<u8>> {
+    /// Bytes that need a look: line breaks, and what 7bit cannot carry as it is.
+    fn special(b: u8) -> bool {
+        (b == b'\n') | (b == b'\r') | (b == 0) | (b >= 0x80)
+    }
+    const CHUNK: usize = 16;
+    let bytes = content.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 32 + 2);
+    let mut line_start = 0;
+    let mut i = 0;
+    loop {
+        // Most bytes need nothing: skip them a chunk at a time (no early exit inside a
+        // chunk, so the compiler can check all of it at once).
+        while let Some(chunk) = bytes.get(i..i + CHUNK)
+            && let Ok(chunk) = <&[u8; CHUNK]>::try_from(chunk)
+            && !chunk.iter().fold(false, |any, &b| any | special(b))
+        {
+            i += CHUNK;
+        }
+        let end = bytes.len().min(i + CHUNK);
+        let Some(at) = bytes[i..end].iter().position(|&b| special(b)) else {
+            break; // The end, with nothing left to look at.
+        };
+        i += at;
+        if bytes[i] != b'\n' {
+            return None;
+        }
+        let line = &bytes[line_start..i];
+        if line.len() > MAX_LINE || line.starts_with(b"From ") {
+            return None;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(b"\r\n");
+        i += 1;
+        line_start = i;
+    }
+    let line = &bytes[line_start..];
+    if line.len() > MAX_LINE || line.starts_with(b"From ") {
+        return None;
+    }
+    out.extend_from_slice(line);
+    Some(out)
+}
+
+/// Quoted-printable (RFC 2045, 6.7) for text: a line break (LF or CRLF) stays a line break,
+/// and every encoded line is at most 76 characters. Beyond what the RFC asks, a `.` or the
+/// `F` of "From " at the start of a line is encoded too, so neither SMTP dot-stuffing gone
+/// wrong nor mbox ">From " munging can change the text.
+fn quoted_printable(content: &str) -> Vec<u8> {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    /// Bytes that stand for themselves, but for white space at the end of a line.
+    const PLAIN: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut b = 0;
+        while b < 256 {
+            t[b] = matches!(b as u8, b' ' | b'\t' | b'!'..=b'<' | b'>'..=b'~');
+            b += 1;
+        }
+        t
+    };
+    let bytes = content.as_bytes();
+    // Whether a line break (or the end) follows at `at`.
+    let line_ends =
+        |at: usize| matches!(bytes.get(at..), Some([] | [b'\n', ..] | [b'\r', b'\n', ..]));
+    let mut out = Vec::with_capacity(bytes.len() + bytes.len() / 8 + 16);
+    let mut col = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        // The common case, in one copy: a run of plain bytes past the start of a line, as
+        // much as fits before a soft break. White space just before a line break is left
+        // for below.
+        if col > 0 {
+            let max = (bytes.len() - i).min((QP_LINE - 1).saturating_sub(col));
+            let mut run = bytes[i..i + max]
+                .iter()
+                .position(|&b| !PLAIN[usize::from(b)])
+                .unwrap_or(max);
+            if run > 0 && matches!(bytes[i + run - 1], b' ' | b'\t') && line_ends(i + run) {
+                run -= 1;
+            }
+            out.extend_from_slice(&bytes[i..i + run]);
+            col += run;
+            i += run;
+            if i == bytes.len() {
+                break;
+            }
+        }
+        let b = bytes[i];
+        if b == b'\n' || (b == b'\r' && bytes.get(i + 1) == Some(&b'\n')) {
+            out.extend_from_slice(b"\r\n");
+            col = 0;
+            i += if b == b'\r' { 2 } else { 1 };
+            continue;
+        }
+        let last = line_ends(i + 1);
+        let literal = |col: usize| match b {
+            // Trailing white space may be stripped on the way: encode it.
+            b' ' | b'\t' => !last,
+            b'.' => col > 0,
+            b'F' => col > 0 || !bytes[i..].starts_with(b"From "),
+            _ => PLAIN[usize::from(b)],
+        };
+        // Room for the `=` of a soft break, unless this is the last byte of the line.
+        let limit = if last { QP_LINE } else { QP_LINE - 1 };
+        let mut width = if literal(col) { 1 } else { 3 };
+        if col + width > limit {
+            out.extend_from_slice(b"=\r\n");
+            col = 0;
+            width = if literal(col) { 1 } else { 3 };
+        }
+        if width == 1 {
+            out.push(b);
+        } else {
+            out.extend_from_slice(&[b'=', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+        col += width;
+        i += 1;
+    }
+    out
+}
+
+/// One sender's SMTP connection: opened on first use, reused for the next message, dropped
+/// and opened afresh after any error (the server's state after a failure is not worth
+/// guessing).
+pub struct Session {
+    inner: Inner,
+    connection: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
+}
+
+impl Session {
+    pub async fn send(&self, message: &Formatted) -> Result<(), SendError> {
+        let (envelope, bytes) = (&message.envelope, message.bytes.as_slice());
+        let target = match &self.inner {
+            Inner::File(t) => {
+                return t
+                    .send_raw(envelope, bytes)
+                    .await
+                    .map(drop)
+                    .map_err(|e| SendError::Transient(format!("writing to the outbox: {e}")));
+            }
+            Inner::Smtp(target) => target,
+        };
+        let mut slot = self.connected().await?;
+        let conn = slot.as_mut().expect("connected");
+        // lettre has no time limit of its own once connected: a server that stops answering
+        // must not hold a sender forever.
+        match tokio::time::timeout(target.timeout, conn.send(envelope, bytes)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(classify_smtp(e))
+            }
+            Err(_) => {
+                *slot = None;
+                Err(SendError::Transient(format!(
+                    "the server did not answer within {} s",
+                    target.timeout.as_secs()
+                )))
+            }
         }
     }
+
+    /// The open connection, after opening one if there is none (or it broke).
+    async fn connected(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<AsyncSmtpConnection>>, SendError> {
+        let mut slot = self.connection.lock().await;
+        if slot.as_ref().is_some_and(|c| c.has_broken()) {
+            *slot = None;
+        }
+        if slot.is_none()
+            && let Inner::Smtp(target) = &self.inner
+        {
+            let connect = connect(target);
+            let conn = tokio::time::timeout(target.timeout, connect)
+                .await
+                .map_err(|_| {
+                    SendError::Transient(format!(
+                        "no answer from {}:{} within {} s",
+                        target.host,
+                        target.port,
+                        target.timeout.as_secs()
+                    ))
+                })??;
+            *slot = Some(conn);
+        }
+        Ok(slot)
+    }
+
+    /// Says goodbye politely, if a connection is open.
+    pub async fn close(&self) {
+        if let Some(mut conn) = self.connection.lock().await.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.quit()).await;
+        }
+    }
+}
+
+/// Connects, says hello, secures the connection as configured and logs in.
+async fn connect(t: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError> {
+    let tls = |host: &str| {
+        TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent(e.to_string()))
+    };
+    let mut conn = if t.tls == Tls::Tls {
+        AsyncSmtpConnection::connect_tokio1(
+            (t.host.as_str(), t.port),
+            Some(t.timeout),
+            &t.hello,
+            Some(tls(&t.host)?),
+            None,
+        )
+        .await
+        .map_err(classify_smtp)?
+    } else {
+        // Our own socket, to turn off Nagle's algorithm: lettre writes a message's final
+        // "." on its own, and with Nagle that small write waits for the server's delayed
+        // ACK (40 ms) on every message.
+        let tcp = TcpStream::connect((t.host.as_str(), t.port))
+            .await
+            .map_err(|e| {
+                SendError::Transient(format!("connecting to {}:{}: {e}", t.host, t.port))
+            })?;
+        tcp.set_nodelay(true)
+            .map_err(|e| SendError::Transient(format!("setting up the connection: {e}")))?;
+        let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello)
+            .await
+            .map_err(classify_smtp)?;
+        if t.tls == Tls::Starttls {
+            conn.starttls(tls(&t.host)?, &t.hello)
+                .await
+                .map_err(classify_smtp)?;
+        }
+        conn
+    };
+    if let Some(credentials) = &t.credentials {
+        conn.auth(DEFAULT_MECHANISMS, credentials)
+            .await
+            .map_err(classify_smtp)?;
+    }
+    Ok(conn)
 }
 
 fn classify_smtp(e: lettre::transport::smtp::Error) -> SendError {
@@ -177,5 +489,289 @@ fn classify_smtp(e: lettre::transport::smtp::Error) -> SendError {
         SendError::Permanent(text)
     } else {
         SendError::Transient(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mailparse::{MailHeaderMap, ParsedMail};
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::{Author, Paper, PaperId, Subscriber};
+    use crate::render::{EditionTemplate, Personal};
+
+    fn mailer(dir: &std::path::Path) -> Mailer {
+        let settings = Settings {
+            data_dir: dir.to_path_buf(),
+            ..Settings::default()
+        };
+        Mailer::from_settings(&settings).unwrap()
+    }
+
+    fn to() -> SubscriberEmail {
+        SubscriberEmail::parse("ann@example.org").unwrap()
+    }
+
+    /// LF line breaks, as the parts are rendered, whatever the wire had.
+    fn lf(s: &str) -> String {
+        s.replace("\r\n", "\n")
+    }
+
+    /// The message's parts, checked for shape on the way: multipart/alternative with a text
+    /// and an HTML part, one Content-Type each, 7-bit, no line too long, none to be munged.
+    fn parts<'a>(raw: &'a [u8], parsed: &'a ParsedMail<'a>) -> (String, String) {
+        assert!(raw.is_ascii(), "the message is 7-bit");
+        let raw = std::str::from_utf8(raw).unwrap();
+        for line in raw.split("\r\n") {
+            assert!(
+                !line.contains('\n') && !line.contains('\r'),
+                "bare line break"
+            );
+            assert!(line.len() <= MAX_LINE, "a line of {} octets", line.len());
+            assert!(!line.starts_with("From "), "{line}");
+        }
+        assert_eq!(parsed.ctype.mimetype, "multipart/alternative");
+        let types: Vec<_> = parsed
+            .subparts
+            .iter()
+            .map(|p| p.ctype.mimetype.as_str())
+            .collect();
+        assert_eq!(types, ["text/plain", "text/html"]);
+        for p in std::iter::once(parsed).chain(&parsed.subparts) {
+            assert_eq!(p.headers.get_all_values("Content-Type").len(), 1);
+        }
+        for p in &parsed.subparts {
+            assert_eq!(p.ctype.charset, "utf-8");
+            let cte = p
+                .headers
+                .get_first_value("Content-Transfer-Encoding")
+                .unwrap();
+            assert!(cte == "7bit" || cte == "quoted-printable", "{cte}");
+        }
+        (
+            parsed.subparts[0].get_body().unwrap(),
+            parsed.subparts[1].get_body().unwrap(),
+        )
+    }
+
+    #[test]
+    fn awkward_bodies_round_trip_through_a_mail_parser() {
+        let long_ascii = "x".repeat(2000);
+        let long_words = "word ".repeat(300);
+        let long_utf8 = "日本語のタイトル — Ünïcödé ".repeat(60);
+        let text = format!(
+            "TRENDING PAPERS · Tuesday\n\
+             .\n\
+             .starts with a dot\n\
+             ..two dots\n\
+             From the abstract: we find\n\
+             From\n\
+             Fromage is not a line to munge\n\
+             trailing space \n\
+             trailing tab\t\n\
+             a=b, =41, =\n\
+             {long_ascii}\n\
+             {long_words}\n\
+             {long_utf8}\n\
+             Emoji 📬 and ★ 12 and ▲ 3 · Zoë Çelik, Łukasz Żółć et al.\n\
+             \n\
+             {}\n\
+             last line without a break",
+            "é".repeat(37),
+        );
+        let html = format!(
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"></head><body>\n\
+             <p style=\"margin: 0;\">Über «Straße» 中文 🚀</p>\n\
+             .\n\
+             .dot\n\
+             From here\n\
+             <p>{long_utf8}</p><p>{long_ascii}</p>\n\
+             </body></html>\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = mailer(dir.path());
+        let subject = "Trending papers, Dec 9: Ünïcödé — 日本語 and 9 more";
+        let message = mailer
+            .build(Outgoing {
+                to: &to(),
+                subject,
+                text: text.clone(),
+                html: html.clone(),
+                message_id: "<digest.2025-12-09.1@example.org>",
+                unsubscribe_url: "https://p.example.org/unsubscribe?token=abc",
+            })
+            .unwrap();
+        let parsed = mailparse::parse_mail(&message.bytes).unwrap();
+        let (got_text, got_html) = parts(&message.bytes, &parsed);
+        assert_eq!(lf(&got_text), text);
+        assert_eq!(lf(&got_html), html);
+        let header = |name| parsed.headers.get_first_value(name).unwrap();
+        assert_eq!(header("Subject"), subject);
+        assert_eq!(header("Message-ID"), "<digest.2025-12-09.1@example.org>");
+        assert_eq!(
+            header("List-Unsubscribe"),
+            "<https://p.example.org/unsubscribe?token=abc>"
+        );
+        assert_eq!(
+            header("List-Unsubscribe-Post"),
+            "List-Unsubscribe=One-Click"
+        );
+        assert_eq!(header("List-Id"), "Trending papers <digest.example.org>");
+        assert_eq!(header("Auto-Submitted"), "auto-generated");
+    }
+
+    #[test]
+    fn a_rendered_digest_goes_as_7bit_html_and_quoted_printable_text() {
+        let mut papers: Vec<Paper> = (0..3)
+            .map(|i| {
+                let mut p = Paper::new(
+                    PaperId::parse(&format!("2512.0000{i}")).unwrap(),
+                    format!("Über-Modelle {i}: 大規模言語モデル — «test» & <b>"),
+                    10 - i,
+                );
+                p.authors = ["Zoë Çelik", "Łukasz Żółć", "José Núñez", "Ada"]
+                    .iter()
+                    .map(|n| Author {
+                        name: n.to_string(),
+                    })
+                    .collect();
+                p.summary = "Wir zeigen, daß 📈 größer wird. ".repeat(20);
+                p
+            })
+            .collect();
+        papers[1].ai_summary = Some("Short AI summary with a = sign…".into());
+        let date = EditionDate::parse("2025-12-09").unwrap();
+        let template = EditionTemplate::new(date, &papers, "https://p.example.org").unwrap();
+        let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
+        let personal = Personal {
+            why: "up to 10 trending papers about «Über»".into(),
+            preferences_url: "https://p.example.org/preferences?token=abc".into(),
+            unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
+        };
+        let r = template.digest(&ids, &personal).unwrap();
+        assert!(r.html.is_ascii(), "the renderer keeps the HTML ASCII");
+
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = mailer(dir.path());
+        let subscriber = Subscriber::new(to(), Default::default(), true);
+        let message = mailer
+            .build(Outgoing {
+                to: &subscriber.email,
+                subject: &r.subject,
+                text: r.text.clone(),
+                html: r.html.clone(),
+                message_id: &mailer.message_id(date, subscriber.id),
+                unsubscribe_url: &personal.unsubscribe_url,
+            })
+            .unwrap();
+        let parsed = mailparse::parse_mail(&message.bytes).unwrap();
+        let (text, html) = parts(&message.bytes, &parsed);
+        assert_eq!(lf(&text), r.text);
+        assert_eq!(lf(&html), r.html);
+        let cte = |i: usize| {
+            parsed.subparts[i]
+                .headers
+                .get_first_value("Content-Transfer-Encoding")
+                .unwrap()
+        };
+        assert_eq!(cte(0), "quoted-printable");
+        assert_eq!(cte(1), "7bit");
+        assert_eq!(
+            parsed.headers.get_first_value("Subject").unwrap(),
+            "Trending papers, Dec 9: Über-Modelle 0: 大規模言語モデル — «test» & <b> and 2 more"
+        );
+        assert!(text.contains("Zoë Çelik, Łukasz Żółć, José Núñez et al."));
+        // What a mail client shows of the HTML: the same characters.
+        let shown: String = scraper::Html::parse_document(&html)
+            .root_element()
+            .text()
+            .collect();
+        assert!(shown.contains("Über-Modelle 1: 大規模言語モデル — «test» & <b>"));
+        assert!(shown.contains("Zoë Çelik, Łukasz Żółć, José Núñez et al."));
+        assert!(shown.contains("Short AI summary with a = sign…"));
+        assert!(shown.contains("about «Über»"));
+    }
+
+    #[test]
+    fn quoted_printable_lines() {
+        let qp = |s: &str| String::from_utf8(quoted_printable(s)).unwrap();
+        assert_eq!(qp("a=b\nc \n\tx\t"), "a=3Db\r\nc=20\r\n\tx=09");
+        assert_eq!(
+            qp(".\n..\nFrom me\nFrome"),
+            "=2E\r\n=2E.\r\n=46rom me\r\nFrome"
+        );
+        assert_eq!(qp("Ü\r\n\r"), "=C3=9C\r\n=0D");
+        // 76 characters fit on a line of their own; 77 need a soft break, after 75.
+        assert_eq!(qp(&"a".repeat(76)), "a".repeat(76));
+        assert_eq!(qp(&"a".repeat(77)), format!("{}=\r\naa", "a".repeat(75)));
+        // An escape is never cut by a soft break, and a line never starts a "From ".
+        let s = format!("{}éFrom x", "a".repeat(73));
+        assert_eq!(qp(&s), format!("{}=\r\n=C3=A9From x", "a".repeat(73)));
+        let s = format!("{}From x", "a".repeat(75));
+        assert_eq!(qp(&s), format!("{}=\r\n=46rom x", "a".repeat(75)));
+    }
+
+    #[test]
+    fn seven_bit_only_when_it_is_safe() {
+        let seven = |s: &str| seven_bit(s).map(|b| String::from_utf8(b).unwrap());
+        assert_eq!(
+            seven("<p>plain</p>\n.\nfrom here\n\n").unwrap(),
+            "<p>plain</p>\r\n.\r\nfrom here\r\n\r\n"
+        );
+        assert_eq!(seven(""), Some(String::new()));
+        let long = "x".repeat(MAX_LINE);
+        assert_eq!(
+            seven(&format!("{long}\n{long}")).unwrap(),
+            format!("{long}\r\n{long}")
+        );
+        assert_eq!(seven(&format!("{long}x")), None);
+        assert_eq!(seven(&format!("{long}x\nshort")), None);
+        assert_eq!(seven(&format!("{}caf\u{e9}", "a".repeat(40))), None);
+        assert_eq!(seven("a\r\nb"), None);
+        assert_eq!(seven("a\rb"), None);
+        assert_eq!(seven("a\0b"), None);
+        assert_eq!(seven("ok\nFrom me"), None);
+        assert_eq!(seven("From me"), None);
+    }
+
+    proptest! {
+        /// Whatever the text, what a mail parser decodes is what went in, line breaks made
+        /// CRLF, and what goes on the wire is 7-bit with lines a server takes.
+        #[test]
+        fn any_body_round_trips(
+            content in prop_oneof![
+                r"(\PC|[\t\r\n .=F ]|From |\.|é|📬| \n|\r\n){0,400}",
+                // ASCII, now and then with a line too long for 7bit.
+                r"([ -~]{0,1100}\n(From |\.)?){0,4}",
+            ]
+        ) {
+            let body = encode_body(&content);
+            let cte = match body.encoding() {
+                ContentTransferEncoding::SevenBit => "7bit",
+                ContentTransferEncoding::QuotedPrintable => "quoted-printable",
+                other => panic!("{other:?}"),
+            };
+            let wire = body.into_vec();
+            prop_assert!(wire.is_ascii());
+            let limit = if cte == "7bit" { MAX_LINE } else { QP_LINE };
+            for line in wire.split(|&b| b == b'\n') {
+                let line = line.strip_suffix(b"\r").unwrap_or(line);
+                prop_assert!(line.len() <= limit);
+                prop_assert!(!line.starts_with(b"From "));
+                prop_assert!(!line.contains(&b'\r'));
+                if cte != "7bit" {
+                    prop_assert!(!line.starts_with(b"."));
+                }
+            }
+            let mut raw = format!(
+                "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: {cte}\r\n\r\n"
+            )
+            .into_bytes();
+            raw.extend_from_slice(&wire);
+            let parsed = mailparse::parse_mail(&raw).unwrap();
+            let expected = content.replace("\r\n", "\n").replace('\n', "\r\n");
+            prop_assert_eq!(parsed.get_body_raw().unwrap(), expected.into_bytes());
+        }
     }
 }

@@ -12,7 +12,9 @@ use askama::Template;
 
 use crate::domain::{EditionDate, Paper, PaperId};
 
-/// Gmail clips messages whose HTML is larger than about 102 KB; stay well below.
+/// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
+/// is ASCII (see [`ascii_html`]) and normally goes as it is, so these are the bytes on the
+/// wire, but for a CR per line.
 pub const HTML_BUDGET: usize = 90 * 1024;
 const AUTHORS_SHOWN: usize = 3;
 const ABSTRACT_CHARS: usize = 420;
@@ -172,6 +174,8 @@ impl EditionTemplate {
         // The dark-mode and small-screen rules cannot be inlined; their <style> block is
         // marked `data-css-inline="keep"` in the template and survives as it is.
         let inlined = css_inline::inline(&html).map_err(|e| RenderError::Inline(e.to_string()))?;
+        // Plain ASCII, so the HTML part goes as 7bit, with no per-message encoding.
+        let inlined = ascii_html(&inlined);
 
         let mut cards = HashMap::new();
         let start_tag = |id: &str| format!("<!--{marker} card {id}-->");
@@ -377,6 +381,8 @@ pub fn wrap(s: &str, width: usize) -> Vec<String> {
     lines
 }
 
+/// Text made safe for HTML text and attribute values, in ASCII: markup characters and
+/// every non-ASCII character as references.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -386,10 +392,58 @@ pub fn escape_html(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
+            c if c.is_ascii() => out.push(c),
+            c => push_reference(&mut out, c),
         }
     }
     out
+}
+
+/// The document with every non-ASCII character written as a character reference (`·` as
+/// `&#xB7;`), which renders the same. ASCII HTML can be mailed as `7bit`, as it is; UTF-8
+/// would need quoted-printable, which is larger (`=C2=B7`, and `=3D` for every `=` of the
+/// markup) and costs time per message. Inside `<style>` and `<script>` references mean
+/// nothing, so those are left as they are (the mail then falls back to quoted-printable).
+pub fn ascii_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len() + html.len() / 16);
+    let lower = html.to_ascii_lowercase();
+    let mut at = 0;
+    while at < html.len() {
+        let raw = ["<style", "<script"]
+            .iter()
+            .filter_map(|open| {
+                let start = lower[at..].find(open)? + at;
+                let after = lower.as_bytes().get(start + open.len()).copied();
+                match after {
+                    Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') | None => {
+                        let close = format!("</{}", &open[1..]);
+                        let end = lower[start..]
+                            .find(&close)
+                            .map_or(html.len(), |e| e + start);
+                        Some((start, end))
+                    }
+                    // `<styles>` or the like: not raw text; convert up to past it.
+                    Some(_) => Some((start + open.len(), start + open.len())),
+                }
+            })
+            .min();
+        let (start, end) = raw.unwrap_or((html.len(), html.len()));
+        for c in html[at..start].chars() {
+            if c.is_ascii() {
+                out.push(c);
+            } else {
+                push_reference(&mut out, c);
+            }
+        }
+        out.push_str(&html[start..end]);
+        at = end;
+    }
+    out
+}
+
+fn push_reference(out: &mut String, c: char) {
+    use std::fmt::Write;
+    let _ = write!(out, "&#x{:X};", u32::from(c));
 }
 
 #[cfg(test)]
@@ -493,6 +547,43 @@ mod tests {
     }
 
     #[test]
+    fn the_html_is_ascii_and_shows_the_same_characters() {
+        let mut p = paper("2501.00001", "Über 大規模 models — «fast» 🚀", 3);
+        p.authors = vec![Author {
+            name: "Zoë Çelik".into(),
+        }];
+        let t = EditionTemplate::new(date(), std::slice::from_ref(&p), "https://p.example.org")
+            .unwrap();
+        let personal = Personal {
+            why: "papers about «Über»".into(),
+            ..personal()
+        };
+        let r = t.digest(&[p.id.clone()], &personal).unwrap();
+        assert!(r.html.is_ascii());
+        assert!(r.html.contains("&#xDC;ber &#x5927;&#x898F;&#x6A21; models"));
+        assert!(r.text.contains("Über 大規模 models — «fast» 🚀"));
+        let shown: String = scraper::Html::parse_document(&r.html)
+            .root_element()
+            .text()
+            .collect();
+        assert!(shown.contains("Über 大規模 models — «fast» 🚀"));
+        assert!(shown.contains("Zoë Çelik"));
+        assert!(shown.contains("papers about «Über»"));
+    }
+
+    #[test]
+    fn ascii_html_leaves_style_and_script_alone() {
+        let html = "<p title=\"é\">ü</p><STYLE>a::after { content: \"→\" }</STYLE>\
+                    <styles>é</styles><script type=\"x\">\"ö\"</script>→<style>ß";
+        assert_eq!(
+            ascii_html(html),
+            "<p title=\"&#xE9;\">&#xFC;</p><STYLE>a::after { content: \"→\" }</STYLE>\
+             <styles>&#xE9;</styles><script type=\"x\">\"ö\"</script>&#x2192;<style>ß"
+        );
+        assert_eq!(ascii_html("plain <b>text</b>"), "plain <b>text</b>");
+    }
+
+    #[test]
     fn helpers() {
         assert_eq!(trim_at_word("one two three", 8), "one two…");
         assert_eq!(trim_at_word("short", 8), "short");
@@ -501,6 +592,7 @@ mod tests {
             escape_html("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
         );
+        assert_eq!(escape_html("a·b 📬"), "a&#xB7;b &#x1F4EC;");
         assert_eq!(site_name("http://127.0.0.1:8080"), "127.0.0.1:8080");
     }
 }

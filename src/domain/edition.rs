@@ -48,14 +48,23 @@ impl EditionDate {
         self.0
     }
 
+    /// Days since 1 January of year 1: a small number that sorts like the date.
+    pub fn day_number(&self) -> u32 {
+        use chrono::Datelike;
+        self.0.num_days_from_ce() as u32
+    }
+
+    pub fn from_day_number(n: u32) -> Option<Self> {
+        NaiveDate::from_num_days_from_ce_opt(i32::try_from(n).ok()?).map(Self)
+    }
+
     /// Big-endian day number: sorts like the date, so stored keys come out in date order.
     pub fn key_bytes(&self) -> [u8; 4] {
-        use chrono::Datelike;
-        (self.0.num_days_from_ce() as u32).to_be_bytes()
+        self.day_number().to_be_bytes()
     }
 
     pub fn from_key_bytes(bytes: [u8; 4]) -> Option<Self> {
-        NaiveDate::from_num_days_from_ce_opt(u32::from_be_bytes(bytes) as i32).map(Self)
+        Self::from_day_number(u32::from_be_bytes(bytes))
     }
 
     /// "Dec 9", as the subject line says it.

@@ -115,6 +115,32 @@ async fn a_dead_smtp_server_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digests_deferred_on_one_day_go_out_with_the_next_edition() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let mut sink = SmtpSink::start();
+    sink.stop();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok(), "SMTP is down");
+
+    // The next day's run still delivers what the first day planned, once, with that day's id.
+    sink.restart_with(&[]);
+    let first_day = |sink: &SmtpSink| {
+        sink.messages()
+            .iter()
+            .filter(|m| String::from_utf8_lossy(&m.raw).contains("<digest.2025-12-09."))
+            .count()
+    };
+    let r = app.run(&["run-once", "--date", "2025-12-10"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(first_day(&sink), 1, "{}", r.stdout);
+    let r = app.run(&["run-once", "--date", "2025-12-11"]);
+    assert!(r.ok());
+    assert_eq!(first_day(&sink), 1, "sent once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn temporary_refusals_are_retried_later_and_permanent_ones_bounce() {
     let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
     let mut sink = SmtpSink::start_with(&["-r", "RCPT"]);

@@ -2,18 +2,25 @@
 //!
 //! Trees and their keys:
 //! - `subscribers`: address → [`Subscriber`]; `subscriber_ids`: id → address.
-//! - `papers`: paper id → the latest snapshot, with the first and last edition it was seen in.
-//! - `sent`: subscriber id ‖ paper id → edition date. A paper is entered here in the same
-//!   transaction that plans the delivery carrying it, so it can never be planned twice.
+//! - `papers`: paper id → its sequence number and the first and last edition it was seen in.
+//! - `paper_seqs`: sequence number → paper id, and `meta/next_paper_seq`.
+//! - `ledger`: subscriber id → [`ledger::Ledger`]: the editions planned for them and the
+//!   papers those carried. Updated in the same transaction that plans a delivery, so no
+//!   paper and no edition can be planned twice.
 //! - `editions`: date → the papers of that edition, frozen at the first fetch, so a retry of a
 //!   delivery renders the same digest.
-//! - `deliveries`: date ‖ subscriber id → [`Delivery`]: one per subscriber per edition.
+//! - `deliveries`: date ‖ subscriber id → [`Delivery`]: the outbox, one per subscriber per
+//!   edition; kept a few days once done.
 //!
 //! sled writes are durable only after a flush; callers flush at the points the delivery
-//! semantics depend on (before a send starts, and right after the server accepts it).
+//! semantics depend on (plans before the first send, each acceptance before its sender
+//! moves on).
+
+mod ledger;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
@@ -21,11 +28,17 @@ use serde::{Deserialize, Serialize};
 use sled::Transactional;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 
+use self::ledger::Ledger;
 use crate::domain::{
     EditionDate, Paper, PaperId, Status, Subscriber, SubscriberEmail, SubscriberId,
 };
 
-const SCHEMA_VERSION: u64 = 1;
+/// 2: the per-subscriber `ledger` replaced one `sent` entry per paper (migrated on open).
+const SCHEMA_VERSION: u64 = 2;
+
+/// How long a finished delivery stays in the outbox tree after its edition: long enough to
+/// see what a run did, short enough that the outbox does not grow with every edition.
+pub const DONE_DELIVERY_DAYS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -125,9 +138,12 @@ impl EditionRecord {
     }
 }
 
+/// What is remembered of a paper between editions (its text lives in the editions).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 struct StoredPaper {
-    paper: Paper,
+    /// Its number in the ledgers; given when first seen, counting up.
+    #[serde(default)]
+    seq: Option<u32>,
     first_seen: EditionDate,
     last_seen: EditionDate,
 }
@@ -146,7 +162,8 @@ pub struct Store {
     subscribers: sled::Tree,
     subscriber_ids: sled::Tree,
     papers: sled::Tree,
-    sent: sled::Tree,
+    paper_seqs: sled::Tree,
+    ledger: sled::Tree,
     editions: sled::Tree,
     deliveries: sled::Tree,
     meta: sled::Tree,
@@ -163,10 +180,11 @@ fn decode<T: DeserializeOwned>(tree: &'static str, bytes: &[u8]) -> Result<T> {
     })
 }
 
-fn sent_key(subscriber: SubscriberId, paper: &PaperId) -> Vec<u8> {
-    let mut k = subscriber.to_bytes().to_vec();
-    k.extend_from_slice(paper.as_str().as_bytes());
-    k
+fn decode_ledger(bytes: &[u8]) -> Result<Ledger> {
+    Ledger::decode(bytes).map_err(|reason| StoreError::Corrupt {
+        tree: "ledger",
+        reason,
+    })
 }
 
 fn delivery_key(date: EditionDate, subscriber: SubscriberId) -> [u8; 12] {
@@ -196,36 +214,158 @@ impl Store {
                 },
             })?;
         let meta = db.open_tree("meta")?;
-        match meta.get("schema_version")? {
-            None => {
-                meta.insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            Some(v) => {
-                let found = v
-                    .as_ref()
-                    .try_into()
-                    .map(u64::from_be_bytes)
-                    .unwrap_or(u64::MAX);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::Schema { path, found });
-                }
-            }
+        let found = match meta.get("schema_version")? {
+            None => SCHEMA_VERSION,
+            Some(v) => v
+                .as_ref()
+                .try_into()
+                .map(u64::from_be_bytes)
+                .unwrap_or(u64::MAX),
+        };
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::Schema { path, found });
         }
-        Ok(Self {
+        let store = Self {
             subscribers: db.open_tree("subscribers")?,
             subscriber_ids: db.open_tree("subscriber_ids")?,
             papers: db.open_tree("papers")?,
-            sent: db.open_tree("sent")?,
+            paper_seqs: db.open_tree("paper_seqs")?,
+            ledger: db.open_tree("ledger")?,
             editions: db.open_tree("editions")?,
             deliveries: db.open_tree("deliveries")?,
             meta,
             db,
-        })
+        };
+        if found < 2 {
+            store.migrate_sent_to_ledger()?;
+        }
+        store
+            .meta
+            .insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+        store.db.flush()?;
+        Ok(store)
+    }
+
+    /// Schema 1 kept one `sent` entry (subscriber ‖ paper → date) per paper: folds them into
+    /// ledgers, with the editions of the deliveries on record, then drops the old tree.
+    fn migrate_sent_to_ledger(&self) -> Result<()> {
+        let sent = self.db.open_tree("sent")?;
+        let mut entries = Vec::new();
+        for item in sent.iter() {
+            let (key, value) = item?;
+            let subscriber = key.get(..8).and_then(|k| <[u8; 8]>::try_from(k).ok());
+            let paper = key
+                .get(8..)
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .and_then(|s| PaperId::parse(s).ok());
+            let day = <[u8; 4]>::try_from(value.as_ref())
+                .ok()
+                .and_then(EditionDate::from_key_bytes);
+            if let (Some(subscriber), Some(paper)) = (subscriber, paper) {
+                entries.push((subscriber, paper, day));
+            }
+        }
+        let ids: Vec<PaperId> = entries.iter().map(|(_, p, _)| p.clone()).collect();
+        let seqs = self.assign_seqs(&ids, None)?;
+        let mut ledgers: std::collections::BTreeMap<[u8; 8], Ledger> = Default::default();
+        for (subscriber, paper, day) in entries {
+            let ledger = ledgers.entry(subscriber).or_default();
+            ledger.papers.extend(seqs.get(&paper));
+            ledger.days.extend(day.map(|d| d.day_number()));
+        }
+        for key in self.deliveries.iter().keys() {
+            let key = key?;
+            let day = key
+                .get(..4)
+                .and_then(|k| <[u8; 4]>::try_from(k).ok())
+                .and_then(EditionDate::from_key_bytes);
+            let subscriber = key.get(4..).and_then(|k| <[u8; 8]>::try_from(k).ok());
+            if let (Some(day), Some(subscriber)) = (day, subscriber) {
+                ledgers
+                    .entry(subscriber)
+                    .or_default()
+                    .days
+                    .insert(day.day_number());
+            }
+        }
+        let mut batch = sled::Batch::default();
+        for (subscriber, ledger) in &ledgers {
+            batch.insert(subscriber.as_slice(), ledger.encode());
+        }
+        self.ledger.apply_batch(batch)?;
+        self.db.flush()?;
+        self.db.drop_tree("sent")?;
+        tracing::info!(
+            subscribers = ledgers.len(),
+            "store upgraded to schema 2: one ledger record per subscriber"
+        );
+        Ok(())
+    }
+
+    /// The sequence number of each paper, numbering those that have none yet. `seen`, when
+    /// given, also records the papers as seen on that edition date.
+    fn assign_seqs(
+        &self,
+        ids: &[PaperId],
+        seen: Option<EditionDate>,
+    ) -> Result<std::collections::HashMap<PaperId, u32>> {
+        let result = (&self.papers, &self.paper_seqs, &self.meta).transaction(
+            |(papers, paper_seqs, meta)| {
+                let mut next = meta
+                    .get("next_paper_seq")?
+                    .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(0);
+                let mut out = std::collections::HashMap::new();
+                for id in ids {
+                    let stored: Option<StoredPaper> = match papers.get(id.as_str())? {
+                        Some(v) => Some(
+                            decode("papers", &v).map_err(ConflictableTransactionError::Abort)?,
+                        ),
+                        None => None,
+                    };
+                    let mut stored = stored.unwrap_or(StoredPaper {
+                        seq: None,
+                        first_seen: seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0")),
+                        last_seen: seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0")),
+                    });
+                    let seq = match stored.seq {
+                        Some(seq) => seq,
+                        None => {
+                            let seq = next;
+                            next += 1;
+                            paper_seqs.insert(&seq.to_be_bytes(), id.as_str())?;
+                            seq
+                        }
+                    };
+                    stored.seq = Some(seq);
+                    if let Some(date) = seen {
+                        stored.first_seen = stored.first_seen.min(date);
+                        stored.last_seen = stored.last_seen.max(date);
+                    }
+                    papers.insert(id.as_str(), encode(&stored))?;
+                    out.insert(id.clone(), seq);
+                }
+                meta.insert("next_paper_seq", &next.to_be_bytes())?;
+                Ok(out)
+            },
+        );
+        match result {
+            Ok(out) => Ok(out),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(e.into()),
+        }
     }
 
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<()> {
-        self.db.flush_async().await?;
+        // sled's own `flush_async` finishes on sled's thread pool, which can keep the
+        // database alive a moment after the last handle is dropped; a blocking flush on
+        // tokio's pool is done when it returns.
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .expect("flush does not panic")?;
         Ok(())
     }
 
@@ -280,15 +420,13 @@ impl Store {
             .collect()
     }
 
-    /// Deletes a subscriber and everything recorded about them: their ledger of sent papers
-    /// and their deliveries. Nothing of the address is left in the store.
+    /// Deletes a subscriber and everything recorded about them: their ledger and their
+    /// deliveries. Nothing of the address is left in the store.
     pub fn remove_subscriber(&self, email: &SubscriberEmail) -> Result<Subscriber> {
         let s = self
             .subscriber(email)?
             .ok_or_else(|| StoreError::Unknown(email.clone()))?;
-        for key in self.sent.scan_prefix(s.id.to_bytes()).keys() {
-            self.sent.remove(key?)?;
-        }
+        self.ledger.remove(s.id.to_bytes())?;
         for key in self.deliveries.iter().keys() {
             let key = key?;
             if key.len() == 12 && key[4..] == s.id.to_bytes() {
@@ -302,26 +440,11 @@ impl Store {
 
     // --- papers and editions -------------------------------------------------------------
 
-    /// Remembers the latest snapshot of each paper and when it was last seen; the "last
-    /// seen" date is what the retention window counts from.
+    /// Remembers when each paper was last seen (what the retention window counts from) and
+    /// gives papers seen for the first time their sequence number.
     pub fn record_papers(&self, date: EditionDate, papers: &[Paper]) -> Result<()> {
-        let mut batch = sled::Batch::default();
-        for p in papers {
-            let (first_seen, last_seen) = match self.papers.get(p.id.as_str())? {
-                Some(v) => {
-                    let old: StoredPaper = decode("papers", &v)?;
-                    (old.first_seen.min(date), old.last_seen.max(date))
-                }
-                None => (date, date),
-            };
-            let stored = StoredPaper {
-                paper: p.clone(),
-                first_seen,
-                last_seen,
-            };
-            batch.insert(p.id.as_str(), encode(&stored));
-        }
-        self.papers.apply_batch(batch)?;
+        let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
+        self.assign_seqs(&ids, Some(date))?;
         Ok(())
     }
 
@@ -346,22 +469,53 @@ impl Store {
 
     // --- the ledger and deliveries -------------------------------------------------------
 
-    /// The papers this subscriber has been sent (or has a delivery planned with).
-    pub fn sent_papers(&self, subscriber: SubscriberId) -> Result<HashSet<PaperId>> {
-        let prefix = subscriber.to_bytes();
-        let mut out = HashSet::new();
-        for key in self.sent.scan_prefix(prefix).keys() {
-            let key = key?;
-            let id = std::str::from_utf8(&key[8..])
-                .ok()
-                .and_then(|s| PaperId::parse(s).ok())
-                .ok_or_else(|| StoreError::Corrupt {
-                    tree: "sent",
-                    reason: "a key is not a paper id".into(),
-                })?;
-            out.insert(id);
+    fn ledger_of(&self, subscriber: SubscriberId) -> Result<Ledger> {
+        self.ledger
+            .get(subscriber.to_bytes())?
+            .map(|v| decode_ledger(&v))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
+    /// The sequence numbers of those of these papers that have one (papers never recorded
+    /// have none, and so cannot be in any ledger). Read once per edition.
+    pub fn seqs_of(&self, ids: &[PaperId]) -> Result<Vec<(PaperId, u32)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let stored = self
+                .papers
+                .get(id.as_str())?
+                .map(|v| decode::<StoredPaper>("papers", &v))
+                .transpose()?;
+            if let Some(seq) = stored.and_then(|p| p.seq) {
+                out.push((id.clone(), seq));
+            }
         }
         Ok(out)
+    }
+
+    /// Which of these papers (with their numbers, from [`Store::seqs_of`]) this subscriber
+    /// has been sent or has a delivery planned with.
+    pub fn sent_among(
+        &self,
+        subscriber: SubscriberId,
+        papers: &[(PaperId, u32)],
+    ) -> Result<HashSet<PaperId>> {
+        let ledger = self.ledger_of(subscriber)?;
+        Ok(papers
+            .iter()
+            .filter(|(_, seq)| ledger.papers.contains(seq))
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+
+    /// Whether a delivery of this edition was ever planned for the subscriber (within the
+    /// retention window), even if the delivery itself has since been cleared away.
+    pub fn has_edition(&self, subscriber: SubscriberId, date: EditionDate) -> Result<bool> {
+        Ok(self
+            .ledger_of(subscriber)?
+            .days
+            .contains(&date.day_number()))
     }
 
     pub fn delivery(
@@ -377,34 +531,69 @@ impl Store {
 
     /// Every delivery of an edition.
     pub fn deliveries(&self, date: EditionDate) -> Result<Vec<Delivery>> {
+        self.deliveries_iter(date).collect()
+    }
+
+    /// Every delivery of an edition, read one at a time: an edition can have a delivery for
+    /// each of many thousands of subscribers.
+    pub fn deliveries_iter(&self, date: EditionDate) -> impl Iterator<Item = Result<Delivery>> {
         self.deliveries
             .scan_prefix(date.key_bytes())
             .values()
             .map(|v| decode("deliveries", &v?))
-            .collect()
     }
 
-    /// Plans a delivery and enters its papers in the subscriber's ledger, atomically.
-    /// Returns false (and changes nothing) when the subscriber already has a delivery for
+    /// Plans a delivery and enters it and its papers in the subscriber's ledger, atomically.
+    /// Returns false (and changes nothing) when the subscriber already had a delivery of
     /// this edition: one digest per subscriber per edition, however often a run repeats.
     pub fn plan_delivery(&self, d: &Delivery) -> Result<bool> {
         let key = delivery_key(d.date, d.subscriber);
-        let date = d.date.key_bytes();
-        let result = (&self.deliveries, &self.sent).transaction(|(deliveries, sent)| {
-            if deliveries.get(key)?.is_some() {
-                return Err(ConflictableTransactionError::Abort(()));
+        let mut seqs: Vec<u32> = self
+            .seqs_of(&d.papers)?
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect();
+        if seqs.len() < d.papers.len() {
+            // Planned from papers that were not recorded first: number them now.
+            seqs = self.assign_seqs(&d.papers, None)?.into_values().collect();
+        }
+        let day = d.date.day_number();
+        let result = (&self.deliveries, &self.ledger).transaction(|(deliveries, ledger)| {
+            let mut record = match ledger.get(d.subscriber.to_bytes())? {
+                Some(v) => decode_ledger(&v).map_err(ConflictableTransactionError::Abort)?,
+                None => Ledger::default(),
+            };
+            if deliveries.get(key)?.is_some() || !record.days.insert(day) {
+                return Ok(false);
             }
+            record.papers.extend(&seqs);
             deliveries.insert(&key, encode(d))?;
-            for p in &d.papers {
-                sent.insert(sent_key(d.subscriber, p), &date)?;
-            }
-            Ok(())
+            ledger.insert(&d.subscriber.to_bytes(), record.encode())?;
+            Ok(true)
         });
         match result {
-            Ok(()) => Ok(true),
-            Err(TransactionError::Abort(())) => Ok(false),
+            Ok(planned) => Ok(planned),
+            Err(TransactionError::Abort(e)) => Err(e),
             Err(TransactionError::Storage(e)) => Err(e.into()),
         }
+    }
+
+    /// Editions with deliveries still to send (pending, in flight at a crash, or deferred).
+    pub fn open_dates(&self) -> Result<Vec<EditionDate>> {
+        let mut dates = Vec::new();
+        for item in self.deliveries.iter() {
+            let (key, value) = item?;
+            let date = <[u8; 4]>::try_from(&key[..4])
+                .ok()
+                .and_then(EditionDate::from_key_bytes);
+            if let Some(date) = date
+                && dates.last() != Some(&date)
+                && decode::<Delivery>("deliveries", &value)?.state.is_open()
+            {
+                dates.push(date);
+            }
+        }
+        Ok(dates)
     }
 
     pub fn update_delivery(&self, d: &Delivery) -> Result<()> {
@@ -512,30 +701,42 @@ impl Store {
 
     // --- retention -----------------------------------------------------------------------
 
-    /// Forgets what can no longer matter: papers not seen on the source for `retention_days`,
-    /// ledger entries for those papers, and editions and deliveries older than the window.
-    /// A ledger entry lives as long as its paper is still being seen, so a paper that keeps
-    /// trending is never sent again however old the entry.
+    /// Forgets what can no longer matter: papers not seen on the source for `retention_days`
+    /// (and their numbers in every ledger), editions older than the window, and deliveries
+    /// done for more than [`DONE_DELIVERY_DAYS`]. A paper that keeps trending stays in the
+    /// ledgers however long ago it was sent, so it is never sent again.
     pub fn prune(&self, today: EditionDate, retention_days: u32) -> Result<PruneReport> {
         let cutoff = today.minus_days(retention_days);
         let mut report = PruneReport::default();
+        let mut forgotten = HashSet::new();
         for item in self.papers.iter() {
             let (key, value) = item?;
             let stored: StoredPaper = decode("papers", &value)?;
             if stored.last_seen < cutoff {
                 self.papers.remove(key)?;
+                if let Some(seq) = stored.seq {
+                    self.paper_seqs.remove(seq.to_be_bytes())?;
+                    forgotten.insert(seq);
+                }
                 report.papers += 1;
             }
         }
-        for item in self.sent.iter() {
+        let first_day = cutoff.day_number();
+        for item in self.ledger.iter() {
             let (key, value) = item?;
-            let sent_on = <[u8; 4]>::try_from(value.as_ref())
-                .ok()
-                .and_then(EditionDate::from_key_bytes);
-            let paper_known = self.papers.contains_key(&key[8..])?;
-            if !paper_known && sent_on.is_none_or(|d| d < cutoff) {
-                self.sent.remove(key)?;
-                report.ledger += 1;
+            let mut record = decode_ledger(&value)?;
+            let before = record.papers.len();
+            record.papers.retain(|p| !forgotten.contains(p));
+            report.ledger += before - record.papers.len();
+            let kept_days = record.days.split_off(&first_day);
+            let changed = kept_days.len() != record.days.len() + kept_days.len()
+                || before != record.papers.len();
+            record.days = kept_days;
+            if changed {
+                // Compare-and-swap: a subscriber planned meanwhile keeps the newer record.
+                let _ = self
+                    .ledger
+                    .compare_and_swap(&key, Some(&value), Some(record.encode()))?;
             }
         }
         let cutoff_key = cutoff.key_bytes();
@@ -543,11 +744,57 @@ impl Store {
             self.editions.remove(key?)?;
             report.editions += 1;
         }
-        for key in self.deliveries.range(..cutoff_key.to_vec()).keys() {
-            self.deliveries.remove(key?)?;
-            report.deliveries += 1;
+        let done_cutoff = today.minus_days(DONE_DELIVERY_DAYS).key_bytes();
+        for item in self.deliveries.range(..done_cutoff.to_vec()) {
+            let (key, value) = item?;
+            let d: Delivery = decode("deliveries", &value)?;
+            if !d.state.is_open() || key[..4] < cutoff_key[..] {
+                self.deliveries.remove(key)?;
+                report.deliveries += 1;
+            }
         }
         Ok(report)
+    }
+}
+
+/// Group commit: each writer waits until its writes are durable, and one flush makes the
+/// writes of everyone waiting at that moment durable together. With `n` writers the store
+/// syncs about once per round of `n` writes instead of once per write, and no writer goes on
+/// before its own write is on disk.
+pub struct GroupCommit {
+    store: Store,
+    /// Writers that asked so far; a writer's ticket is its place in this count.
+    asked: AtomicU64,
+    /// Every ticket up to this one is durable.
+    durable: AtomicU64,
+    flushing: tokio::sync::Mutex<()>,
+}
+
+impl GroupCommit {
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            asked: AtomicU64::new(0),
+            durable: AtomicU64::new(0),
+            flushing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Returns once every write this task made before calling is durable.
+    pub async fn durable(&self) -> Result<()> {
+        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        while self.durable.load(Ordering::SeqCst) < ticket {
+            let _turn = self.flushing.lock().await;
+            if self.durable.load(Ordering::SeqCst) >= ticket {
+                break;
+            }
+            // Every ticket handed out so far belongs to a write already made, so the flush
+            // below covers all of them.
+            let covered = self.asked.load(Ordering::SeqCst);
+            self.store.flush().await?;
+            self.durable.fetch_max(covered, Ordering::SeqCst);
+        }
+        Ok(())
     }
 }
 
@@ -609,7 +856,7 @@ mod tests {
         store.remove_subscriber(&s.email).unwrap();
         assert!(store.subscriber(&s.email).unwrap().is_none());
         assert!(store.subscriber_by_id(s.id).unwrap().is_none());
-        assert!(store.sent_papers(s.id).unwrap().is_empty());
+        assert!(sent(&store, &s, &["2501.00001"]).is_empty());
         assert!(store.deliveries(d).unwrap().is_empty());
         assert!(matches!(
             store.remove_subscriber(&s.email),
@@ -634,7 +881,7 @@ mod tests {
                 .plan_delivery(&delivery(d, &s, &["2501.00002"]))
                 .unwrap()
         );
-        let sent = store.sent_papers(s.id).unwrap();
+        let sent = sent(&store, &s, &["2501.00001", "2501.00002"]);
         assert_eq!(sent.len(), 1, "the refused plan must leave no ledger entry");
         assert_eq!(store.deliveries(d).unwrap().len(), 1);
         assert_eq!(store.subscribers().unwrap()[0].status, Status::Active);
@@ -698,8 +945,81 @@ mod tests {
                 deliveries: 1
             }
         );
-        let sent = store.sent_papers(s.id).unwrap();
+        let sent = sent(&store, &s, &["2501.00001", "2501.00002"]);
         assert!(sent.contains(&PaperId::parse("2501.00002").unwrap()));
         assert_eq!(sent.len(), 1);
+        // The edition is older than the window: forgotten with the rest.
+        assert!(!store.has_edition(s.id, old).unwrap());
+    }
+
+    #[test]
+    fn finished_deliveries_leave_the_outbox_but_not_the_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let s = subscriber("ann@example.org");
+        store.add_subscriber(&s).unwrap();
+        let (monday, friday) = (date("2025-12-08"), date("2025-12-12"));
+        store
+            .record_papers(monday, &[paper("2501.00001", 1)])
+            .unwrap();
+        let mut d = delivery(monday, &s, &["2501.00001"]);
+        assert!(store.plan_delivery(&d).unwrap());
+        // Still open four days later: kept, it can still be sent.
+        assert_eq!(store.prune(friday, 180).unwrap().deliveries, 0);
+        d.state = DeliveryState::Sent;
+        store.update_delivery(&d).unwrap();
+        assert_eq!(store.prune(friday, 180).unwrap().deliveries, 1);
+        assert!(store.deliveries(monday).unwrap().is_empty());
+        // Gone from the outbox, still remembered: no second digest of Monday's edition.
+        assert!(store.has_edition(s.id, monday).unwrap());
+        assert!(
+            !store
+                .plan_delivery(&delivery(monday, &s, &["2501.00002"]))
+                .unwrap()
+        );
+        assert_eq!(sent(&store, &s, &["2501.00001"]).len(), 1);
+    }
+
+    #[test]
+    fn a_schema_1_ledger_is_carried_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = subscriber("ann@example.org");
+        let d = date("2025-12-08");
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.add_subscriber(&s).unwrap();
+            store.record_papers(d, &[paper("2501.00001", 1)]).unwrap();
+            // What schema 1 wrote: subscriber ‖ paper → date, and the delivery.
+            let sent = store.db.open_tree("sent").unwrap();
+            let mut key = s.id.to_bytes().to_vec();
+            key.extend_from_slice(b"2501.00002");
+            sent.insert(key, &d.key_bytes()).unwrap();
+            store
+                .deliveries
+                .insert(
+                    delivery_key(d, s.id),
+                    encode(&delivery(d, &s, &["2501.00002"])),
+                )
+                .unwrap();
+            store
+                .meta
+                .insert("schema_version", &1u64.to_be_bytes())
+                .unwrap();
+            store.db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            sent(&store, &s, &["2501.00001", "2501.00002"]),
+            HashSet::from([PaperId::parse("2501.00002").unwrap()])
+        );
+        assert!(store.has_edition(s.id, d).unwrap());
+        assert!(!store.db.tree_names().iter().any(|n| n.as_ref() == b"sent"));
+    }
+
+    fn sent(store: &Store, s: &Subscriber, ids: &[&str]) -> HashSet<PaperId> {
+        let ids: Vec<PaperId> = ids.iter().map(|p| PaperId::parse(p).unwrap()).collect();
+        store
+            .sent_among(s.id, &store.seqs_of(&ids).unwrap())
+            .unwrap()
     }
 }
