@@ -1,0 +1,79 @@
+//! Time to get an edition's papers: fetch-and-parse of the 36-paper trending page from a
+//! loopback HTTP server, next to the parse alone, so the two can be compared.
+//!
+//! `cargo bench --bench parse`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use axum::http::header::CONTENT_TYPE;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use paperboy::config::SourceSettings;
+use paperboy::domain::EditionDate;
+use paperboy::source::{HfSource, parse_listing};
+
+const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
+const PAPERS: usize = 36;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
+/// Serves the fixture at every path, as the page the source is configured with.
+fn serve_fixture(rt: &tokio::runtime::Runtime) -> std::net::SocketAddr {
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("a local address");
+        let app = axum::Router::new()
+            .fallback(|| async { ([(CONTENT_TYPE, "text/html; charset=utf-8")], FIXTURE) });
+        tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
+        addr
+    })
+}
+
+fn bench_parse(c: &mut Criterion) {
+    let rt = runtime();
+    let addr = serve_fixture(&rt);
+    let date = EditionDate::parse("2025-12-09").expect("a date");
+    let source = HfSource::new(&SourceSettings {
+        url: format!("http://{addr}/papers/trending"),
+        // One attempt: an error must surface, not be retried inside the timing.
+        max_attempts: 1,
+        ..SourceSettings::default()
+    })
+    .expect("an HfSource");
+
+    // Once, outside the timing: both paths really produce the whole listing.
+    let parsed = parse_listing(FIXTURE).expect("the fixture parses");
+    assert_eq!(parsed.papers.len(), PAPERS, "parse_listing");
+    assert_eq!(parsed.skipped, 0);
+    let fetched = rt.block_on(source.fetch(date)).expect("the fetch succeeds");
+    assert_eq!(fetched.papers.len(), PAPERS, "HfSource::fetch");
+
+    let mut group = c.benchmark_group("trending_36");
+    group
+        .measurement_time(Duration::from_secs(5))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(50)
+        .throughput(Throughput::Bytes(FIXTURE.len() as u64));
+    group.bench_function("fetch_local_http", |b| {
+        b.to_async(&rt).iter(|| async {
+            let listing = source.fetch(black_box(date)).await.expect("fetch");
+            debug_assert_eq!(listing.papers.len(), PAPERS);
+            listing
+        })
+    });
+    group.bench_function("parse_listing", |b| {
+        b.iter(|| parse_listing(black_box(FIXTURE)).expect("parse"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse);
+criterion_main!(benches);

@@ -1,0 +1,179 @@
+//! How much disk paperboy's state takes as editions go by.
+//!
+//! Simulates a year of daily editions for 10,000 subscribers with varied preferences: each
+//! day a page of 36 papers never seen before (the trending fixture's papers under fresh ids,
+//! so titles, abstracts and authors are real-sized), planned through the same code as a run
+//! (`edition::plan`), every delivery then recorded as sent, retention applied as after a run.
+//! Prints the data directory's size on disk as it grows, in bytes per subscriber; after the
+//! retention window (180 days by default) it should stay flat.
+//!
+//! `cargo bench --bench state_growth` (under `cargo test`, 50 subscribers for 10 days, to
+//! check it works); `BENCH_STATE_SUBSCRIBERS` and `BENCH_STATE_DAYS` change the defaults
+//! (10000, 365).
+
+use std::path::Path;
+use std::time::Instant;
+
+use paperboy::app::App;
+use paperboy::config::Settings;
+use paperboy::domain::{
+    EditionDate, Keywords, Paper, PaperId, Preferences, Subscriber, SubscriberEmail,
+};
+use paperboy::store::DeliveryState;
+
+const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
+
+fn env_number(name: &str, default: u32) -> u32 {
+    std::env::var(name)
+        .ok()
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name}: a whole number"))
+        })
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo test --all-targets` runs this too, without `--bench`: then a small run checks
+    // that the benchmark still works, in seconds.
+    let benchmarking = std::env::args().any(|a| a == "--bench");
+    let subscribers = env_number(
+        "BENCH_STATE_SUBSCRIBERS",
+        if benchmarking { 10_000 } else { 50 },
+    );
+    let days = env_number("BENCH_STATE_DAYS", if benchmarking { 365 } else { 10 });
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let settings = Settings {
+        data_dir: dir.path().to_path_buf(),
+        ..Settings::default()
+    };
+    let retention = settings.digest.retention_days;
+    let app = App::open(settings).expect("the app opens");
+    for i in 0..subscribers {
+        app.store
+            .add_subscriber(&subscriber(i))
+            .expect("a new subscriber");
+    }
+    let page = paperboy::source::parse_listing(FIXTURE)
+        .expect("the fixture parses")
+        .papers;
+    assert_eq!(page.len(), 36);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = EditionDate::parse("2025-01-01").unwrap();
+    let started = Instant::now();
+    let mut sent_total = 0usize;
+    println!("| day | data dir | bytes per subscriber | digests that day |");
+    println!("|---:|---:|---:|---:|");
+    for day in 0..days {
+        let date = EditionDate::from_naive(first.naive() + chrono::Days::new(day.into()));
+        let papers = fresh_papers(&page, day);
+        rt.block_on(paperboy::edition::plan(&app, date, &papers))
+            .expect("planning works");
+        let mut sent_today = 0;
+        for mut d in app.store.deliveries(date).unwrap() {
+            d.state = DeliveryState::Sent;
+            app.store.update_delivery(&d).unwrap();
+            sent_today += 1;
+        }
+        sent_total += sent_today;
+        app.store.prune(date, retention).unwrap();
+        rt.block_on(app.store.flush()).unwrap();
+        let day_number = day + 1;
+        if day_number % 30 == 0 || day_number == days || day_number == retention {
+            let bytes = disk_usage(dir.path());
+            println!(
+                "| {day_number} | {:.1} MB | {:.0} | {sent_today} |",
+                bytes as f64 / 1e6,
+                bytes as f64 / f64::from(subscribers),
+            );
+        }
+    }
+    // What the trees hold, for comparison with what sled takes on disk; and the same
+    // entries written once into a fresh store (what `paperboy backup` + `restore` give).
+    let dump = app.store.dump().unwrap();
+    let fresh = tempfile::tempdir().expect("a temporary directory");
+    {
+        let store = paperboy::store::Store::open(fresh.path()).unwrap();
+        store.load(&dump).unwrap();
+        rt.block_on(store.flush()).unwrap();
+    }
+    let compacted = disk_usage(fresh.path());
+    println!();
+    println!(
+        "Written afresh (backup + restore): {:.1} MB, {:.0} bytes per subscriber.",
+        compacted as f64 / 1e6,
+        compacted as f64 / f64::from(subscribers)
+    );
+    let mut trees: std::collections::BTreeMap<String, (usize, usize)> = Default::default();
+    for (tree, k, v) in dump {
+        let e = trees.entry(tree).or_default();
+        e.0 += 1;
+        e.1 += k.len() + v.len();
+    }
+    println!();
+    println!("| tree | entries | key + value bytes |");
+    println!("|---|---:|---:|");
+    for (tree, (n, bytes)) in trees {
+        println!("| {tree} | {n} | {bytes} |");
+    }
+    eprintln!(
+        "state_growth: {subscribers} subscribers, {days} editions, {sent_total} digests, retention {retention} days, {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+}
+
+/// The fixture's papers under ids never used before, so each day's page is all new.
+fn fresh_papers(page: &[Paper], day: u32) -> Vec<Paper> {
+    page.iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let n = day as usize * page.len() + i;
+            let month = 1 + n / 90_000;
+            Paper {
+                id: PaperId::parse(&format!("26{month:02}.{:05}", n % 90_000 + 10_000))
+                    .expect("a valid id"),
+                ..p.clone()
+            }
+        })
+        .collect()
+}
+
+/// Varied preferences, as in the send-rate benchmark: most subscribers get something daily.
+fn subscriber(i: u32) -> Subscriber {
+    const KEYWORDS: [&str; 6] = ["agent", "video", "reasoning", "language", "diffusion", "3d"];
+    let i = i as usize;
+    let keywords = if i % 5 == 0 {
+        Keywords::parse_list(KEYWORDS[(i / 5) % KEYWORDS.len()]).unwrap()
+    } else {
+        Keywords::default()
+    };
+    let prefs = Preferences::new(
+        Some([0, 0, 5, 10, 20, 40][i % 6]),
+        keywords,
+        Some([3, 5, 10, 10, 15, 20, 30][i % 7]),
+    )
+    .unwrap();
+    Subscriber::new(
+        SubscriberEmail::parse(&format!("reader{i}@example.org")).unwrap(),
+        prefs,
+        true,
+    )
+}
+
+/// Bytes the directory takes on disk (allocated blocks, as `du` counts them).
+fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut total = 0;
+    for entry in std::fs::read_dir(path).unwrap().flatten() {
+        let meta = entry.metadata().unwrap();
+        total += if meta.is_dir() {
+            disk_usage(&entry.path())
+        } else {
+            meta.blocks() * 512
+        };
+    }
+    total
+}
