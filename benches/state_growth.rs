@@ -82,7 +82,7 @@ fn main() {
         app.store.prune(date, retention).unwrap();
         rt.block_on(app.store.flush()).unwrap();
         let day_number = day + 1;
-        if day_number % 30 == 0 || day_number == days || day_number == retention {
+        if day_number.is_multiple_of(30) || day_number == days || day_number == retention {
             let bytes = disk_usage(dir.path());
             println!(
                 "| {day_number} | {:.1} MB | {:.0} | {sent_today} |",
