@@ -178,7 +178,7 @@ fn subscriber_lines(n: usize) -> String {
     for i in 0..n {
         let min_upvotes = [0, 0, 5, 10, 20, 40][i % 6];
         let max_items = [3, 5, 10, 10, 15, 20, 30][i % 7];
-        let keywords = if i % 5 == 0 {
+        let keywords = if i.is_multiple_of(5) {
             format!("\"{}\"", KEYWORDS[(i / 5) % KEYWORDS.len()])
         } else {
             String::new()

@@ -145,7 +145,7 @@ fn fresh_papers(page: &[Paper], day: u32) -> Vec<Paper> {
 fn subscriber(i: u32) -> Subscriber {
     const KEYWORDS: [&str; 6] = ["agent", "video", "reasoning", "language", "diffusion", "3d"];
     let i = i as usize;
-    let keywords = if i % 5 == 0 {
+    let keywords = if i.is_multiple_of(5) {
         Keywords::parse_list(KEYWORDS[(i / 5) % KEYWORDS.len()]).unwrap()
     } else {
         Keywords::default()
