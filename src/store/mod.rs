@@ -330,10 +330,13 @@ impl Store {
                         ),
                         None => None,
                     };
+                    // Numbered without being seen (planned from papers not recorded first):
+                    // seen on the earliest day, so the first real sighting sets both dates.
+                    let day = seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0"));
                     let mut stored = stored.unwrap_or(StoredPaper {
                         seq: None,
-                        first_seen: seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0")),
-                        last_seen: seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0")),
+                        first_seen: day,
+                        last_seen: day,
                     });
                     let seq = match stored.seq {
                         Some(seq) => seq,
@@ -735,8 +738,8 @@ impl Store {
             record.papers.retain(|p| !forgotten.contains(p));
             report.ledger += before - record.papers.len();
             let kept_days = record.days.split_off(&first_day);
-            let changed = kept_days.len() != record.days.len() + kept_days.len()
-                || before != record.papers.len();
+            // `record.days` now holds the days that fell out of the window.
+            let changed = !record.days.is_empty() || before != record.papers.len();
             record.days = kept_days;
             if changed {
                 // Compare-and-swap: a subscriber planned meanwhile keeps the newer record.
