@@ -1016,7 +1016,16 @@ mod tests {
                 .unwrap();
             store.db.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        // sled's threads of the dropped instance may hold the directory a moment longer.
+        let mut reopened = Store::open(dir.path());
+        for _ in 0..100 {
+            if !matches!(reopened, Err(StoreError::Locked(_))) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            reopened = Store::open(dir.path());
+        }
+        let store = reopened.unwrap();
         assert_eq!(
             sent(&store, &s, &["2501.00001", "2501.00002"]),
             HashSet::from([PaperId::parse("2501.00002").unwrap()])
