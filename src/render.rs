@@ -428,13 +428,14 @@ pub fn ascii_html(html: &str) -> String {
             })
             .min();
         let (start, end) = raw.unwrap_or((html.len(), html.len()));
-        for c in html[at..start].chars() {
-            if c.is_ascii() {
-                out.push(c);
-            } else {
-                push_reference(&mut out, c);
-            }
+        let mut rest = &html[at..start];
+        while let Some(i) = rest.bytes().position(|b| !b.is_ascii()) {
+            out.push_str(&rest[..i]);
+            let c = rest[i..].chars().next().expect("a character starts there");
+            push_reference(&mut out, c);
+            rest = &rest[i + c.len_utf8()..];
         }
+        out.push_str(rest);
         out.push_str(&html[start..end]);
         at = end;
     }
