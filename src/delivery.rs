@@ -320,12 +320,11 @@ impl Shared {
             }
         };
 
-        // Not flushed: after a crash, `sending` and `pending` both mean "send it (again)".
-        // What must be durable before the message leaves is the plan, and it is.
-        d.state = DeliveryState::Sending;
+        // Nothing is written before the send: what must be durable before a message leaves is
+        // its plan, and it is. A crash from here on leaves the delivery open, so the next
+        // run sends it again with the same Message-ID (at-least-once); the attempt is
+        // recorded with its outcome.
         d.attempts += 1;
-        d.updated_at = Utc::now();
-        store.update_delivery(&d)?;
 
         let attempts = app.settings.mail.smtp.max_attempts;
         let paced_send = || async {

@@ -75,8 +75,9 @@ pub type RawEntry = (String, Vec<u8>, Vec<u8>);
 pub enum DeliveryState {
     /// Planned and durable; not handed to the server yet (or handed and refused for now).
     Pending,
-    /// Being handed to the server. A crash here may mean the server has it: the next run
-    /// sends it again with the same Message-ID (at-least-once).
+    /// Being handed to the server: written by earlier versions before each send, read as
+    /// open (a crash then may mean the server has it, and the next run sends it again with
+    /// the same Message-ID). Sends now leave the record as it was until their outcome.
     Sending,
     /// Refused for now (4xx, connection errors): tried again at the next run.
     Retry,
