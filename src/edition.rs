@@ -17,7 +17,7 @@ use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
 use crate::metrics;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
 use crate::source::SourceError;
-use crate::store::{Delivery, DeliveryState, EditionRecord, StoreError};
+use crate::store::{Delivery, DeliveryState, EditionRecord, SentBefore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -88,16 +88,17 @@ fn choose(
     app: &App,
     page: &Page<'_>,
     s: &Subscriber,
+    before: &SentBefore,
     personal: &Personal,
-) -> Result<Vec<PaperId>, RunError> {
+) -> Vec<PaperId> {
     let (template, papers) = (page.template, page.papers);
-    let sent = app.store.sent_among(s.id, &page.seqs)?;
+    let sent = before.among(&page.seqs);
     let effective = Effective::new(&s.preferences, &app.settings.digest);
     let chosen: Vec<PaperId> = select(papers, &effective, &sent)
         .into_iter()
         .map(|p| p.id.clone())
         .collect();
-    Ok(template.fit(&chosen, personal))
+    template.fit(&chosen, personal)
 }
 
 /// Fetches, plans and sends the edition for `date`.
@@ -182,26 +183,30 @@ pub async fn plan(
         if !s.receives_digests() {
             continue;
         }
-        if store.has_edition(s.id, date)? {
+        let before = store.sent_before(s.id)?;
+        if before.has_edition(date) {
             report.already_had += 1;
             continue;
         }
-        let chosen = choose(app, &page, &s, &app.personal(&s))?;
+        let chosen = choose(app, &page, &s, &before, &app.personal(&s));
         if chosen.is_empty() {
             report.nothing_new += 1;
             continue;
         }
-        let planned = store.plan_delivery(&Delivery {
-            date,
-            subscriber: s.id,
-            papers: chosen,
-            message_id: app.mailer.message_id(date, s.id),
-            state: DeliveryState::Pending,
-            attempts: 0,
-            last_error: None,
-            updated_at: Utc::now(),
-            created_at: Some(Utc::now()),
-        })?;
+        let planned = store.plan_delivery(
+            &Delivery {
+                date,
+                subscriber: s.id,
+                papers: chosen,
+                message_id: app.mailer.message_id(date, s.id),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                last_error: None,
+                updated_at: Utc::now(),
+                created_at: Some(Utc::now()),
+            },
+            &page.seqs,
+        )?;
         if planned {
             report.planned += 1;
         }
@@ -252,7 +257,8 @@ pub async fn dry_run(
             DryRunPlan::AlreadyHas(DeliveryState::Sent)
         } else {
             let personal = app.personal(&s);
-            let chosen = choose(app, &page, &s, &personal)?;
+            let before = app.store.sent_before(s.id)?;
+            let chosen = choose(app, &page, &s, &before, &personal);
             if chosen.is_empty() {
                 DryRunPlan::NothingNew
             } else {
@@ -282,7 +288,7 @@ pub async fn preview(
     let template = EditionTemplate::new(date, &listing.papers, app.settings.public_base())?;
     let personal = app.personal(s);
     let page = Page::new(app, &listing.papers, &template)?;
-    let chosen = choose(app, &page, s, &personal)?;
+    let chosen = choose(app, &page, s, &app.store.sent_before(s.id)?, &personal);
     if chosen.is_empty() {
         return Ok(None);
     }

@@ -160,6 +160,24 @@ pub struct PruneReport {
     pub deliveries: usize,
 }
 
+/// The papers and editions planned for one subscriber, as the ledger holds them.
+pub struct SentBefore(Ledger);
+
+impl SentBefore {
+    /// Which of these papers (with their numbers) are among them.
+    pub fn among(&self, papers: &[(PaperId, u32)]) -> HashSet<PaperId> {
+        papers
+            .iter()
+            .filter(|(_, seq)| self.0.papers.contains(seq))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub fn has_edition(&self, date: EditionDate) -> bool {
+        self.0.days.contains(&date.day_number())
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
@@ -535,6 +553,12 @@ impl Store {
         Ok(out)
     }
 
+    /// What the subscriber has been planned so far (within the retention window): read once
+    /// per subscriber when planning.
+    pub fn sent_before(&self, subscriber: SubscriberId) -> Result<SentBefore> {
+        self.ledger_of(subscriber).map(SentBefore)
+    }
+
     /// Which of these papers (with their numbers, from [`Store::seqs_of`]) this subscriber
     /// has been sent or has a delivery planned with.
     pub fn sent_among(
@@ -542,21 +566,13 @@ impl Store {
         subscriber: SubscriberId,
         papers: &[(PaperId, u32)],
     ) -> Result<HashSet<PaperId>> {
-        let ledger = self.ledger_of(subscriber)?;
-        Ok(papers
-            .iter()
-            .filter(|(_, seq)| ledger.papers.contains(seq))
-            .map(|(id, _)| id.clone())
-            .collect())
+        Ok(self.sent_before(subscriber)?.among(papers))
     }
 
     /// Whether a delivery of this edition was ever planned for the subscriber (within the
     /// retention window), even if the delivery itself has since been cleared away.
     pub fn has_edition(&self, subscriber: SubscriberId, date: EditionDate) -> Result<bool> {
-        Ok(self
-            .ledger_of(subscriber)?
-            .days
-            .contains(&date.day_number()))
+        Ok(self.sent_before(subscriber)?.has_edition(date))
     }
 
     pub fn delivery(
@@ -587,13 +603,23 @@ impl Store {
     /// Plans a delivery and enters it and its papers in the subscriber's ledger, atomically.
     /// Returns false (and changes nothing) when the subscriber already had a delivery of
     /// this edition: one digest per subscriber per edition, however often a run repeats.
-    pub fn plan_delivery(&self, d: &Delivery) -> Result<bool> {
+    ///
+    /// `known` holds papers' numbers already looked up (the page's, from [`Store::seqs_of`]);
+    /// the others are looked up here.
+    pub fn plan_delivery(&self, d: &Delivery, known: &[(PaperId, u32)]) -> Result<bool> {
         let key = delivery_key(d.date, d.subscriber);
-        let mut seqs: Vec<u32> = self
-            .seqs_of(&d.papers)?
-            .into_iter()
-            .map(|(_, n)| n)
+        let mut seqs: Vec<u32> = d
+            .papers
+            .iter()
+            .filter_map(|id| known.iter().find(|(k, _)| k == id).map(|(_, n)| *n))
             .collect();
+        if seqs.len() < d.papers.len() {
+            seqs = self
+                .seqs_of(&d.papers)?
+                .into_iter()
+                .map(|(_, n)| n)
+                .collect();
+        }
         if seqs.len() < d.papers.len() {
             // Planned from papers that were not recorded first: number them now.
             seqs = self.assign_seqs(&d.papers, None)?.into_values().collect();
@@ -891,7 +917,7 @@ mod tests {
         let d = date("2025-12-08");
         assert!(
             store
-                .plan_delivery(&delivery(d, &s, &["2501.00001"]))
+                .plan_delivery(&delivery(d, &s, &["2501.00001"]), &[])
                 .unwrap()
         );
         store.remove_subscriber(&s.email).unwrap();
@@ -914,12 +940,12 @@ mod tests {
         let d = date("2025-12-08");
         assert!(
             store
-                .plan_delivery(&delivery(d, &s, &["2501.00001"]))
+                .plan_delivery(&delivery(d, &s, &["2501.00001"]), &[])
                 .unwrap()
         );
         assert!(
             !store
-                .plan_delivery(&delivery(d, &s, &["2501.00002"]))
+                .plan_delivery(&delivery(d, &s, &["2501.00002"]), &[])
                 .unwrap()
         );
         let sent = sent(&store, &s, &["2501.00001", "2501.00002"]);
@@ -1003,7 +1029,7 @@ mod tests {
             .freeze_edition(old, &[paper("2501.00001", 1)])
             .unwrap();
         store
-            .plan_delivery(&delivery(old, &s, &["2501.00001", "2501.00002"]))
+            .plan_delivery(&delivery(old, &s, &["2501.00001", "2501.00002"]), &[])
             .unwrap();
         // One of the two papers is still trending today: its ledger entry must stay.
         store
@@ -1037,7 +1063,7 @@ mod tests {
             .record_papers(monday, &[paper("2501.00001", 1)])
             .unwrap();
         let mut d = delivery(monday, &s, &["2501.00001"]);
-        assert!(store.plan_delivery(&d).unwrap());
+        assert!(store.plan_delivery(&d, &[]).unwrap());
         // Still open four days later: kept, it can still be sent.
         assert_eq!(store.prune(friday, 180).unwrap().deliveries, 0);
         d.state = DeliveryState::Sent;
@@ -1048,7 +1074,7 @@ mod tests {
         assert!(store.has_edition(s.id, monday).unwrap());
         assert!(
             !store
-                .plan_delivery(&delivery(monday, &s, &["2501.00002"]))
+                .plan_delivery(&delivery(monday, &s, &["2501.00002"]), &[])
                 .unwrap()
         );
         assert_eq!(sent(&store, &s, &["2501.00001"]).len(), 1);
