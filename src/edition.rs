@@ -179,7 +179,8 @@ pub async fn plan(
     )?);
 
     let page = Page::new(app, papers, &template)?;
-    for s in store.subscribers()? {
+    for s in store.subscribers_iter() {
+        let s = s?;
         if !s.receives_digests() {
             continue;
         }

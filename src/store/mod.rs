@@ -471,11 +471,16 @@ impl Store {
 
     /// Every subscriber, in address order.
     pub fn subscribers(&self) -> Result<Vec<Subscriber>> {
+        self.subscribers_iter().collect()
+    }
+
+    /// Every subscriber, in address order, read one at a time: what planning walks, so that
+    /// a run does not hold the whole list in memory.
+    pub fn subscribers_iter(&self) -> impl Iterator<Item = Result<Subscriber>> + use<> {
         self.subscribers
             .iter()
             .values()
             .map(|v| decode("subscribers", &v?))
-            .collect()
     }
 
     /// Deletes a subscriber and everything recorded about them: their ledger and their
