@@ -10,7 +10,7 @@
 //! - `editions`: date → the papers of that edition, frozen at the first fetch, so a retry of a
 //!   delivery renders the same digest.
 //! - `deliveries`: date ‖ subscriber id → [`Delivery`]: the outbox, one per subscriber per
-//!   edition; kept a few days once done.
+//!   edition; once done, kept until the run of a later edition.
 //!
 //! sled writes are durable only after a flush; callers flush at the points the delivery
 //! semantics depend on (plans before the first send, each acceptance before its sender
@@ -38,10 +38,6 @@ const SCHEMA_VERSION: u64 = 2;
 
 /// sled's page cache.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
-
-/// How long a finished delivery stays in the outbox tree after its edition: long enough to
-/// see what a run did, short enough that the outbox does not grow with every edition.
-pub const DONE_DELIVERY_DAYS: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -774,9 +770,10 @@ impl Store {
     // --- retention -----------------------------------------------------------------------
 
     /// Forgets what can no longer matter: papers not seen on the source for `retention_days`
-    /// (and their numbers in every ledger), editions older than the window, and deliveries
-    /// done for more than [`DONE_DELIVERY_DAYS`]. A paper that keeps trending stays in the
-    /// ledgers however long ago it was sent, so it is never sent again.
+    /// (and their numbers in every ledger), editions older than the window, and the finished
+    /// deliveries of editions before `today` (the ledger remembers them; the latest
+    /// edition's stay until the next run, to show what it did). A paper that keeps trending
+    /// stays in the ledgers however long ago it was sent, so it is never sent again.
     pub fn prune(&self, today: EditionDate, retention_days: u32) -> Result<PruneReport> {
         let cutoff = today.minus_days(retention_days);
         let mut report = PruneReport::default();
@@ -816,8 +813,7 @@ impl Store {
             self.editions.remove(key?)?;
             report.editions += 1;
         }
-        let done_cutoff = today.minus_days(DONE_DELIVERY_DAYS).key_bytes();
-        for item in self.deliveries.range(..done_cutoff.to_vec()) {
+        for item in self.deliveries.range(..today.key_bytes()) {
             let (key, value) = item?;
             let d: Delivery = decode("deliveries", &value)?;
             if !d.state.is_open() || key[..4] < cutoff_key[..] {
@@ -1073,6 +1069,9 @@ mod tests {
         assert_eq!(store.prune(friday, 180).unwrap().deliveries, 0);
         d.state = DeliveryState::Sent;
         store.update_delivery(&d).unwrap();
+        // The run of Monday's own edition keeps its outcome in view.
+        assert_eq!(store.prune(monday, 180).unwrap().deliveries, 0);
+        assert_eq!(store.deliveries(monday).unwrap().len(), 1);
         assert_eq!(store.prune(friday, 180).unwrap().deliveries, 1);
         assert!(store.deliveries(monday).unwrap().is_empty());
         // Gone from the outbox, still remembered: no second digest of Monday's edition.
