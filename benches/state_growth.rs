@@ -91,7 +91,14 @@ fn main() {
             );
         }
     }
-    // What the trees hold, for comparison with what sled takes on disk; and the same
+    for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
+        println!(
+            "- {}: {:.1} MB",
+            entry.file_name().to_string_lossy(),
+            disk_usage_of(&entry.path()) as f64 / 1e6
+        );
+    }
+    // What the trees hold, for comparison with what the database takes on disk; and the same
     // entries written once into a fresh store (what `paperboy backup` + `restore` give).
     let dump = app.store.dump().unwrap();
     let fresh = tempfile::tempdir().expect("a temporary directory");
@@ -161,6 +168,17 @@ fn subscriber(i: u32) -> Subscriber {
         prefs,
         true,
     )
+}
+
+/// Bytes a file or directory takes on disk (allocated blocks, as `du` counts them).
+fn disk_usage_of(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path).unwrap();
+    if meta.is_dir() {
+        disk_usage(path)
+    } else {
+        meta.blocks() * 512
+    }
 }
 
 /// Bytes the directory takes on disk (allocated blocks, as `du` counts them).

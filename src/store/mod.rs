@@ -1,4 +1,4 @@
-//! Everything paperboy remembers, in sled under `data_dir/db`.
+//! Everything paperboy remembers, in SQLite (`data_dir/paperboy.sqlite`, see [`db`]).
 //!
 //! Trees and their keys:
 //! - `subscribers`: address → [`Subscriber`]; `subscriber_ids`: id → address.
@@ -12,32 +12,31 @@
 //! - `deliveries`: date ‖ subscriber id → [`Delivery`]: the outbox, one per subscriber per
 //!   edition; once done, kept until the run of a later edition.
 //!
-//! sled writes are durable only after a flush; callers flush at the points the delivery
+//! Writes are durable only after a flush; callers flush at the points the delivery
 //! semantics depend on (plans before the first send, each acceptance before its sender
 //! moves on).
 
+mod db;
 mod ledger;
+mod migrate;
 
 use std::collections::HashSet;
+use std::ops::Bound::{Excluded, Unbounded};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use chrono::{DateTime, Utc};
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
-
+use self::db::Db;
 use self::ledger::Ledger;
 use crate::domain::{
     EditionDate, Paper, PaperId, Status, Subscriber, SubscriberEmail, SubscriberId,
 };
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 /// 2: the per-subscriber `ledger` replaced one `sent` entry per paper (migrated on open).
 const SCHEMA_VERSION: u64 = 2;
-
-/// sled's page cache.
-const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,7 +51,9 @@ pub enum StoreError {
     )]
     Schema { path: PathBuf, found: u64 },
     #[error("storage error: {0}")]
-    Sled(#[from] sled::Error),
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot move the store sled kept in {path} over: {reason}")]
+    Migrate { path: PathBuf, reason: String },
     #[error("a record in `{tree}` cannot be read: {reason}")]
     Corrupt { tree: &'static str, reason: String },
     #[error("{0} is already a subscriber")]
@@ -174,17 +175,31 @@ impl SentBefore {
     }
 }
 
+/// The store's trees, each a table of the database.
+const SUBSCRIBERS: &str = "subscribers";
+const SUBSCRIBER_IDS: &str = "subscriber_ids";
+const PAPERS: &str = "papers";
+const PAPER_SEQS: &str = "paper_seqs";
+const LEDGER: &str = "ledger";
+const EDITIONS: &str = "editions";
+const DELIVERIES: &str = "deliveries";
+const META: &str = "meta";
+const TREES: [&str; 8] = [
+    SUBSCRIBERS,
+    SUBSCRIBER_IDS,
+    PAPERS,
+    PAPER_SEQS,
+    LEDGER,
+    EDITIONS,
+    DELIVERIES,
+    META,
+];
+
 #[derive(Clone)]
 pub struct Store {
-    db: sled::Db,
-    subscribers: sled::Tree,
-    subscriber_ids: sled::Tree,
-    papers: sled::Tree,
-    paper_seqs: sled::Tree,
-    ledger: sled::Tree,
-    editions: sled::Tree,
-    deliveries: sled::Tree,
-    meta: sled::Tree,
+    db: Arc<Db>,
+    /// The data directory's lock, held while any clone of the store lives.
+    _lock: Arc<std::fs::File>,
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -243,56 +258,34 @@ fn delivery_key(date: EditionDate, subscriber: SubscriberId) -> [u8; 12] {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `data_dir/db`.
+    /// Opens (or creates) the store in `data_dir`; a store sled kept in `data_dir/db` is
+    /// moved over first.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let path = data_dir.join("db");
-        let db = sled::Config::new()
-            .path(&path)
-            // sled caches up to 1 GB by default; an edition reads each record about once,
-            // so a small cache costs little and keeps a 100,000-subscriber run lean.
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StoreError::Locked(data_dir.to_path_buf())
-                }
-                other => StoreError::Open {
-                    path: path.clone(),
-                    reason: other.to_string(),
-                },
-            })?;
-        let meta = db.open_tree("meta")?;
-        let found = match meta.get("schema_version")? {
+        let lock = db::lock(data_dir)?;
+        migrate::from_sled(data_dir)?;
+        let db = Db::open(&data_dir.join(db::FILE), &TREES)?;
+        let found = match db.get(META, b"schema_version")? {
             None => SCHEMA_VERSION,
-            Some(v) => v
-                .as_ref()
-                .try_into()
+            Some(v) => <[u8; 8]>::try_from(v.as_slice())
                 .map(u64::from_be_bytes)
                 .unwrap_or(u64::MAX),
         };
         if found > SCHEMA_VERSION {
-            return Err(StoreError::Schema { path, found });
+            return Err(StoreError::Schema {
+                path: db.path().to_path_buf(),
+                found,
+            });
         }
         let store = Self {
-            subscribers: db.open_tree("subscribers")?,
-            subscriber_ids: db.open_tree("subscriber_ids")?,
-            papers: db.open_tree("papers")?,
-            paper_seqs: db.open_tree("paper_seqs")?,
-            ledger: db.open_tree("ledger")?,
-            editions: db.open_tree("editions")?,
-            deliveries: db.open_tree("deliveries")?,
-            meta,
-            db,
+            db: Arc::new(db),
+            _lock: Arc::new(lock),
         };
         if found < 2 {
             store.migrate_sent_to_ledger()?;
         }
         store
-            .meta
-            .insert("schema_version", &SCHEMA_VERSION.to_be_bytes())?;
+            .db
+            .put(META, b"schema_version", &SCHEMA_VERSION.to_be_bytes())?;
         store.db.flush()?;
         Ok(store)
     }
@@ -300,20 +293,21 @@ impl Store {
     /// Schema 1 kept one `sent` entry (subscriber ‖ paper → date) per paper: folds them into
     /// ledgers, with the editions of the deliveries on record, then drops the old tree.
     fn migrate_sent_to_ledger(&self) -> Result<()> {
-        let sent = self.db.open_tree("sent")?;
         let mut entries = Vec::new();
-        for item in sent.iter() {
-            let (key, value) = item?;
-            let subscriber = key.get(..8).and_then(|k| <[u8; 8]>::try_from(k).ok());
-            let paper = key
-                .get(8..)
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .and_then(|s| PaperId::parse(s).ok());
-            let day = <[u8; 4]>::try_from(value.as_ref())
-                .ok()
-                .and_then(EditionDate::from_key_bytes);
-            if let (Some(subscriber), Some(paper)) = (subscriber, paper) {
-                entries.push((subscriber, paper, day));
+        if self.db.trees()?.iter().any(|t| t == "sent") {
+            for item in self.db.iter("sent") {
+                let (key, value) = item?;
+                let subscriber = key.get(..8).and_then(|k| <[u8; 8]>::try_from(k).ok());
+                let paper = key
+                    .get(8..)
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|s| PaperId::parse(s).ok());
+                let day = <[u8; 4]>::try_from(value.as_slice())
+                    .ok()
+                    .and_then(EditionDate::from_key_bytes);
+                if let (Some(subscriber), Some(paper)) = (subscriber, paper) {
+                    entries.push((subscriber, paper, day));
+                }
             }
         }
         let ids: Vec<PaperId> = entries.iter().map(|(_, p, _)| p.clone()).collect();
@@ -324,8 +318,8 @@ impl Store {
             ledger.papers.extend(seqs.get(&paper));
             ledger.days.extend(day.map(|d| d.day_number()));
         }
-        for key in self.deliveries.iter().keys() {
-            let key = key?;
+        for item in self.db.iter(DELIVERIES) {
+            let (key, _) = item?;
             let day = key
                 .get(..4)
                 .and_then(|k| <[u8; 4]>::try_from(k).ok())
@@ -339,13 +333,12 @@ impl Store {
                     .insert(day.day_number());
             }
         }
-        let mut batch = sled::Batch::default();
-        for (subscriber, ledger) in &ledgers {
-            batch.insert(subscriber.as_slice(), ledger.encode());
-        }
-        self.ledger.apply_batch(batch)?;
-        self.db.flush()?;
+        let encoded: Vec<([u8; 8], Vec<u8>)> =
+            ledgers.iter().map(|(s, l)| (*s, l.encode())).collect();
+        self.db
+            .load(encoded.iter().map(|(s, l)| (LEDGER, &s[..], l.as_slice())))?;
         self.db.drop_tree("sent")?;
+        self.db.flush()?;
         tracing::info!(
             subscribers = ledgers.len(),
             "store upgraded to schema 2: one ledger record per subscriber"
@@ -360,107 +353,90 @@ impl Store {
         ids: &[PaperId],
         seen: Option<EditionDate>,
     ) -> Result<std::collections::HashMap<PaperId, u32>> {
-        let result = (&self.papers, &self.paper_seqs, &self.meta).transaction(
-            |(papers, paper_seqs, meta)| {
-                let mut next = meta
-                    .get("next_paper_seq")?
-                    .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-                    .map(u32::from_be_bytes)
-                    .unwrap_or(0);
-                let mut out = std::collections::HashMap::new();
-                for id in ids {
-                    let stored: Option<StoredPaper> = match papers.get(id.as_str())? {
-                        Some(v) => Some(
-                            decode("papers", &v).map_err(ConflictableTransactionError::Abort)?,
-                        ),
-                        None => None,
-                    };
-                    // Numbered without being seen (planned from papers not recorded first):
-                    // seen on the earliest day, so the first real sighting sets both dates.
-                    let day = seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0"));
-                    let mut stored = stored.unwrap_or(StoredPaper {
-                        seq: None,
-                        first_seen: day,
-                        last_seen: day,
-                    });
-                    let seq = match stored.seq {
-                        Some(seq) => seq,
-                        None => {
-                            let seq = next;
-                            next += 1;
-                            paper_seqs.insert(&seq.to_be_bytes(), id.as_str())?;
-                            seq
-                        }
-                    };
-                    stored.seq = Some(seq);
-                    if let Some(date) = seen {
-                        stored.first_seen = stored.first_seen.min(date);
-                        stored.last_seen = stored.last_seen.max(date);
+        self.db.transaction(|tx| {
+            let mut next = tx
+                .get(META, b"next_paper_seq")?
+                .and_then(|v| <[u8; 4]>::try_from(v.as_slice()).ok())
+                .map(u32::from_be_bytes)
+                .unwrap_or(0);
+            let mut out = std::collections::HashMap::new();
+            for id in ids {
+                let stored: Option<StoredPaper> = tx
+                    .get(PAPERS, id.as_str().as_bytes())?
+                    .map(|v| decode("papers", &v))
+                    .transpose()?;
+                // Numbered without being seen (planned from papers not recorded first):
+                // seen on the earliest day, so the first real sighting sets both dates.
+                let day = seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0"));
+                let mut stored = stored.unwrap_or(StoredPaper {
+                    seq: None,
+                    first_seen: day,
+                    last_seen: day,
+                });
+                let seq = match stored.seq {
+                    Some(seq) => seq,
+                    None => {
+                        let seq = next;
+                        next += 1;
+                        tx.put(PAPER_SEQS, &seq.to_be_bytes(), id.as_str().as_bytes())?;
+                        seq
                     }
-                    papers.insert(id.as_str(), encode(&stored))?;
-                    out.insert(id.clone(), seq);
+                };
+                stored.seq = Some(seq);
+                if let Some(date) = seen {
+                    stored.first_seen = stored.first_seen.min(date);
+                    stored.last_seen = stored.last_seen.max(date);
                 }
-                meta.insert("next_paper_seq", &next.to_be_bytes())?;
-                Ok(out)
-            },
-        );
-        match result {
-            Ok(out) => Ok(out),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+                tx.put(PAPERS, id.as_str().as_bytes(), &encode(&stored))?;
+                out.insert(id.clone(), seq);
+            }
+            tx.put(META, b"next_paper_seq", &next.to_be_bytes())?;
+            Ok(out)
+        })
     }
 
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<()> {
-        // sled's own `flush_async` finishes on sled's thread pool, which can keep the
-        // database alive a moment after the last handle is dropped; a blocking flush on
-        // tokio's pool is done when it returns.
+        // The checkpoint syncs files: blocking work, on tokio's blocking pool.
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || db.flush())
             .await
-            .expect("flush does not panic")?;
-        Ok(())
+            .expect("flush does not panic")
     }
 
     // --- subscribers ---------------------------------------------------------------------
 
     /// Adds a new subscriber; an address that is already known is an error and changes nothing.
     pub fn add_subscriber(&self, s: &Subscriber) -> Result<()> {
-        let result = (&self.subscribers, &self.subscriber_ids).transaction(|(subs, ids)| {
-            if subs.get(s.email.as_str())?.is_some() {
-                return Err(ConflictableTransactionError::Abort(()));
+        self.db.transaction(|tx| {
+            let email = s.email.as_str().as_bytes();
+            if tx.get(SUBSCRIBERS, email)?.is_some() {
+                return Err(StoreError::Duplicate(s.email.clone()));
             }
-            subs.insert(s.email.as_str(), encode(s))?;
-            ids.insert(&s.id.to_bytes(), s.email.as_str())?;
-            Ok(())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(TransactionError::Abort(())) => Err(StoreError::Duplicate(s.email.clone())),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+            tx.put(SUBSCRIBERS, email, &encode(s))?;
+            tx.put(SUBSCRIBER_IDS, &s.id.to_bytes(), email)
+        })
     }
 
     /// Replaces the record of an existing subscriber (same id and address).
     pub fn update_subscriber(&self, s: &Subscriber) -> Result<()> {
-        self.subscribers.insert(s.email.as_str(), encode(s))?;
-        Ok(())
+        self.db
+            .put(SUBSCRIBERS, s.email.as_str().as_bytes(), &encode(s))
     }
 
     pub fn subscriber(&self, email: &SubscriberEmail) -> Result<Option<Subscriber>> {
-        self.subscribers
-            .get(email.as_str())?
+        self.db
+            .get(SUBSCRIBERS, email.as_str().as_bytes())?
             .map(|v| decode("subscribers", &v))
             .transpose()
     }
 
     pub fn subscriber_by_id(&self, id: SubscriberId) -> Result<Option<Subscriber>> {
-        let Some(email) = self.subscriber_ids.get(id.to_bytes())? else {
+        let Some(email) = self.db.get(SUBSCRIBER_IDS, &id.to_bytes())? else {
             return Ok(None);
         };
-        self.subscribers
-            .get(email)?
+        self.db
+            .get(SUBSCRIBERS, &email)?
             .map(|v| decode("subscribers", &v))
             .transpose()
     }
@@ -470,13 +446,12 @@ impl Store {
         self.subscribers_iter().collect()
     }
 
-    /// Every subscriber, in address order, read one at a time: what planning walks, so that
-    /// a run does not hold the whole list in memory.
-    pub fn subscribers_iter(&self) -> impl Iterator<Item = Result<Subscriber>> + use<> {
-        self.subscribers
-            .iter()
-            .values()
-            .map(|v| decode("subscribers", &v?))
+    /// Every subscriber, in address order, read a few hundred at a time: what planning
+    /// walks, so that a run does not hold the whole list in memory.
+    pub fn subscribers_iter(&self) -> impl Iterator<Item = Result<Subscriber>> + '_ {
+        self.db
+            .iter(SUBSCRIBERS)
+            .map(|e| decode("subscribers", &e?.1))
     }
 
     /// Deletes a subscriber and everything recorded about them: their ledger and their
@@ -485,15 +460,23 @@ impl Store {
         let s = self
             .subscriber(email)?
             .ok_or_else(|| StoreError::Unknown(email.clone()))?;
-        self.ledger.remove(s.id.to_bytes())?;
-        for key in self.deliveries.iter().keys() {
-            let key = key?;
-            if key.len() == 12 && key[4..] == s.id.to_bytes() {
-                self.deliveries.remove(key)?;
+        let id = s.id.to_bytes();
+        let mut deliveries = Vec::new();
+        for item in self.db.iter(DELIVERIES) {
+            let (key, _) = item?;
+            if key.len() == 12 && key[4..] == id {
+                deliveries.push(key);
             }
         }
-        self.subscriber_ids.remove(s.id.to_bytes())?;
-        self.subscribers.remove(email.as_str())?;
+        self.db.transaction(|tx| {
+            for key in &deliveries {
+                tx.remove(DELIVERIES, key)?;
+            }
+            tx.remove(LEDGER, &id)?;
+            tx.remove(SUBSCRIBER_IDS, &id)?;
+            tx.remove(SUBSCRIBERS, email.as_str().as_bytes())?;
+            Ok(())
+        })?;
         Ok(s)
     }
 
@@ -514,15 +497,15 @@ impl Store {
         let is_new = stored.is_none();
         let mut record = stored.unwrap_or_else(|| EditionRecord::new(date));
         if record.merge(fresh) > 0 || is_new {
-            self.editions
-                .insert(date.key_bytes(), encode_edition(&record))?;
+            self.db
+                .put(EDITIONS, &date.key_bytes(), &encode_edition(&record))?;
         }
         Ok(record)
     }
 
     pub fn edition(&self, date: EditionDate) -> Result<Option<EditionRecord>> {
-        self.editions
-            .get(date.key_bytes())?
+        self.db
+            .get(EDITIONS, &date.key_bytes())?
             .map(|v| decode_edition(&v))
             .transpose()
     }
@@ -530,8 +513,8 @@ impl Store {
     // --- the ledger and deliveries -------------------------------------------------------
 
     fn ledger_of(&self, subscriber: SubscriberId) -> Result<Ledger> {
-        self.ledger
-            .get(subscriber.to_bytes())?
+        self.db
+            .get(LEDGER, &subscriber.to_bytes())?
             .map(|v| decode_ledger(&v))
             .transpose()
             .map(Option::unwrap_or_default)
@@ -543,8 +526,8 @@ impl Store {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             let stored = self
-                .papers
-                .get(id.as_str())?
+                .db
+                .get(PAPERS, id.as_str().as_bytes())?
                 .map(|v| decode::<StoredPaper>("papers", &v))
                 .transpose()?;
             if let Some(seq) = stored.and_then(|p| p.seq) {
@@ -581,8 +564,8 @@ impl Store {
         date: EditionDate,
         subscriber: SubscriberId,
     ) -> Result<Option<Delivery>> {
-        self.deliveries
-            .get(delivery_key(date, subscriber))?
+        self.db
+            .get(DELIVERIES, &delivery_key(date, subscriber))?
             .map(|v| decode("deliveries", &v))
             .transpose()
     }
@@ -592,13 +575,15 @@ impl Store {
         self.deliveries_iter(date).collect()
     }
 
-    /// Every delivery of an edition, read one at a time: an edition can have a delivery for
-    /// each of many thousands of subscribers.
-    pub fn deliveries_iter(&self, date: EditionDate) -> impl Iterator<Item = Result<Delivery>> {
-        self.deliveries
-            .scan_prefix(date.key_bytes())
-            .values()
-            .map(|v| decode("deliveries", &v?))
+    /// Every delivery of an edition, read a few hundred at a time: an edition can have a
+    /// delivery for each of many thousands of subscribers.
+    pub fn deliveries_iter(
+        &self,
+        date: EditionDate,
+    ) -> impl Iterator<Item = Result<Delivery>> + '_ {
+        self.db
+            .scan_prefix(DELIVERIES, &date.key_bytes())
+            .map(|e| decode("deliveries", &e?.1))
     }
 
     /// Plans a delivery and enters it and its papers in the subscriber's ledger, atomically.
@@ -626,33 +611,30 @@ impl Store {
             seqs = self.assign_seqs(&d.papers, None)?.into_values().collect();
         }
         let day = d.date.day_number();
-        let result = (&self.deliveries, &self.ledger).transaction(|(deliveries, ledger)| {
-            let mut record = match ledger.get(d.subscriber.to_bytes())? {
-                Some(v) => decode_ledger(&v).map_err(ConflictableTransactionError::Abort)?,
+        let subscriber = d.subscriber.to_bytes();
+        self.db.transaction(|tx| {
+            let mut record = match tx.get(LEDGER, &subscriber)? {
+                Some(v) => decode_ledger(&v)?,
                 None => Ledger::default(),
             };
-            if deliveries.get(key)?.is_some() || !record.days.insert(day) {
+            if tx.get(DELIVERIES, &key)?.is_some() || !record.days.insert(day) {
                 return Ok(false);
             }
             record.papers.extend(&seqs);
-            deliveries.insert(&key, encode(d))?;
-            ledger.insert(&d.subscriber.to_bytes(), record.encode())?;
+            tx.put(DELIVERIES, &key, &encode(d))?;
+            tx.put(LEDGER, &subscriber, &record.encode())?;
             Ok(true)
-        });
-        match result {
-            Ok(planned) => Ok(planned),
-            Err(TransactionError::Abort(e)) => Err(e),
-            Err(TransactionError::Storage(e)) => Err(e.into()),
-        }
+        })
     }
 
     /// Editions with deliveries still to send (pending, in flight at a crash, or deferred).
     pub fn open_dates(&self) -> Result<Vec<EditionDate>> {
         let mut dates = Vec::new();
-        for item in self.deliveries.iter() {
+        for item in self.db.iter(DELIVERIES) {
             let (key, value) = item?;
-            let date = <[u8; 4]>::try_from(&key[..4])
-                .ok()
+            let date = key
+                .get(..4)
+                .and_then(|k| <[u8; 4]>::try_from(k).ok())
                 .and_then(EditionDate::from_key_bytes);
             if let Some(date) = date
                 && dates.last() != Some(&date)
@@ -665,30 +647,29 @@ impl Store {
     }
 
     pub fn update_delivery(&self, d: &Delivery) -> Result<()> {
-        self.deliveries
-            .insert(delivery_key(d.date, d.subscriber), encode(d))?;
-        Ok(())
+        self.db
+            .put(DELIVERIES, &delivery_key(d.date, d.subscriber), &encode(d))
     }
 
     /// The newest edition on record: what the subscribe page shows as a sample.
     pub fn latest_edition(&self) -> Result<Option<EditionRecord>> {
-        self.editions
-            .last()?
+        self.db
+            .last(EDITIONS)?
             .map(|(_, v)| decode_edition(&v))
             .transpose()
     }
 
     fn meta_time(&self, key: &str) -> Result<Option<DateTime<Utc>>> {
         Ok(self
-            .meta
-            .get(key)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .db
+            .get(META, key.as_bytes())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .and_then(|b| DateTime::from_timestamp(i64::from_be_bytes(b), 0)))
     }
 
     fn set_meta_time(&self, key: &str, at: DateTime<Utc>) -> Result<()> {
-        self.meta.insert(key, &at.timestamp().to_be_bytes())?;
-        Ok(())
+        self.db
+            .put(META, key.as_bytes(), &at.timestamp().to_be_bytes())
     }
 
     /// When the source was last fetched successfully, for `/healthz` across restarts.
@@ -733,12 +714,10 @@ impl Store {
     /// Every entry of every tree, for a backup.
     pub fn dump(&self) -> Result<Vec<RawEntry>> {
         let mut out = Vec::new();
-        for name in self.db.tree_names() {
-            let tree = self.db.open_tree(&name)?;
-            let name = String::from_utf8_lossy(&name).into_owned();
-            for item in tree.iter() {
+        for tree in self.db.trees()? {
+            for item in self.db.iter(&tree) {
                 let (k, v) = item?;
-                out.push((name.clone(), k.to_vec(), v.to_vec()));
+                out.push((tree.clone(), k, v));
             }
         }
         Ok(out)
@@ -746,25 +725,21 @@ impl Store {
 
     /// Whether nothing but the schema version is stored yet.
     pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.subscribers.is_empty()
-            && self.editions.is_empty()
-            && self.papers.is_empty()
-            && self.deliveries.is_empty())
+        for tree in [SUBSCRIBERS, EDITIONS, PAPERS, DELIVERIES] {
+            if !self.db.is_empty(tree)? {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
-    /// Writes entries from a backup, in one batch per tree.
+    /// Writes entries from a backup, all in one transaction.
     pub fn load(&self, entries: &[RawEntry]) -> Result<()> {
-        let mut batches: std::collections::BTreeMap<&str, sled::Batch> = Default::default();
-        for (tree, k, v) in entries {
-            batches
-                .entry(tree)
-                .or_default()
-                .insert(k.as_slice(), v.as_slice());
-        }
-        for (tree, batch) in batches {
-            self.db.open_tree(tree)?.apply_batch(batch)?;
-        }
-        Ok(())
+        self.db.load(
+            entries
+                .iter()
+                .map(|(tree, k, v)| (tree.as_str(), k.as_slice(), v.as_slice())),
+        )
     }
 
     // --- retention -----------------------------------------------------------------------
@@ -778,20 +753,30 @@ impl Store {
         let cutoff = today.minus_days(retention_days);
         let mut report = PruneReport::default();
         let mut forgotten = HashSet::new();
-        for item in self.papers.iter() {
+        let mut gone = Vec::new();
+        for item in self.db.iter(PAPERS) {
             let (key, value) = item?;
             let stored: StoredPaper = decode("papers", &value)?;
             if stored.last_seen < cutoff {
-                self.papers.remove(key)?;
-                if let Some(seq) = stored.seq {
-                    self.paper_seqs.remove(seq.to_be_bytes())?;
-                    forgotten.insert(seq);
-                }
-                report.papers += 1;
+                forgotten.extend(stored.seq);
+                gone.push((key, stored.seq));
             }
         }
+        report.papers = gone.len();
+        self.db.transaction(|tx| {
+            for (key, seq) in &gone {
+                tx.remove(PAPERS, key)?;
+                if let Some(seq) = seq {
+                    tx.remove(PAPER_SEQS, &seq.to_be_bytes())?;
+                }
+            }
+            Ok(())
+        })?;
+
         let first_day = cutoff.day_number();
-        for item in self.ledger.iter() {
+        let mut changed = Vec::new();
+        let mut ledgers = self.db.iter(LEDGER).peekable();
+        while let Some(item) = ledgers.next() {
             let (key, value) = item?;
             let mut record = decode_ledger(&value)?;
             let before = record.papers.len();
@@ -799,28 +784,53 @@ impl Store {
             report.ledger += before - record.papers.len();
             let kept_days = record.days.split_off(&first_day);
             // `record.days` now holds the days that fell out of the window.
-            let changed = !record.days.is_empty() || before != record.papers.len();
-            record.days = kept_days;
-            if changed {
-                // Compare-and-swap: a subscriber planned meanwhile keeps the newer record.
-                let _ = self
-                    .ledger
-                    .compare_and_swap(&key, Some(&value), Some(record.encode()))?;
+            if !record.days.is_empty() || before != record.papers.len() {
+                record.days = kept_days;
+                changed.push((key, value, record.encode()));
+            }
+            if changed.len() >= 256 || (ledgers.peek().is_none() && !changed.is_empty()) {
+                // Written only if unchanged since read: a subscriber planned meanwhile keeps
+                // the newer record (and is pruned at the next run).
+                self.db.transaction(|tx| {
+                    for (key, old, new) in &changed {
+                        if tx.get(LEDGER, key)?.as_deref() == Some(old.as_slice()) {
+                            tx.put(LEDGER, key, new)?;
+                        }
+                    }
+                    Ok(())
+                })?;
+                changed.clear();
             }
         }
+
         let cutoff_key = cutoff.key_bytes();
-        for key in self.editions.range(..cutoff_key).keys() {
-            self.editions.remove(key?)?;
-            report.editions += 1;
-        }
-        for item in self.deliveries.range(..today.key_bytes()) {
+        let editions: Vec<Vec<u8>> = self
+            .db
+            .range(EDITIONS, (Unbounded, Excluded(cutoff_key.to_vec())))
+            .map(|e| e.map(|(k, _)| k))
+            .collect::<Result<_>>()?;
+        let mut deliveries = Vec::new();
+        for item in self.db.range(
+            DELIVERIES,
+            (Unbounded, Excluded(today.key_bytes().to_vec())),
+        ) {
             let (key, value) = item?;
             let d: Delivery = decode("deliveries", &value)?;
             if !d.state.is_open() || key[..4] < cutoff_key[..] {
-                self.deliveries.remove(key)?;
-                report.deliveries += 1;
+                deliveries.push(key);
             }
         }
+        report.editions = editions.len();
+        report.deliveries = deliveries.len();
+        self.db.transaction(|tx| {
+            for key in &editions {
+                tx.remove(EDITIONS, key)?;
+            }
+            for key in &deliveries {
+                tx.remove(DELIVERIES, key)?;
+            }
+            Ok(())
+        })?;
         Ok(report)
     }
 }
@@ -959,14 +969,21 @@ mod tests {
     fn a_second_process_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let _first = Store::open(dir.path()).unwrap();
-        // sled's lock is per process (flock), so probe it from a child process.
+        // The lock is an flock, per open file: probe it from a child process.
         let status = std::process::Command::new("flock")
             .args(["-n", "-E", "42"])
-            .arg(dir.path().join("db/db"))
+            .arg(dir.path().join(db::LOCK_FILE))
             .arg("true")
             .status()
             .expect("flock (util-linux) runs");
         assert_eq!(status.code(), Some(42), "the store is not locked");
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+        drop(_first);
+        // Released as soon as the store is dropped.
+        Store::open(dir.path()).unwrap();
     }
 
     #[test]
@@ -1085,48 +1102,58 @@ mod tests {
     }
 
     #[test]
-    fn a_schema_1_ledger_is_carried_over() {
+    fn a_schema_1_sled_store_is_moved_over_and_upgraded() {
         let dir = tempfile::tempdir().unwrap();
         let s = subscriber("ann@example.org");
         let d = date("2025-12-08");
         {
-            let store = Store::open(dir.path()).unwrap();
-            store.add_subscriber(&s).unwrap();
-            store.record_papers(d, &[paper("2501.00001", 1)]).unwrap();
-            // What schema 1 wrote: subscriber ‖ paper → date, and the delivery.
-            let sent = store.db.open_tree("sent").unwrap();
+            // What an earlier version left: sled in `db`, schema 1 with one `sent` entry
+            // (subscriber ‖ paper → date) per paper sent, and the delivery.
+            let sled = sled::open(dir.path().join("db")).unwrap();
+            let tree = |name: &str| sled.open_tree(name).unwrap();
+            tree(SUBSCRIBERS)
+                .insert(s.email.as_str(), encode(&s))
+                .unwrap();
+            tree(SUBSCRIBER_IDS)
+                .insert(s.id.to_bytes(), s.email.as_str())
+                .unwrap();
+            let seen = StoredPaper {
+                seq: None,
+                first_seen: d,
+                last_seen: d,
+            };
+            for id in ["2501.00001", "2501.00002"] {
+                tree(PAPERS).insert(id, encode(&seen)).unwrap();
+            }
             let mut key = s.id.to_bytes().to_vec();
             key.extend_from_slice(b"2501.00002");
-            sent.insert(key, &d.key_bytes()).unwrap();
-            store
-                .deliveries
+            tree("sent").insert(key, &d.key_bytes()).unwrap();
+            tree(DELIVERIES)
                 .insert(
                     delivery_key(d, s.id),
                     encode(&delivery(d, &s, &["2501.00002"])),
                 )
                 .unwrap();
-            store
-                .meta
+            tree(META)
                 .insert("schema_version", &1u64.to_be_bytes())
                 .unwrap();
-            store.db.flush().unwrap();
+            sled.flush().unwrap();
         }
-        // sled's threads of the dropped instance may hold the directory a moment longer.
-        let mut reopened = Store::open(dir.path());
-        for _ in 0..100 {
-            if !matches!(reopened, Err(StoreError::Locked(_))) {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            reopened = Store::open(dir.path());
-        }
-        let store = reopened.unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!dir.path().join(migrate::SLED_DIR).exists());
+        assert!(dir.path().join(migrate::SLED_RETIRED).is_dir());
+        assert_eq!(store.subscriber(&s.email).unwrap().unwrap().id, s.id);
+        assert_eq!(store.deliveries(d).unwrap().len(), 1);
         assert_eq!(
             sent(&store, &s, &["2501.00001", "2501.00002"]),
             HashSet::from([PaperId::parse("2501.00002").unwrap()])
         );
         assert!(store.has_edition(s.id, d).unwrap());
-        assert!(!store.db.tree_names().iter().any(|n| n.as_ref() == b"sent"));
+        assert!(!store.db.trees().unwrap().iter().any(|t| t == "sent"));
+        drop(store);
+        // Opened again: nothing to move, same contents.
+        let store = Store::open(dir.path()).unwrap();
+        assert!(store.has_edition(s.id, d).unwrap());
     }
 
     fn sent(store: &Store, s: &Subscriber, ids: &[&str]) -> HashSet<PaperId> {

@@ -208,7 +208,7 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
         .unwrap();
     // Wait (bounded) until the first run holds the store's lock; it then waits on the
     // slow sink for two seconds.
-    let lock = app.dir.path().join("data/db/db");
+    let lock = app.dir.path().join("data/paperboy.lock");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !crate::helpers::is_locked(&lock) {
         assert!(

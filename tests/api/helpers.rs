@@ -552,7 +552,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-/// Whether a process holds an flock on `path` (sled locks its `db` file). Read from
+/// Whether a process holds an flock on `path` (the store's `paperboy.lock`). Read from
 /// /proc/locks, so that looking never takes the lock itself.
 pub fn is_locked(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

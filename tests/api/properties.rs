@@ -36,24 +36,14 @@ fn arb_step() -> impl Strategy<Value = Step> {
         })
 }
 
-/// Opens the app on `dir`. Right after a "restart" in this process, sled's background
-/// threads of the dropped instance may still hold the directory for a moment: wait for them,
-/// bounded.
+/// Opens the app on `dir`: the store of the instance before a "restart" was dropped, and
+/// with it the data directory's lock.
 fn open(dir: &std::path::Path) -> App {
-    let settings = || Settings {
+    App::open(Settings {
         data_dir: dir.to_path_buf(),
         ..Settings::default()
-    };
-    for _ in 0..100 {
-        match App::open(settings()) {
-            Ok(app) => return app,
-            Err(e) if e.to_string().contains("in use") => {
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("{e:#}"),
-        }
-    }
-    App::open(settings()).expect("the store is released within 5 s")
+    })
+    .unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn mark_sent(
