@@ -17,7 +17,7 @@ use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
 use crate::metrics;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
 use crate::source::SourceError;
-use crate::store::{Delivery, DeliveryState, EditionRecord, SentBefore, StoreError};
+use crate::store::{Delivery, DeliveryState, EditionRecord, PageIndex, SentBefore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -60,10 +60,11 @@ impl Report {
 }
 
 /// The page of an edition as planning sees it: its papers, their numbers in the ledgers
-/// (looked up once, not once per subscriber) and the edition's template.
+/// and the selections on record that carried them (looked up once, not once per
+/// subscriber), and the edition's template.
 struct Page<'a> {
     papers: &'a [Paper],
-    seqs: Vec<(PaperId, u32)>,
+    index: PageIndex,
     template: &'a EditionTemplate,
 }
 
@@ -76,7 +77,7 @@ impl<'a> Page<'a> {
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
         Ok(Self {
             papers,
-            seqs: app.store.seqs_of(&ids)?,
+            index: app.store.page_index(&ids)?,
             template,
         })
     }
@@ -92,7 +93,7 @@ fn choose(
     personal: &Personal,
 ) -> Vec<PaperId> {
     let (template, papers) = (page.template, page.papers);
-    let sent = before.among(&page.seqs);
+    let sent = before.among(&page.index);
     let effective = Effective::new(&s.preferences, &app.settings.digest);
     let chosen: Vec<PaperId> = select(papers, &effective, &sent)
         .into_iter()
@@ -179,6 +180,7 @@ pub async fn plan(
     )?);
 
     let page = Page::new(app, papers, &template)?;
+    let mut planner = store.planner(date)?;
     for s in store.subscribers_iter() {
         let s = s?;
         if !s.receives_digests() {
@@ -194,7 +196,7 @@ pub async fn plan(
             report.nothing_new += 1;
             continue;
         }
-        let planned = store.plan_delivery(
+        let planned = planner.plan(
             &Delivery {
                 date,
                 subscriber: s.id,
@@ -206,7 +208,7 @@ pub async fn plan(
                 updated_at: Utc::now(),
                 created_at: Some(Utc::now()),
             },
-            &page.seqs,
+            page.index.seqs(),
         )?;
         if planned {
             report.planned += 1;
