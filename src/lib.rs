@@ -19,6 +19,7 @@ pub mod notices;
 pub mod render;
 pub mod schedule;
 pub mod service;
+pub mod smtp;
 pub mod source;
 pub mod startup;
 pub mod store;

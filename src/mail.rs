@@ -368,7 +368,41 @@ fn quoted_printable(content: &str) -> Vec<u8> {
 /// guessing).
 pub struct Session {
     inner: Inner,
-    connection: tokio::sync::Mutex<Option<AsyncSmtpConnection>>,
+    connection: tokio::sync::Mutex<Option<Connection>>,
+}
+
+/// A session through lettre (TLS, logins), or through paperboy's own pipelining client (plain
+/// TCP without a login: the local relay a large list should send through).
+enum Connection {
+    Lettre(Box<AsyncSmtpConnection>),
+    Plain(crate::smtp::Client),
+}
+
+impl Connection {
+    fn has_broken(&self) -> bool {
+        match self {
+            Self::Lettre(c) => c.has_broken(),
+            Self::Plain(c) => c.has_broken(),
+        }
+    }
+
+    async fn send(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+        match self {
+            Self::Lettre(c) => c
+                .send(envelope, bytes)
+                .await
+                .map(drop)
+                .map_err(classify_smtp),
+            Self::Plain(c) => c.send(envelope, bytes).await,
+        }
+    }
+
+    async fn quit(&mut self) {
+        match self {
+            Self::Lettre(c) => drop(c.quit().await),
+            Self::Plain(c) => c.quit().await,
+        }
+    }
 }
 
 impl Session {
@@ -389,10 +423,10 @@ impl Session {
         // lettre has no time limit of its own once connected: a server that stops answering
         // must not hold a sender forever.
         match tokio::time::timeout(target.timeout, conn.send(envelope, bytes)).await {
-            Ok(Ok(_)) => Ok(()),
+            Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => {
                 *slot = None;
-                Err(classify_smtp(e))
+                Err(e)
             }
             Err(_) => {
                 *slot = None;
@@ -407,7 +441,7 @@ impl Session {
     /// The open connection, after opening one if there is none (or it broke).
     async fn connected(
         &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<AsyncSmtpConnection>>, SendError> {
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Connection>>, SendError> {
         let mut slot = self.connection.lock().await;
         if slot.as_ref().is_some_and(|c| c.has_broken()) {
             *slot = None;
@@ -440,7 +474,17 @@ impl Session {
 }
 
 /// Connects, says hello, secures the connection as configured and logs in.
-async fn connect(t: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError> {
+async fn connect(t: &SmtpTarget) -> Result<Connection, SendError> {
+    if t.tls == Tls::None && t.credentials.is_none() {
+        let client = crate::smtp::Client::connect(&t.host, t.port, &t.hello.to_string()).await?;
+        return Ok(Connection::Plain(client));
+    }
+    connect_lettre(t)
+        .await
+        .map(|c| Connection::Lettre(Box::new(c)))
+}
+
+async fn connect_lettre(t: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError> {
     let tls = |host: &str| {
         TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent(e.to_string()))
     };
