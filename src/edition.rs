@@ -171,6 +171,8 @@ pub async fn plan(
         papers_on_page: papers.len(),
         ..Report::default()
     };
+    let retention = app.settings.digest.retention_days;
+    store.clear_deliveries_before(date, date.minus_days(retention))?;
     store.record_papers(date, papers)?;
     let edition = store.freeze_edition(date, papers)?;
     let template = Arc::new(EditionTemplate::new(

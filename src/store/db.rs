@@ -213,22 +213,31 @@ impl Db {
         Ok(())
     }
 
-    /// Makes every commit so far durable: a checkpoint syncs the write-ahead log, copies it
-    /// into the database file and syncs that. Blocking; see [`super::Store::flush`].
+    /// Makes every commit so far durable. Blocking; see [`super::Store::flush`].
+    ///
+    /// With `synchronous = NORMAL` a commit is written to the log but not synced; syncing
+    /// the log file does for all commits so far what `synchronous = FULL` would do at each
+    /// one, and needs no hold on the connection, so the other workers go on meanwhile.
+    /// SQLite's own checkpoints (every thousand pages) sync the log and the database file
+    /// before they reuse the log.
     pub fn flush(&self) -> Result<()> {
-        let conn = self.conn();
-        // The log keeps the size of the largest batch written between two checkpoints (a
-        // whole edition's plans); once it has grown past WAL_KEEP it is cut back to nothing,
-        // while the small logs of a send loop's group commits are reused as they are.
         let mut wal = self.path.clone().into_os_string();
         wal.push("-wal");
         let grown = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_KEEP);
-        let sql = if grown {
-            "PRAGMA wal_checkpoint(TRUNCATE)"
-        } else {
-            "PRAGMA wal_checkpoint(PASSIVE)"
-        };
-        conn.query_row(sql, [], |_| Ok(()))?;
+        if grown {
+            // The log keeps the size of the largest batch written between checkpoints (a
+            // whole edition's plans): past WAL_KEEP, checkpoint (which syncs everything)
+            // and cut it back to nothing.
+            let conn = self.conn();
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+            return Ok(());
+        }
+        match File::open(&wal) {
+            Ok(log) => log.sync_data()?,
+            // No log: nothing written since the last checkpoint emptied it.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(())
     }
 }

@@ -55,6 +55,8 @@ pub enum StoreError {
     Schema { path: PathBuf, found: u64 },
     #[error("storage error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("storage I/O error: {0}")]
+    Io(#[from] std::io::Error),
     #[error("cannot move the store sled kept in {path} over: {reason}")]
     Migrate { path: PathBuf, reason: String },
     #[error("a record in `{tree}` cannot be read: {reason}")]
@@ -905,6 +907,37 @@ impl Store {
 
     // --- retention -----------------------------------------------------------------------
 
+    /// Removes the deliveries of editions before `today` that are finished (the ledger
+    /// remembers them), and any older than `cutoff`. Returns how many went.
+    ///
+    /// Planning calls it too, before it writes an edition's deliveries: the pages they free
+    /// take the new ones, so the file holds one edition's outbox rather than two.
+    pub fn clear_deliveries_before(
+        &self,
+        today: EditionDate,
+        cutoff: EditionDate,
+    ) -> Result<usize> {
+        let cutoff_key = cutoff.key_bytes();
+        let mut gone = Vec::new();
+        for item in self.db.range(
+            DELIVERIES,
+            (Unbounded, Excluded(today.key_bytes().to_vec())),
+        ) {
+            let (key, value) = item?;
+            let d: Delivery = decode("deliveries", &value)?;
+            if !d.state.is_open() || key[..4] < cutoff_key[..] {
+                gone.push(key);
+            }
+        }
+        self.db.transaction(|tx| {
+            for key in &gone {
+                tx.remove(DELIVERIES, key)?;
+            }
+            Ok(())
+        })?;
+        Ok(gone.len())
+    }
+
     /// Forgets what can no longer matter: papers not seen on the source for `retention_days`
     /// (and their numbers in every ledger), editions older than the window, and the finished
     /// deliveries of editions before `today` (the ledger remembers them; the latest
@@ -995,25 +1028,11 @@ impl Store {
             .range(EDITIONS, (Unbounded, Excluded(cutoff_key.to_vec())))
             .map(|e| e.map(|(k, _)| k))
             .collect::<Result<_>>()?;
-        let mut deliveries = Vec::new();
-        for item in self.db.range(
-            DELIVERIES,
-            (Unbounded, Excluded(today.key_bytes().to_vec())),
-        ) {
-            let (key, value) = item?;
-            let d: Delivery = decode("deliveries", &value)?;
-            if !d.state.is_open() || key[..4] < cutoff_key[..] {
-                deliveries.push(key);
-            }
-        }
         report.editions = editions.len();
-        report.deliveries = deliveries.len();
+        report.deliveries = self.clear_deliveries_before(today, cutoff)?;
         self.db.transaction(|tx| {
             for key in &editions {
                 tx.remove(EDITIONS, key)?;
-            }
-            for key in &deliveries {
-                tx.remove(DELIVERIES, key)?;
             }
             for key in &leaving_keys {
                 tx.remove(SELECTIONS, key)?;
