@@ -198,8 +198,8 @@ pub async fn plan(
             report.nothing_new += 1;
             continue;
         }
-        let planned = planner.plan(
-            &Delivery {
+        planner.plan(
+            Delivery {
                 date,
                 subscriber: s.id,
                 papers: chosen,
@@ -212,10 +212,8 @@ pub async fn plan(
             },
             page.index.seqs(),
         )?;
-        if planned {
-            report.planned += 1;
-        }
     }
+    report.planned = planner.finish()?;
     // Plans and ledger entries are durable before the first message leaves.
     store.flush().await?;
     Ok((report, template))

@@ -237,21 +237,31 @@ fn decode_selection(bytes: &[u8]) -> Result<std::collections::BTreeSet<u32>> {
 }
 
 /// Plans the deliveries of one edition, numbering its distinct selections of papers as they
-/// come (see [`Store::planner`]).
+/// come (see [`Store::planner`]). Plans are written in batches, each in one transaction:
+/// one commit per few hundred subscribers rather than per subscriber. Nothing is planned
+/// until [`Planner::finish`] (or a full batch) writes it.
 pub struct Planner<'a> {
     store: &'a Store,
     day: u32,
     numbers: std::collections::HashMap<Vec<u8>, u32>,
+    /// Selections numbered since the last batch was written.
+    new_selections: Vec<(u32, Vec<u8>)>,
+    /// Deliveries waiting to be written, with the number of their selection.
+    batch: Vec<(Delivery, u32)>,
+    planned: usize,
 }
 
+/// How many plans go into one transaction.
+const PLAN_BATCH: usize = 256;
+
 impl Planner<'_> {
-    /// Plans a delivery and enters it in the subscriber's ledger, atomically. Returns false
-    /// (and changes nothing) when the subscriber already had a delivery of this edition: one
-    /// digest per subscriber per edition, however often a run repeats.
+    /// Plans a delivery and enters it in the subscriber's ledger, in the same transaction.
+    /// A subscriber who already had a delivery of this edition is left as they were (and
+    /// not counted): one digest per subscriber per edition, however often a run repeats.
     ///
     /// `known` holds papers' numbers already looked up (the page's, [`PageIndex::seqs`]);
     /// the others are looked up here.
-    pub fn plan(&mut self, d: &Delivery, known: &[(PaperId, u32)]) -> Result<bool> {
+    pub fn plan(&mut self, d: Delivery, known: &[(PaperId, u32)]) -> Result<()> {
         let store = self.store;
         assert_eq!(d.date.day_number(), self.day, "a planner plans one edition");
         let mut seqs: Vec<u32> = d
@@ -272,39 +282,58 @@ impl Planner<'_> {
         }
         let packed = encode_seqs(&seqs.into_iter().collect());
         let next = self.numbers.len() as u32;
-        let (number, new) = match self.numbers.get(&packed) {
-            Some(&n) => (n, false),
-            None => (next, true),
-        };
-        let key = delivery_key(d.date, d.subscriber);
-        let subscriber = d.subscriber.to_bytes();
-        let planned = store.db.transaction(|tx| {
-            let mut record = match tx.get(LEDGER, &subscriber)? {
-                Some(v) => decode_ledger(&v)?,
-                None => Ledger::default(),
-            };
-            if tx.get(DELIVERIES, &key)?.is_some() || record.days.contains_key(&self.day) {
-                return Ok(false);
-            }
-            if new {
-                let at = selection_key(self.day, number);
+        let number = *self.numbers.entry(packed.clone()).or_insert_with(|| {
+            self.new_selections.push((next, packed));
+            next
+        });
+        self.batch.push((d, number));
+        if self.batch.len() >= PLAN_BATCH {
+            self.write()?;
+        }
+        Ok(())
+    }
+
+    /// Writes what is planned so far and returns how many deliveries were planned in all.
+    pub fn finish(mut self) -> Result<usize> {
+        self.write()?;
+        Ok(self.planned)
+    }
+
+    fn write(&mut self) -> Result<()> {
+        let (day, batch, selections) = (self.day, &self.batch, &self.new_selections);
+        let planned = self.store.db.transaction(|tx| {
+            for (number, packed) in selections {
+                let at = selection_key(day, *number);
                 if tx.get(SELECTIONS, &at)?.is_some() {
                     return Err(StoreError::Corrupt {
                         tree: "selections",
                         reason: "an edition planned by two planners at once".into(),
                     });
                 }
-                tx.put(SELECTIONS, &at, &packed)?;
+                tx.put(SELECTIONS, &at, packed)?;
             }
-            record.days.insert(self.day, number);
-            tx.put(DELIVERIES, &key, &encode(d))?;
-            tx.put(LEDGER, &subscriber, &record.encode())?;
-            Ok(true)
+            let mut planned = 0;
+            for (d, number) in batch {
+                let key = delivery_key(d.date, d.subscriber);
+                let subscriber = d.subscriber.to_bytes();
+                let mut record = match tx.get(LEDGER, &subscriber)? {
+                    Some(v) => decode_ledger(&v)?,
+                    None => Ledger::default(),
+                };
+                if tx.get(DELIVERIES, &key)?.is_some() || record.days.contains_key(&day) {
+                    continue;
+                }
+                record.days.insert(day, *number);
+                tx.put(DELIVERIES, &key, &encode(d))?;
+                tx.put(LEDGER, &subscriber, &record.encode())?;
+                planned += 1;
+            }
+            Ok(planned)
         })?;
-        if planned && new {
-            self.numbers.insert(packed, number);
-        }
-        Ok(planned)
+        self.planned += planned;
+        self.batch.clear();
+        self.new_selections.clear();
+        Ok(())
     }
 }
 
@@ -781,13 +810,18 @@ impl Store {
             store: self,
             day,
             numbers,
+            new_selections: Vec::new(),
+            batch: Vec::new(),
+            planned: 0,
         })
     }
 
-    /// Plans one delivery (see [`Planner::plan`]); planning a whole edition goes through
-    /// one [`Store::planner`].
+    /// Plans one delivery (see [`Planner::plan`]) and says whether it was planned; planning
+    /// a whole edition goes through one [`Store::planner`].
     pub fn plan_delivery(&self, d: &Delivery, known: &[(PaperId, u32)]) -> Result<bool> {
-        self.planner(d.date)?.plan(d, known)
+        let mut planner = self.planner(d.date)?;
+        planner.plan(d.clone(), known)?;
+        Ok(planner.finish()? == 1)
     }
 
     /// Editions with deliveries still to send (pending, in flight at a crash, or deferred).
@@ -1211,21 +1245,20 @@ mod tests {
         let known = store.page_index(&ids).unwrap().seqs().to_vec();
         for s in &readers[..3] {
             store.add_subscriber(s).unwrap();
-            assert!(planner.plan(&delivery(d, s, &page[..2]), &known).unwrap());
+            planner.plan(delivery(d, s, &page[..2]), &known).unwrap();
         }
+        assert_eq!(planner.finish().unwrap(), 3);
         // A planner made later (a run repeated after a crash) knows the edition's selections.
         let mut again = store.planner(d).unwrap();
         store.add_subscriber(&readers[3]).unwrap();
-        assert!(
-            again
-                .plan(&delivery(d, &readers[3], &page[1..]), &known)
-                .unwrap()
-        );
-        assert!(
-            !again
-                .plan(&delivery(d, &readers[0], &page[1..]), &known)
-                .unwrap()
-        );
+        again
+            .plan(delivery(d, &readers[3], &page[1..]), &known)
+            .unwrap();
+        // Already planned: left as it was.
+        again
+            .plan(delivery(d, &readers[0], &page[1..]), &known)
+            .unwrap();
+        assert_eq!(again.finish().unwrap(), 1);
         assert_eq!(store.db.iter(SELECTIONS).count(), 2);
         for s in &readers[..3] {
             assert_eq!(sent(&store, s, &page).len(), 2);
@@ -1398,7 +1431,18 @@ mod tests {
                 .unwrap();
             sled.flush().unwrap();
         }
-        let store = Store::open(dir.path()).unwrap();
+        // sled's threads can hold its directory's lock a moment after the last handle is
+        // dropped (this test is the only place a sled store is opened twice in a process).
+        let mut opened = Store::open(dir.path());
+        for _ in 0..100 {
+            if !matches!(&opened, Err(StoreError::Migrate { reason, .. }) if reason.contains("lock"))
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            opened = Store::open(dir.path());
+        }
+        let store = opened.unwrap();
         assert!(!dir.path().join(migrate::SLED_DIR).exists());
         assert!(dir.path().join(migrate::SLED_RETIRED).is_dir());
         assert_eq!(store.subscriber(&s.email).unwrap().unwrap().id, s.id);
