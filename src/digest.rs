@@ -56,13 +56,29 @@ pub fn select<'p>(
     prefs: &Effective<'_>,
     already_sent: &HashSet<PaperId>,
 ) -> Vec<&'p Paper> {
+    select_matching(papers, prefs, already_sent, |_, p| {
+        matches_keywords(p, prefs.keywords)
+    })
+}
+
+/// [`select`], told by `matching` (given a paper's position and the paper) whether it
+/// matches the keywords: planning works that out once per edition for each distinct set of
+/// keywords, rather than once per subscriber.
+pub fn select_matching<'p>(
+    papers: &'p [Paper],
+    prefs: &Effective<'_>,
+    already_sent: &HashSet<PaperId>,
+    matching: impl Fn(usize, &Paper) -> bool,
+) -> Vec<&'p Paper> {
     let mut seen = HashSet::new();
     let mut chosen: Vec<&Paper> = papers
         .iter()
-        .filter(|p| seen.insert(&p.id))
-        .filter(|p| !already_sent.contains(&p.id))
-        .filter(|p| p.upvotes >= prefs.min_upvotes)
-        .filter(|p| matches_keywords(p, prefs.keywords))
+        .enumerate()
+        .filter(|(_, p)| seen.insert(&p.id))
+        .filter(|(_, p)| !already_sent.contains(&p.id))
+        .filter(|(_, p)| p.upvotes >= prefs.min_upvotes)
+        .filter(|(i, p)| matching(*i, p))
+        .map(|(_, p)| p)
         .collect();
     // A stable sort keeps the page's order among equals.
     chosen.sort_by_key(|p| std::cmp::Reverse(p.upvotes));

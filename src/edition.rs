@@ -5,15 +5,16 @@
 //! entries in one transaction, make that durable, then send. A re-run finds the plans and
 //! sends only what is still pending.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
 use crate::app::App;
 use crate::delivery::{self, SendOutcome};
-use crate::digest::{Effective, select};
-use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
+use crate::digest::{Effective, matches_keywords, select_matching};
+use crate::domain::{EditionDate, Keywords, Paper, PaperId, Subscriber};
 use crate::metrics;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
 use crate::source::SourceError;
@@ -66,6 +67,9 @@ struct Page<'a> {
     papers: &'a [Paper],
     index: PageIndex,
     template: &'a EditionTemplate,
+    /// Which papers match each set of keywords seen so far: subscribers' keyword sets
+    /// repeat, and matching lower-cases whole abstracts.
+    keyword_matches: Mutex<HashMap<Vec<String>, Arc<[bool]>>>,
 }
 
 impl<'a> Page<'a> {
@@ -79,7 +83,25 @@ impl<'a> Page<'a> {
             papers,
             index: app.store.page_index(&ids)?,
             template,
+            keyword_matches: Mutex::default(),
         })
+    }
+
+    /// For each paper on the page, whether it matches these (non-empty) keywords.
+    fn matching(&self, keywords: &Keywords) -> Arc<[bool]> {
+        let mut known = self
+            .keyword_matches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        known
+            .entry(keywords.as_slice().to_vec())
+            .or_insert_with(|| {
+                self.papers
+                    .iter()
+                    .map(|p| matches_keywords(p, keywords))
+                    .collect()
+            })
+            .clone()
     }
 }
 
@@ -95,10 +117,13 @@ fn choose(
     let (template, papers) = (page.template, page.papers);
     let sent = before.among(&page.index);
     let effective = Effective::new(&s.preferences, &app.settings.digest);
-    let chosen: Vec<PaperId> = select(papers, &effective, &sent)
-        .into_iter()
-        .map(|p| p.id.clone())
-        .collect();
+    let chosen = if effective.keywords.is_empty() {
+        select_matching(papers, &effective, &sent, |_, _| true)
+    } else {
+        let matching = page.matching(effective.keywords);
+        select_matching(papers, &effective, &sent, |i, _| matching[i])
+    };
+    let chosen: Vec<PaperId> = chosen.into_iter().map(|p| p.id.clone()).collect();
     template.fit(&chosen, personal)
 }
 

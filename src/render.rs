@@ -141,10 +141,77 @@ pub struct EditionTemplate {
     date: EditionDate,
     site: String,
     views: HashMap<PaperId, PaperView>,
-    head: String,
+    head: Slotted,
     cards: HashMap<String, String>,
-    tail: String,
+    tail: Slotted,
+    /// Kept for the tests, which check that no marker reaches a mail.
+    #[cfg(test)]
     marker: String,
+}
+
+/// The per-subscriber parts of a digest's head and tail, in the order of [`SLOTS`].
+type SlotValues = [String; 5];
+
+/// Where the per-subscriber parts go, by the name after the marker in the rendered page.
+const SLOTS: [&str; 5] = ["count", "preheader", "why", "preferences", "unsubscribe"];
+
+/// The head or tail of an edition's HTML, cut once at its slots: each digest is then filled
+/// in one pass, and its size known without filling it.
+struct Slotted {
+    pieces: Vec<Piece>,
+}
+
+enum Piece {
+    Text(String),
+    /// An index into [`SLOTS`].
+    Slot(usize),
+}
+
+impl Slotted {
+    fn cut(text: &str, marker: &str) -> Self {
+        let mut pieces = Vec::new();
+        let mut rest = text;
+        let mut text_start = 0;
+        let mut at = 0;
+        while let Some(found) = rest[at..].find(marker) {
+            let start = at + found;
+            let after = &rest[start + marker.len()..];
+            let slot = SLOTS
+                .iter()
+                .position(|name| after.strip_prefix('-').is_some_and(|a| a.starts_with(name)));
+            match slot {
+                Some(i) => {
+                    pieces.push(Piece::Text(rest[text_start..start].to_string()));
+                    pieces.push(Piece::Slot(i));
+                    rest = &rest[start + marker.len() + 1 + SLOTS[i].len()..];
+                    text_start = 0;
+                    at = 0;
+                }
+                None => at = start + marker.len(),
+            }
+        }
+        pieces.push(Piece::Text(rest[text_start..].to_string()));
+        Self { pieces }
+    }
+
+    fn len_with(&self, values: &SlotValues) -> usize {
+        self.pieces
+            .iter()
+            .map(|p| match p {
+                Piece::Text(t) => t.len(),
+                Piece::Slot(i) => values[*i].len(),
+            })
+            .sum()
+    }
+
+    fn fill_into(&self, out: &mut String, values: &SlotValues) {
+        for p in &self.pieces {
+            match p {
+                Piece::Text(t) => out.push_str(t),
+                Piece::Slot(i) => out.push_str(&values[*i]),
+            }
+        }
+    }
 }
 
 impl EditionTemplate {
@@ -216,9 +283,10 @@ impl EditionTemplate {
                 .zip(papers)
                 .map(|(v, p)| (p.id.clone(), v))
                 .collect(),
-            head,
+            head: Slotted::cut(&head, &marker),
             cards,
-            tail,
+            tail: Slotted::cut(&tail, &marker),
+            #[cfg(test)]
             marker,
         })
     }
@@ -234,9 +302,10 @@ impl EditionTemplate {
             .collect();
         while ids.len() > 1 {
             let views: Vec<&PaperView> = ids.iter().map(|id| &self.views[*id]).collect();
-            let (head, tail) = self.filled(&views, personal);
+            let values = self.slot_values(&views, personal);
             let cards: usize = views.iter().map(|v| self.cards[&v.id].len()).sum();
-            if head.len() + cards + tail.len() <= HTML_BUDGET {
+            let size = self.head.len_with(&values) + cards + self.tail.len_with(&values);
+            if size <= HTML_BUDGET {
                 break;
             }
             ids.pop();
@@ -250,11 +319,16 @@ impl EditionTemplate {
     pub fn digest(&self, chosen: &[PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
         let papers = self.fit(chosen, personal);
         let views: Vec<&PaperView> = papers.iter().map(|id| &self.views[id]).collect();
-        let (mut html, tail) = self.filled(&views, personal);
+        let values = self.slot_values(&views, personal);
+        let cards: usize = views.iter().map(|v| self.cards[&v.id].len()).sum();
+        let mut html = String::with_capacity(
+            self.head.len_with(&values) + cards + self.tail.len_with(&values),
+        );
+        self.head.fill_into(&mut html, &values);
         for v in &views {
             html.push_str(&self.cards[&v.id]);
         }
-        html.push_str(&tail);
+        self.tail.fill_into(&mut html, &values);
         let date_long = self.date.long();
         let text = DigestText {
             date_long: &date_long,
@@ -275,26 +349,15 @@ impl EditionTemplate {
     }
 
     /// The head and tail with this subscriber's count, preview line, reason and links.
-    fn filled(&self, views: &[&PaperView], personal: &Personal) -> (String, String) {
-        let count_line = count_line(views.len());
-        let preheader = preheader(views);
-        let fill = |s: &str| {
-            s.replace(&format!("{}-count", self.marker), &escape_html(&count_line))
-                .replace(
-                    &format!("{}-preheader", self.marker),
-                    &escape_html(&preheader),
-                )
-                .replace(&format!("{}-why", self.marker), &escape_html(&personal.why))
-                .replace(
-                    &format!("{}-preferences", self.marker),
-                    &escape_html(&personal.preferences_url),
-                )
-                .replace(
-                    &format!("{}-unsubscribe", self.marker),
-                    &escape_html(&personal.unsubscribe_url),
-                )
-        };
-        (fill(&self.head), fill(&self.tail))
+    /// The per-subscriber parts, escaped, in the order of [`SLOTS`].
+    fn slot_values(&self, views: &[&PaperView], personal: &Personal) -> SlotValues {
+        [
+            escape_html(&count_line(views.len())),
+            escape_html(&preheader(views)),
+            escape_html(&personal.why),
+            escape_html(&personal.preferences_url),
+            escape_html(&personal.unsubscribe_url),
+        ]
     }
 }
 
@@ -479,6 +542,18 @@ mod tests {
 
     fn date() -> EditionDate {
         EditionDate::parse("2025-12-09").unwrap()
+    }
+
+    #[test]
+    fn slots_are_cut_once_and_filled_in_one_pass() {
+        let m = "pb0123";
+        let text = format!("{m}-count<p>{m}-why{m}-unsubscribe {m}-other {m}</p>{m}-preheader");
+        let slotted = Slotted::cut(&text, m);
+        let values: SlotValues = ["3".into(), "pre".into(), "W".into(), "P".into(), "U".into()];
+        let mut out = String::new();
+        slotted.fill_into(&mut out, &values);
+        assert_eq!(out, format!("3<p>WU {m}-other {m}</p>pre"));
+        assert_eq!(slotted.len_with(&values), out.len());
     }
 
     #[test]
