@@ -225,6 +225,24 @@ impl Shared {
         session: &Session,
         results: mpsc::UnboundedSender<Result<Outcome, StoreError>>,
     ) {
+        // This worker's last acceptance, recorded but perhaps not yet on disk. The next
+        // message is sent meanwhile, but its final dot waits for it: so at most one
+        // acceptance per worker is ever unrecorded, and the sync overlaps the transfer.
+        let mut unsynced = None;
+        self.work_loop(session, &results, &mut unsynced).await;
+        if let Some(ticket) = unsynced
+            && let Err(e) = self.commit.wait(ticket).await
+        {
+            let _ = results.send(Err(e));
+        }
+    }
+
+    async fn work_loop(
+        &self,
+        session: &Session,
+        results: &mpsc::UnboundedSender<Result<Outcome, StoreError>>,
+        unsynced: &mut Option<u64>,
+    ) {
         loop {
             if self.failing_in_a_row.load(Ordering::SeqCst) >= self.concurrency
                 || self.app.is_stopping()
@@ -235,7 +253,7 @@ impl Shared {
                 return;
             };
             let result = match self.app.store.delivery(self.date, subscriber) {
-                Ok(Some(d)) if d.state.is_open() => self.send_one(session, d).await,
+                Ok(Some(d)) if d.state.is_open() => self.send_one(session, d, unsynced).await,
                 // Sent by someone else since the queue was read: nothing to do.
                 Ok(_) => Ok(Outcome::Skipped),
                 Err(e) => Err(e),
@@ -283,7 +301,15 @@ fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {
 }
 
 impl Shared {
-    async fn send_one(&self, session: &Session, mut d: Delivery) -> Result<Outcome, StoreError> {
+    /// Sends one digest and records the outcome. An acceptance is recorded but not waited
+    /// for: its ticket goes into `unsynced`, and the next message's acceptance waits for
+    /// it. Failures are made durable before returning.
+    async fn send_one(
+        &self,
+        session: &Session,
+        mut d: Delivery,
+        unsynced: &mut Option<u64>,
+    ) -> Result<Outcome, StoreError> {
         let app = &self.app;
         let store = &app.store;
         let Some(mut sub) = store
@@ -327,9 +353,18 @@ impl Shared {
         d.attempts += 1;
 
         let attempts = app.settings.mail.smtp.max_attempts;
+        let previous = *unsynced;
+        let previous_on_disk = || async move {
+            match previous {
+                Some(ticket) => self.commit.wait(ticket).await.map_err(|e| {
+                    SendError::Transient(format!("recording the previous digest: {e}"))
+                }),
+                None => Ok(()),
+            }
+        };
         let paced_send = || async {
             self.pacer.wait().await;
-            session.send(&message).await
+            session.send_gated(&message, previous_on_disk()).await
         };
         match with_retries(attempts, &app.metrics, paced_send).await {
             Ok(()) => {
@@ -341,9 +376,9 @@ impl Shared {
                     sub.permanent_failures = 0;
                     store.update_subscriber(&sub)?;
                 }
-                // This worker takes no other message until the acceptance is on disk: a
-                // crash can repeat at most one message per worker.
-                self.commit.durable().await?;
+                // On disk before this worker's next acceptance (see `work_with`): a crash
+                // can repeat at most one message per worker.
+                *unsynced = Some(self.commit.ticket());
                 tracing::debug!(edition = %d.date, %domain, papers = d.papers.len(), "digest accepted");
                 Ok(Outcome::Sent {
                     bytes: message.len(),

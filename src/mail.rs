@@ -386,14 +386,41 @@ impl Connection {
         }
     }
 
-    async fn send(&mut self, envelope: &Envelope, bytes: &[u8]) -> Result<(), SendError> {
+    /// Sends a message, awaiting `gate` before the server can accept it: with the plain
+    /// client once everything but the final dot has gone, otherwise before anything goes.
+    /// Each exchange with the server has `timeout` (lettre has no time limit of its own once
+    /// connected: a server that stops answering must not hold a sender forever).
+    async fn send_gated(
+        &mut self,
+        envelope: &Envelope,
+        bytes: &[u8],
+        gate: impl Future<Output = Result<(), SendError>>,
+        timeout: Duration,
+    ) -> Result<(), SendError> {
+        let late = || {
+            SendError::Transient(format!(
+                "the server did not answer within {} s",
+                timeout.as_secs()
+            ))
+        };
         match self {
-            Self::Lettre(c) => c
-                .send(envelope, bytes)
-                .await
-                .map(drop)
-                .map_err(classify_smtp),
-            Self::Plain(c) => c.send(envelope, bytes).await,
+            Self::Lettre(c) => {
+                gate.await?;
+                let send = c.send(envelope, bytes);
+                match tokio::time::timeout(timeout, send).await {
+                    Ok(result) => result.map(drop).map_err(classify_smtp),
+                    Err(_) => Err(late()),
+                }
+            }
+            Self::Plain(c) => {
+                tokio::time::timeout(timeout, c.start(envelope, bytes))
+                    .await
+                    .map_err(|_| late())??;
+                gate.await?;
+                tokio::time::timeout(timeout, c.finish())
+                    .await
+                    .map_err(|_| late())?
+            }
         }
     }
 
@@ -407,9 +434,22 @@ impl Connection {
 
 impl Session {
     pub async fn send(&self, message: &Formatted) -> Result<(), SendError> {
+        self.send_gated(message, async { Ok(()) }).await
+    }
+
+    /// Sends a message, but lets the server accept it only once `gate` is done: the send
+    /// loop's way to have the previous acceptance on disk first, while this message is
+    /// already on its way (see `smtp`). A failed gate fails the send, and nothing is
+    /// delivered.
+    pub async fn send_gated(
+        &self,
+        message: &Formatted,
+        gate: impl Future<Output = Result<(), SendError>>,
+    ) -> Result<(), SendError> {
         let (envelope, bytes) = (&message.envelope, message.bytes.as_slice());
         let target = match &self.inner {
             Inner::File(t) => {
+                gate.await?;
                 return t
                     .send_raw(envelope, bytes)
                     .await
@@ -420,22 +460,12 @@ impl Session {
         };
         let mut slot = self.connected().await?;
         let conn = slot.as_mut().expect("connected");
-        // lettre has no time limit of its own once connected: a server that stops answering
-        // must not hold a sender forever.
-        match tokio::time::timeout(target.timeout, conn.send(envelope, bytes)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => {
-                *slot = None;
-                Err(e)
-            }
-            Err(_) => {
-                *slot = None;
-                Err(SendError::Transient(format!(
-                    "the server did not answer within {} s",
-                    target.timeout.as_secs()
-                )))
-            }
+        let result = conn.send_gated(envelope, bytes, gate, target.timeout).await;
+        if result.is_err() {
+            // Whatever state the session is in (possibly mid-message) is not worth keeping.
+            *slot = None;
         }
+        result
     }
 
     /// The open connection, after opening one if there is none (or it broke).

@@ -4,8 +4,10 @@
 //! It exists for speed. lettre waits for the answer to each of MAIL, RCPT and DATA before
 //! sending the next, and copies every message byte by byte to escape dots; this client sends
 //! the three commands in one write when the server offers PIPELINING (RFC 2920), so a message
-//! costs two round trips instead of four, and escapes dots by searching for line starts.
-//! TLS and logins still go through lettre (see `mail::Session`).
+//! costs two round trips instead of four, and escapes dots by searching for line starts. It
+//! also lets the send loop hold a message's final dot until the previous acceptance is on
+//! disk (see `delivery`), so the disk sync overlaps the next message's transfer. TLS and
+//! logins still go through lettre (see `mail::Session`).
 
 use lettre::address::Envelope;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -86,9 +88,17 @@ impl Client {
         self.broken
     }
 
-    /// Sends one message: MAIL, RCPT for each recipient and DATA (in one write when the
-    /// server pipelines), then the message, dot-escaped, and the final dot.
+    /// Sends one message: [`Client::start`] then [`Client::finish`].
     pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+        self.start(envelope, message).await?;
+        self.finish().await
+    }
+
+    /// Sends everything of a message but its final dot: MAIL, RCPT for each recipient and
+    /// DATA (in one write when the server pipelines), then the message, dot-escaped. The
+    /// server accepts nothing before [`Client::finish`]; a session dropped in between
+    /// delivers nothing.
+    pub async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
         // Any failure leaves the server in a state not worth guessing: the caller opens a
         // new session.
         self.broken = true;
@@ -138,7 +148,12 @@ impl Client {
                 self.reply().await?.check(expected(i))?;
             }
         }
-        self.write(&dot_escaped(message)).await?;
+        self.write(&dot_escaped(message)).await
+    }
+
+    /// Ends the message [`Client::start`] sent with its final dot, and reads the verdict.
+    pub async fn finish(&mut self) -> Result<(), SendError> {
+        self.write(b".\r\n").await?;
         self.reply().await?.check(250)?;
         self.broken = false;
         Ok(())
@@ -198,8 +213,8 @@ impl Client {
     }
 }
 
-/// The message as DATA carries it: a dot starting a line doubled, and ended by a line with a
-/// single dot.
+/// The message as DATA carries it, up to the final dot: a dot starting a line doubled, and
+/// ending with a line break.
 fn dot_escaped(message: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 8);
     let mut at = 0;
@@ -215,7 +230,6 @@ fn dot_escaped(message: &[u8]) -> Vec<u8> {
     if !out.ends_with(b"\r\n") {
         out.extend_from_slice(b"\r\n");
     }
-    out.extend_from_slice(b".\r\n");
     out
 }
 
@@ -226,10 +240,10 @@ mod tests {
 
     #[test]
     fn dots_at_line_starts_are_doubled() {
-        assert_eq!(dot_escaped(b"a\r\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n.\r\n");
-        assert_eq!(dot_escaped(b".x\r\n"), b"..x\r\n.\r\n");
-        assert_eq!(dot_escaped(b"no dots. here\r\n"), b"no dots. here\r\n.\r\n");
-        assert_eq!(dot_escaped(b""), b"\r\n.\r\n");
+        assert_eq!(dot_escaped(b"a\r\n.b\r\n..c"), b"a\r\n..b\r\n...c\r\n");
+        assert_eq!(dot_escaped(b".x\r\n"), b"..x\r\n");
+        assert_eq!(dot_escaped(b"no dots. here\r\n"), b"no dots. here\r\n");
+        assert_eq!(dot_escaped(b""), b"\r\n");
     }
 
     /// A scripted server: answers each command, and each message after its final dot,

@@ -1102,7 +1102,17 @@ impl GroupCommit {
 
     /// Returns once every write this task made before calling is durable.
     pub async fn durable(&self) -> Result<()> {
-        let ticket = self.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wait(self.ticket()).await
+    }
+
+    /// A claim on the writes this task made so far: [`GroupCommit::wait`] with it returns
+    /// once they are durable. Taking it costs nothing; a writer can go on meanwhile.
+    pub fn ticket(&self) -> u64 {
+        self.asked.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Returns once the writes made before `ticket` was taken are durable.
+    pub async fn wait(&self, ticket: u64) -> Result<()> {
         while self.durable.load(Ordering::SeqCst) < ticket {
             let _turn = self.flushing.lock().await;
             if self.durable.load(Ordering::SeqCst) >= ticket {
