@@ -12,7 +12,7 @@ use super::db::{self, Db};
 use super::{Result, StoreError};
 
 /// sled's own default tree: paperboy never wrote to it.
-const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
+pub const SLED_DEFAULT_TREE: &[u8] = b"__sled__default";
 
 /// Where sled kept the store, relative to the data directory.
 pub const SLED_DIR: &str = "db";

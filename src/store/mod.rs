@@ -935,6 +935,8 @@ impl Store {
         self.db.load(
             entries
                 .iter()
+                // Backups written with sled list its (empty, unused) default tree.
+                .filter(|(tree, _, _)| tree.as_bytes() != migrate::SLED_DEFAULT_TREE)
                 .map(|(tree, k, v)| (tree.as_str(), k.as_slice(), v.as_slice())),
         )
     }
