@@ -49,21 +49,24 @@ fn main() {
     }
     println!();
     println!(
-        "| subscribers | digests | wall s | digests/s | peak RSS MB | avg message KB | smtp-source s | smtp-source msg/s | ratio | import s |"
+        "| subscribers | digests | wall s | digests/s | planning s | sending digests/s | peak RSS MB | avg message KB | smtp-source s | smtp-source msg/s | ratio | ratio, sending | import s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.1} |",
+            "| {} | {} | {:.1} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} |",
             r.subscribers,
             r.sent,
             r.wall,
             r.sent as f64 / r.wall,
+            r.planning,
+            r.sent as f64 / r.sending,
             r.rss_kb as f64 / 1024.0,
             r.avg_bytes as f64 / 1024.0,
             r.ceiling_wall,
             r.sent as f64 / r.ceiling_wall,
             r.ceiling_wall / r.wall,
+            r.ceiling_wall / r.sending,
             r.import_wall,
         );
     }
@@ -73,6 +76,10 @@ struct Row {
     subscribers: usize,
     sent: u64,
     wall: f64,
+    /// From the start of the run to "edition planned; sending" (fetch and planning).
+    planning: f64,
+    /// From then to "edition done" (sending and pruning).
+    sending: f64,
     rss_kb: u64,
     avg_bytes: u64,
     ceiling_wall: f64,
@@ -131,6 +138,13 @@ fn measure(n: usize, concurrency: u32, page_port: u16) -> Row {
         .find(|v| v["message"] == "edition done")
         .unwrap_or_else(|| panic!("no 'edition done' line in:\n{stderr}"));
     let field = |name: &str| done[name].as_u64().unwrap_or(0);
+    let planned = stderr
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["message"] == "edition planned; sending")
+        .unwrap_or_else(|| panic!("no 'edition planned' line in:\n{stderr}"));
+    let planning = planned["elapsed_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+    let sending = field("elapsed_ms") as f64 / 1000.0 - planning;
     let sent = field("sent");
     assert!(sent > 0 && field("deferred") == 0, "not all sent:\n{done}");
     let avg_bytes = field("bytes_sent") / sent;
@@ -157,6 +171,8 @@ fn measure(n: usize, concurrency: u32, page_port: u16) -> Row {
         subscribers: n,
         sent,
         wall,
+        planning,
+        sending,
         rss_kb,
         avg_bytes,
         ceiling_wall,

@@ -208,7 +208,7 @@ pub async fn plan(
 
     let page = Page::new(app, papers, &template)?;
     let mut planner = store.planner(date)?;
-    for s in store.subscribers_iter() {
+    for s in store.subscribers_by_id() {
         let s = s?;
         if !s.receives_digests() {
             continue;
