@@ -587,6 +587,73 @@ mod tests {
         SubscriberEmail::parse("ann@example.org").unwrap()
     }
 
+    /// A server that asks for a login, answering like one; returns what it was sent.
+    async fn login_server(listener: tokio::net::TcpListener) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let (socket, _) = listener.accept().await.unwrap();
+        let mut socket = tokio::io::BufReader::new(socket);
+        socket.get_mut().write_all(b"220 hi\r\n").await.unwrap();
+        let (mut seen, mut in_data) = (String::new(), false);
+        loop {
+            let mut line = String::new();
+            if socket.read_line(&mut line).await.unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            let reply = if in_data {
+                if line != ".\r\n" {
+                    continue;
+                }
+                in_data = false;
+                "250 queued\r\n"
+            } else {
+                match line.get(..4).unwrap_or("") {
+                    "EHLO" => "250-test\r\n250 AUTH PLAIN LOGIN\r\n",
+                    "AUTH" => "235 welcome\r\n",
+                    "MAIL" | "RCPT" => "250 ok\r\n",
+                    "DATA" => {
+                        in_data = true;
+                        "354 go on\r\n"
+                    }
+                    "QUIT" => "221 bye\r\n",
+                    _ => "500 what?\r\n",
+                }
+            };
+            socket.get_mut().write_all(reply.as_bytes()).await.unwrap();
+            if line.starts_with("QUIT") {
+                break;
+            }
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_login_goes_through_lettre() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(login_server(listener));
+        let dir = tempfile::tempdir().unwrap();
+        let mut settings = Settings {
+            data_dir: dir.path().to_path_buf(),
+            ..Settings::default()
+        };
+        settings.mail.transport = Transport::Smtp;
+        settings.mail.smtp.host = "127.0.0.1".into();
+        settings.mail.smtp.port = port;
+        settings.mail.smtp.username = Some("pb".into());
+        settings.mail.smtp.password = Some("secret".to_string().into());
+        let mailer = Mailer::from_settings(&settings).unwrap();
+        let message = mailer
+            .build_notice(&to(), "Hello", "Hi.".into(), "<p>Hi.</p>".into())
+            .unwrap();
+        mailer.send(&message).await.unwrap();
+        let seen = server.await.unwrap();
+        // AUTH PLAIN, base64 of "\0pb\0secret".
+        assert!(seen.contains("AUTH PLAIN AHBiAHNlY3JldA=="), "{seen}");
+        assert!(seen.contains("RCPT TO:<ann@example.org>"), "{seen}");
+        assert!(seen.contains("Subject: Hello"), "{seen}");
+    }
+
     /// LF line breaks, as the parts are rendered, whatever the wire had.
     fn lf(s: &str) -> String {
         s.replace("\r\n", "\n")
