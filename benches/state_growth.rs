@@ -95,7 +95,7 @@ fn main() {
         println!(
             "- {}: {:.1} MB",
             entry.file_name().to_string_lossy(),
-            disk_usage_of(&entry.path()) as f64 / 1e6
+            disk_usage(&entry.path()) as f64 / 1e6
         );
     }
     // What the trees hold, for comparison with what the database takes on disk; and the same
@@ -171,27 +171,15 @@ fn subscriber(i: u32) -> Subscriber {
 }
 
 /// Bytes a file or directory takes on disk (allocated blocks, as `du` counts them).
-fn disk_usage_of(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path).unwrap();
-    if meta.is_dir() {
-        disk_usage(path)
-    } else {
-        meta.blocks() * 512
-    }
-}
-
-/// Bytes the directory takes on disk (allocated blocks, as `du` counts them).
 fn disk_usage(path: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
-    let mut total = 0;
-    for entry in std::fs::read_dir(path).unwrap().flatten() {
-        let meta = entry.metadata().unwrap();
-        total += if meta.is_dir() {
-            disk_usage(&entry.path())
-        } else {
-            meta.blocks() * 512
-        };
+    let meta = std::fs::metadata(path).unwrap();
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
     }
-    total
+    std::fs::read_dir(path)
+        .unwrap()
+        .flatten()
+        .map(|entry| disk_usage(&entry.path()))
+        .sum()
 }

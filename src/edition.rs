@@ -278,14 +278,14 @@ pub async fn dry_run(
         if !s.receives_digests() {
             continue;
         }
+        let before = app.store.sent_before(s.id)?;
         let plan = if let Some(d) = app.store.delivery(date, s.id)? {
             DryRunPlan::AlreadyHas(d.state)
-        } else if app.store.has_edition(s.id, date)? {
+        } else if before.has_edition(date) {
             // Planned and since cleared from the outbox: done, whichever way it went.
             DryRunPlan::AlreadyHas(DeliveryState::Sent)
         } else {
             let personal = app.personal(&s);
-            let before = app.store.sent_before(s.id)?;
             let chosen = choose(app, &page, &s, &before, &personal);
             if chosen.is_empty() {
                 DryRunPlan::NothingNew

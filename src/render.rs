@@ -136,6 +136,15 @@ pub struct Rendered {
     pub papers: Vec<PaperId>,
 }
 
+/// What fits in one digest: the papers, their views, the per-subscriber parts filled in, and
+/// the size of the HTML.
+struct Fitted<'a> {
+    ids: Vec<PaperId>,
+    views: Vec<&'a PaperView>,
+    values: SlotValues,
+    size: usize,
+}
+
 /// An edition, inlined once, from which each subscriber's digest is assembled.
 pub struct EditionTemplate {
     date: EditionDate,
@@ -296,34 +305,45 @@ impl EditionTemplate {
     /// later digest). Only sizes are added up: the cards are fixed, and just the head and
     /// tail are filled in per try.
     pub fn fit(&self, chosen: &[PaperId], personal: &Personal) -> Vec<PaperId> {
-        let mut ids: Vec<&PaperId> = chosen
+        self.fitted(chosen, personal).ids
+    }
+
+    /// [`fit`], with what assembling the digest needs.
+    ///
+    /// [`fit`]: EditionTemplate::fit
+    fn fitted(&self, chosen: &[PaperId], personal: &Personal) -> Fitted<'_> {
+        let (mut ids, mut views): (Vec<PaperId>, Vec<&PaperView>) = chosen
             .iter()
-            .filter(|id| self.views.contains_key(*id))
-            .collect();
-        while ids.len() > 1 {
-            let views: Vec<&PaperView> = ids.iter().map(|id| &self.views[*id]).collect();
+            .filter_map(|id| Some((id.clone(), self.views.get(id)?)))
+            .unzip();
+        loop {
             let values = self.slot_values(&views, personal);
             let cards: usize = views.iter().map(|v| self.cards[&v.id].len()).sum();
             let size = self.head.len_with(&values) + cards + self.tail.len_with(&values);
-            if size <= HTML_BUDGET {
-                break;
+            if size <= HTML_BUDGET || views.len() <= 1 {
+                return Fitted {
+                    ids,
+                    views,
+                    values,
+                    size,
+                };
             }
             ids.pop();
+            views.pop();
         }
-        ids.into_iter().cloned().collect()
     }
 
     /// Assembles one subscriber's digest from the papers chosen for them, after [`fit`].
     ///
     /// [`fit`]: EditionTemplate::fit
     pub fn digest(&self, chosen: &[PaperId], personal: &Personal) -> Result<Rendered, RenderError> {
-        let papers = self.fit(chosen, personal);
-        let views: Vec<&PaperView> = papers.iter().map(|id| &self.views[id]).collect();
-        let values = self.slot_values(&views, personal);
-        let cards: usize = views.iter().map(|v| self.cards[&v.id].len()).sum();
-        let mut html = String::with_capacity(
-            self.head.len_with(&values) + cards + self.tail.len_with(&values),
-        );
+        let Fitted {
+            ids: papers,
+            views,
+            values,
+            size,
+        } = self.fitted(chosen, personal);
+        let mut html = String::with_capacity(size);
         self.head.fill_into(&mut html, &values);
         for v in &views {
             html.push_str(&self.cards[&v.id]);
@@ -348,8 +368,8 @@ impl EditionTemplate {
         })
     }
 
-    /// The head and tail with this subscriber's count, preview line, reason and links.
-    /// The per-subscriber parts, escaped, in the order of [`SLOTS`].
+    /// The per-subscriber parts (count, preview line, reason, links), escaped, in the order
+    /// of [`SLOTS`].
     fn slot_values(&self, views: &[&PaperView], personal: &Personal) -> SlotValues {
         [
             escape_html(&count_line(views.len())),

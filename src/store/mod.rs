@@ -270,14 +270,7 @@ impl Planner<'_> {
             .filter_map(|id| known.iter().find(|(k, _)| k == id).map(|(_, n)| *n))
             .collect();
         if seqs.len() < d.papers.len() {
-            seqs = store
-                .seqs_of(&d.papers)?
-                .into_iter()
-                .map(|(_, n)| n)
-                .collect();
-        }
-        if seqs.len() < d.papers.len() {
-            // Planned from papers that were not recorded first: number them now.
+            // Papers not on the page: their numbers, given now if they have none yet.
             seqs = store.assign_seqs(&d.papers, None)?.into_values().collect();
         }
         let packed = encode_seqs(&seqs.into_iter().collect());
@@ -610,15 +603,10 @@ impl Store {
 
     /// Every subscriber, in address order.
     pub fn subscribers(&self) -> Result<Vec<Subscriber>> {
-        self.subscribers_iter().collect()
-    }
-
-    /// Every subscriber, in address order, read a few hundred at a time: what planning
-    /// walks, so that a run does not hold the whole list in memory.
-    pub fn subscribers_iter(&self) -> impl Iterator<Item = Result<Subscriber>> + '_ {
         self.db
             .iter(SUBSCRIBERS)
             .map(|e| decode("subscribers", &e?.1))
+            .collect()
     }
 
     /// Every subscriber, in the order of their ids, read a few hundred at a time: what
@@ -705,43 +693,10 @@ impl Store {
             .map(Option::unwrap_or_default)
     }
 
-    /// The sequence numbers of those of these papers that have one (papers never recorded
-    /// have none, and so cannot be in any ledger). Read once per edition.
-    pub fn seqs_of(&self, ids: &[PaperId]) -> Result<Vec<(PaperId, u32)>> {
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let stored = self
-                .db
-                .get(PAPERS, id.as_str().as_bytes())?
-                .map(|v| decode::<StoredPaper>("papers", &v))
-                .transpose()?;
-            if let Some(seq) = stored.and_then(|p| p.seq) {
-                out.push((id.clone(), seq));
-            }
-        }
-        Ok(out)
-    }
-
     /// What the subscriber has been planned so far (within the retention window): read once
     /// per subscriber when planning.
     pub fn sent_before(&self, subscriber: SubscriberId) -> Result<SentBefore> {
         self.ledger_of(subscriber).map(SentBefore)
-    }
-
-    /// Which of these papers this subscriber has been sent or has a delivery planned with.
-    pub fn sent_among(
-        &self,
-        subscriber: SubscriberId,
-        papers: &[PaperId],
-    ) -> Result<HashSet<PaperId>> {
-        let page = self.page_index(papers)?;
-        Ok(self.sent_before(subscriber)?.among(&page))
-    }
-
-    /// Whether a delivery of this edition was ever planned for the subscriber (within the
-    /// retention window), even if the delivery itself has since been cleared away.
-    pub fn has_edition(&self, subscriber: SubscriberId, date: EditionDate) -> Result<bool> {
-        Ok(self.sent_before(subscriber)?.has_edition(date))
     }
 
     /// These papers' sequence numbers, and which of them each selection on record carried.
@@ -761,7 +716,8 @@ impl Store {
             }) = stored
             {
                 seqs.push((id.clone(), seq));
-                // Numbered before being seen: no telling when it was first planned.
+                // A paper numbered before it was seen has day 0 here: every selection is
+                // looked at, as it could have been planned any day.
                 first_day = first_day.min(first_seen.day_number());
             }
         }
@@ -832,14 +788,6 @@ impl Store {
             batch: Vec::new(),
             planned: 0,
         })
-    }
-
-    /// Plans one delivery (see [`Planner::plan`]) and says whether it was planned; planning
-    /// a whole edition goes through one [`Store::planner`].
-    pub fn plan_delivery(&self, d: &Delivery, known: &[(PaperId, u32)]) -> Result<bool> {
-        let mut planner = self.planner(d.date)?;
-        planner.plan(d.clone(), known)?;
-        Ok(planner.finish()? == 1)
     }
 
     /// Editions with deliveries still to send (pending, in flight at a crash, or deferred).
@@ -1042,9 +990,22 @@ impl Store {
             leaving_keys.push(key);
         }
         report.selections = leaving_keys.len();
+        // Written a few hundred at a time, each only if unchanged since read: a subscriber
+        // planned meanwhile keeps the newer record (and is pruned at the next run).
+        let write = |changed: &mut Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>| {
+            self.db.transaction(|tx| {
+                for (key, old, new) in changed.iter() {
+                    if tx.get(LEDGER, key)?.as_deref() == Some(old.as_slice()) {
+                        tx.put(LEDGER, key, new)?;
+                    }
+                }
+                Ok(())
+            })?;
+            changed.clear();
+            Ok::<_, StoreError>(())
+        };
         let mut changed = Vec::new();
-        let mut ledgers = self.db.iter(LEDGER).peekable();
-        while let Some(item) = ledgers.next() {
+        for item in self.db.iter(LEDGER) {
             let (key, value) = item?;
             let mut record = decode_ledger(&value)?;
             let before = record.papers.len();
@@ -1061,20 +1022,11 @@ impl Store {
                 record.days = kept_days;
                 changed.push((key, value, record.encode()));
             }
-            if changed.len() >= 256 || (ledgers.peek().is_none() && !changed.is_empty()) {
-                // Written only if unchanged since read: a subscriber planned meanwhile keeps
-                // the newer record (and is pruned at the next run).
-                self.db.transaction(|tx| {
-                    for (key, old, new) in &changed {
-                        if tx.get(LEDGER, key)?.as_deref() == Some(old.as_slice()) {
-                            tx.put(LEDGER, key, new)?;
-                        }
-                    }
-                    Ok(())
-                })?;
-                changed.clear();
+            if changed.len() >= 256 {
+                write(&mut changed)?;
             }
         }
+        write(&mut changed)?;
 
         let cutoff_key = cutoff.key_bytes();
         let editions: Vec<Vec<u8>> = self
@@ -1198,11 +1150,7 @@ mod tests {
             s.email
         );
         let d = date("2025-12-08");
-        assert!(
-            store
-                .plan_delivery(&delivery(d, &s, &["2501.00001"]), &[])
-                .unwrap()
-        );
+        assert!(store.plan_one(&delivery(d, &s, &["2501.00001"])).unwrap());
         store.remove_subscriber(&s.email).unwrap();
         assert!(store.subscriber(&s.email).unwrap().is_none());
         assert!(store.subscriber_by_id(s.id).unwrap().is_none());
@@ -1221,16 +1169,8 @@ mod tests {
         let s = subscriber("ann@example.org");
         store.add_subscriber(&s).unwrap();
         let d = date("2025-12-08");
-        assert!(
-            store
-                .plan_delivery(&delivery(d, &s, &["2501.00001"]), &[])
-                .unwrap()
-        );
-        assert!(
-            !store
-                .plan_delivery(&delivery(d, &s, &["2501.00002"]), &[])
-                .unwrap()
-        );
+        assert!(store.plan_one(&delivery(d, &s, &["2501.00001"])).unwrap());
+        assert!(!store.plan_one(&delivery(d, &s, &["2501.00002"])).unwrap());
         let sent = sent(&store, &s, &["2501.00001", "2501.00002"]);
         assert_eq!(sent.len(), 1, "the refused plan must leave no ledger entry");
         assert_eq!(store.deliveries(d).unwrap().len(), 1);
@@ -1367,7 +1307,7 @@ mod tests {
             .freeze_edition(old, &[paper("2501.00001", 1)])
             .unwrap();
         store
-            .plan_delivery(&delivery(old, &s, &["2501.00001", "2501.00002"]), &[])
+            .plan_one(&delivery(old, &s, &["2501.00001", "2501.00002"]))
             .unwrap();
         // One of the two papers is still trending today: its ledger entry must stay.
         store
@@ -1403,7 +1343,7 @@ mod tests {
             .record_papers(monday, &[paper("2501.00001", 1)])
             .unwrap();
         let mut d = delivery(monday, &s, &["2501.00001"]);
-        assert!(store.plan_delivery(&d, &[]).unwrap());
+        assert!(store.plan_one(&d).unwrap());
         // Still open four days later: kept, it can still be sent.
         assert_eq!(store.prune(friday, 180).unwrap().deliveries, 0);
         d.state = DeliveryState::Sent;
@@ -1417,7 +1357,7 @@ mod tests {
         assert!(store.has_edition(s.id, monday).unwrap());
         assert!(
             !store
-                .plan_delivery(&delivery(monday, &s, &["2501.00002"]), &[])
+                .plan_one(&delivery(monday, &s, &["2501.00002"]))
                 .unwrap()
         );
         assert_eq!(sent(&store, &s, &["2501.00001"]).len(), 1);
@@ -1487,6 +1427,29 @@ mod tests {
         // Opened again: nothing to move, same contents.
         let store = Store::open(dir.path()).unwrap();
         assert!(store.has_edition(s.id, d).unwrap());
+    }
+
+    impl Store {
+        /// Which of these papers this subscriber has been sent or has a delivery planned with.
+        fn sent_among(
+            &self,
+            subscriber: SubscriberId,
+            papers: &[PaperId],
+        ) -> Result<HashSet<PaperId>> {
+            let page = self.page_index(papers)?;
+            Ok(self.sent_before(subscriber)?.among(&page))
+        }
+
+        fn has_edition(&self, subscriber: SubscriberId, date: EditionDate) -> Result<bool> {
+            Ok(self.sent_before(subscriber)?.has_edition(date))
+        }
+
+        /// Plans one delivery through a planner of its own; whether it was planned.
+        fn plan_one(&self, d: &Delivery) -> Result<bool> {
+            let mut planner = self.planner(d.date)?;
+            planner.plan(d.clone(), &[])?;
+            Ok(planner.finish()? == 1)
+        }
     }
 
     fn sent(store: &Store, s: &Subscriber, ids: &[&str]) -> HashSet<PaperId> {
