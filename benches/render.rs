@@ -3,13 +3,12 @@
 //!
 //! `cargo bench --bench render`
 
-use std::collections::HashSet;
 use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use paperboy::config::Settings;
-use paperboy::digest::{Effective, select};
+use paperboy::digest::{Effective, Pool, SentOn, select};
 use paperboy::domain::{EditionDate, PaperId, Preferences, Subscriber, SubscriberEmail};
 use paperboy::mail::{Mailer, Outgoing};
 use paperboy::render::{EditionTemplate, Personal};
@@ -50,8 +49,9 @@ fn bench_render(c: &mut Criterion) {
             "{base}/preferences?token={}",
             tokens.sign(Purpose::Preferences, subscriber.id, None, 0)
         ),
+        late: Vec::new(),
     };
-    let chosen: Vec<PaperId> = select(&papers, &effective, &HashSet::new())
+    let chosen: Vec<PaperId> = select(&Pool::page(date, &papers), &effective, &SentOn::new())
         .into_iter()
         .map(|p| p.id.clone())
         .collect();

@@ -70,7 +70,7 @@ fn main() {
     for day in 0..days {
         let date = EditionDate::from_naive(first.naive() + chrono::Days::new(day.into()));
         let papers = fresh_papers(&page, day);
-        rt.block_on(paperboy::edition::plan(&app, date, &papers))
+        rt.block_on(paperboy::edition::plan(&app, date, &papers, &[]))
             .expect("planning works");
         let mut sent_today = 0;
         for mut d in app.store.deliveries(date).unwrap() {

@@ -100,6 +100,7 @@ impl App {
                 "{base}/preferences?token={}",
                 self.tokens.sign(Purpose::Preferences, s.id, None, 0)
             ),
+            late: Vec::new(),
         }
     }
 }

@@ -51,6 +51,14 @@ pub enum Command {
     Subscribers(SubscribersCommand),
     /// Print the text part of the digest EMAIL would get now; sends nothing
     Preview { email: String },
+    /// List every paper of an edition with why it is or is not in EMAIL's digest (the
+    /// edition on record, else the page as it is now); sends and records nothing
+    Explain {
+        email: String,
+        /// The edition date, YYYY-MM-DD (default: today in the schedule's time zone)
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+    },
     /// Validate the config and secrets and print the effective settings (secrets masked)
     CheckConfig,
     /// Write a snapshot of the whole store and the link-signing key to FILE (works while

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::cli::{Command, SubscribersCommand};
+use crate::digest::Effective;
 use crate::domain::{EditionDate, Keywords, Preferences, Status, Subscriber, SubscriberEmail};
 use crate::edition::{self, DryRunPlan};
 
@@ -103,6 +104,13 @@ pub async fn execute(
             }
             Ok(())
         }
+        Command::Explain { email, date } => {
+            let date = match date {
+                Some(d) => EditionDate::parse(d).map_err(anyhow::Error::msg)?,
+                None => EditionDate::today_in(tz),
+            };
+            explain(app, &SubscriberEmail::parse(email)?, date, out).await
+        }
         Command::Backup { .. } => {
             let bytes = crate::backup::backup(app).await?;
             let _ = writeln!(out.stdout, "backup written: {} bytes", bytes.len());
@@ -110,6 +118,67 @@ pub async fn execute(
             Ok(())
         }
     }
+}
+
+/// `explain`: one line per paper, the verdict first, so a reader can scan the reasons.
+async fn explain(
+    app: &Arc<App>,
+    email: &SubscriberEmail,
+    date: EditionDate,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let s = app
+        .store
+        .subscriber(email)?
+        .with_context(|| format!("{email} is not a subscriber"))?;
+    if !s.receives_digests() {
+        let _ = writeln!(
+            out.stderr,
+            "note: {email} is {}{}; this is what they would get otherwise",
+            s.status,
+            if s.preferences.paused {
+                " and paused"
+            } else {
+                ""
+            }
+        );
+    }
+    let e = edition::explain(app, date, &s, true)
+        .await?
+        .expect("a fetch was allowed");
+    let o = &mut out.stdout;
+    let _ = writeln!(
+        o,
+        "edition {date} for {email}: {} of {} papers picked ({}{})",
+        e.picked(),
+        e.lines.len(),
+        if e.on_record {
+            "the edition on record"
+        } else {
+            "the page as it is now; nothing on record for that date"
+        },
+        if e.had_it {
+            "; their digest of it is planned or sent"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(
+        o,
+        "preferences: {}",
+        Effective::new(&s.preferences, &app.settings.digest).explain()
+    );
+    for (paper, verdict) in &e.lines {
+        let _ = writeln!(
+            o,
+            "{:<34} {:>5}  {:<10}  {}",
+            verdict.to_string(),
+            paper.upvotes,
+            paper.id,
+            crate::render::trim_at_word(&paper.title, 70)
+        );
+    }
+    Ok(())
 }
 
 async fn run_once(app: &Arc<App>, date: EditionDate, out: &mut Output) -> anyhow::Result<()> {

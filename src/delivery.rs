@@ -323,7 +323,8 @@ impl Shared {
             return Ok(Outcome::Skipped);
         };
         let domain = sub.email.domain().to_string();
-        let personal = app.personal(&sub);
+        let mut personal = app.personal(&sub);
+        personal.late = d.late.clone();
         let message = self
             .template
             .digest(&d.papers, &personal)

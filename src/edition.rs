@@ -13,7 +13,7 @@ use chrono::Utc;
 
 use crate::app::App;
 use crate::delivery::{self, SendOutcome};
-use crate::digest::{Effective, matches_keywords, select_matching};
+use crate::digest::{Effective, Pool, SentOn, Verdict, judge, matches_keywords, picked};
 use crate::domain::{EditionDate, Keywords, Paper, PaperId, Subscriber};
 use crate::metrics;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
@@ -60,11 +60,14 @@ impl Report {
     }
 }
 
-/// The page of an edition as planning sees it: its papers, their numbers in the ledgers
-/// and the selections on record that carried them (looked up once, not once per
-/// subscriber), and the edition's template.
+/// The page of an edition as planning sees it: its papers (then those of recent lists, for
+/// late bloomers), their numbers in the ledgers, their first sightings and the selections
+/// on record that carried them (looked up once, not once per subscriber), and the
+/// edition's template.
 struct Page<'a> {
-    papers: &'a [Paper],
+    date: EditionDate,
+    papers: Vec<Paper>,
+    on_page: usize,
     index: PageIndex,
     template: &'a EditionTemplate,
     /// Which papers match each set of keywords seen so far: subscribers' keyword sets
@@ -75,19 +78,39 @@ struct Page<'a> {
 impl<'a> Page<'a> {
     fn new(
         app: &App,
-        papers: &'a [Paper],
+        date: EditionDate,
+        page: &[Paper],
+        recent: &[Paper],
         template: &'a EditionTemplate,
     ) -> Result<Self, RunError> {
+        let mut papers = page.to_vec();
+        papers.extend(
+            recent
+                .iter()
+                .filter(|r| !page.iter().any(|p| p.id == r.id))
+                .cloned(),
+        );
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
         Ok(Self {
-            papers,
+            date,
+            on_page: page.len(),
             index: app.store.page_index(&ids)?,
+            papers,
             template,
             keyword_matches: Mutex::default(),
         })
     }
 
-    /// For each paper on the page, whether it matches these (non-empty) keywords.
+    fn pool(&self) -> Pool<'_> {
+        Pool {
+            date: self.date,
+            papers: &self.papers,
+            on_page: self.on_page,
+            first_seen: self.index.first_seen(),
+        }
+    }
+
+    /// For each paper, whether it matches these (non-empty) keywords.
     fn matching(&self, keywords: &Keywords) -> Arc<[bool]> {
         let mut known = self
             .keyword_matches
@@ -103,28 +126,59 @@ impl<'a> Page<'a> {
             })
             .clone()
     }
+
+    /// The verdict on every paper for a subscriber, before the size budget.
+    fn judge(&self, effective: &Effective<'_>, sent: &SentOn) -> Vec<(&Paper, Verdict)> {
+        let pool = self.pool();
+        if effective.keywords.is_empty() {
+            judge(&pool, effective, sent, |_, _| true)
+        } else {
+            let matching = self.matching(effective.keywords);
+            judge(&pool, effective, sent, |i, _| matching[i])
+        }
+    }
 }
 
 /// Which papers a subscriber gets from this page, after the size budget: the papers that
-/// would not fit stay unsent and can come in a later digest. Empty means no email.
+/// would not fit stay unsent and can come in a later digest. Empty means no email. The
+/// late bloomers among them are put in `personal`, which the digest marks them from.
 fn choose(
     app: &App,
     page: &Page<'_>,
     s: &Subscriber,
     before: &SentBefore,
-    personal: &Personal,
+    personal: &mut Personal,
 ) -> Vec<PaperId> {
-    let (template, papers) = (page.template, page.papers);
-    let sent = before.among(&page.index);
+    decide(app, page, s, &before.among(&page.index), personal).1
+}
+
+/// [`choose`], with the verdict on every paper of the page (those the size budget left out
+/// marked so).
+fn decide<'p>(
+    app: &App,
+    page: &'p Page<'_>,
+    s: &Subscriber,
+    sent: &SentOn,
+    personal: &mut Personal,
+) -> (Vec<(&'p Paper, Verdict)>, Vec<PaperId>) {
     let effective = Effective::new(&s.preferences, &app.settings.digest);
-    let chosen = if effective.keywords.is_empty() {
-        select_matching(papers, &effective, &sent, |_, _| true)
-    } else {
-        let matching = page.matching(effective.keywords);
-        select_matching(papers, &effective, &sent, |i, _| matching[i])
-    };
-    let chosen: Vec<PaperId> = chosen.into_iter().map(|p| p.id.clone()).collect();
-    template.fit(&chosen, personal)
+    let mut judged = page.judge(&effective, sent);
+    let picked = picked(&judged);
+    personal.late = picked
+        .iter()
+        .filter_map(|(p, late)| Some((p.id.clone(), (*late)?)))
+        .collect();
+    let chosen: Vec<PaperId> = picked.into_iter().map(|(p, _)| p.id.clone()).collect();
+    let fitted = page.template.fit(&chosen, personal);
+    if fitted.len() < chosen.len() {
+        personal.late.retain(|(id, _)| fitted.contains(id));
+        for (p, v) in &mut judged {
+            if v.is_picked() && !fitted.contains(&p.id) {
+                *v = Verdict::OverSizeBudget;
+            }
+        }
+    }
+    (judged, fitted)
 }
 
 /// Fetches, plans and sends the edition for `date`.
@@ -136,7 +190,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
-    let (mut report, template) = plan(app, date, &listing.papers).await?;
+    let (mut report, template) = plan(app, date, &listing.papers, &[]).await?;
     tracing::info!(
         edition = %date,
         planned = report.planned,
@@ -151,7 +205,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
         };
         let template = Arc::new(EditionTemplate::new(
             earlier,
-            &edition.papers,
+            &edition.all_papers(),
             app.settings.public_base(),
         )?);
         let outcome = delivery::send_pending(app, earlier, &template).await?;
@@ -190,6 +244,7 @@ pub async fn plan(
     app: &App,
     date: EditionDate,
     papers: &[Paper],
+    recent: &[Paper],
 ) -> Result<(Report, Arc<EditionTemplate>), RunError> {
     let store = &app.store;
     let mut report = Report {
@@ -199,14 +254,15 @@ pub async fn plan(
     let retention = app.settings.digest.retention_days;
     store.clear_deliveries_before(date, date.minus_days(retention))?;
     store.record_papers(date, papers)?;
-    let edition = store.freeze_edition(date, papers)?;
+    store.record_papers(date, recent)?;
+    let edition = store.freeze_edition(date, papers, recent)?;
     let template = Arc::new(EditionTemplate::new(
         date,
-        &edition.papers,
+        &edition.all_papers(),
         app.settings.public_base(),
     )?);
 
-    let page = Page::new(app, papers, &template)?;
+    let page = Page::new(app, date, papers, recent, &template)?;
     let mut planner = store.planner(date)?;
     for s in store.subscribers_by_id() {
         let s = s?;
@@ -218,7 +274,8 @@ pub async fn plan(
             report.already_had += 1;
             continue;
         }
-        let chosen = choose(app, &page, &s, &before, &app.personal(&s));
+        let mut personal = app.personal(&s);
+        let chosen = choose(app, &page, &s, &before, &mut personal);
         if chosen.is_empty() {
             report.nothing_new += 1;
             continue;
@@ -234,6 +291,7 @@ pub async fn plan(
                 last_error: None,
                 updated_at: Utc::now(),
                 created_at: Some(Utc::now()),
+                late: personal.late,
             },
             page.index.seqs(),
         )?;
@@ -270,9 +328,9 @@ pub async fn dry_run(
         .store
         .edition(date)?
         .unwrap_or_else(|| EditionRecord::new(date));
-    edition.merge(&listing.papers);
-    let template = EditionTemplate::new(date, &edition.papers, app.settings.public_base())?;
-    let page = Page::new(app, &listing.papers, &template)?;
+    edition.merge(&listing.papers, &[]);
+    let template = EditionTemplate::new(date, &edition.all_papers(), app.settings.public_base())?;
+    let page = Page::new(app, date, &listing.papers, &edition.recent, &template)?;
     let mut lines = Vec::new();
     for s in app.store.subscribers()? {
         if !s.receives_digests() {
@@ -285,8 +343,8 @@ pub async fn dry_run(
             // Planned and since cleared from the outbox: done, whichever way it went.
             DryRunPlan::AlreadyHas(DeliveryState::Sent)
         } else {
-            let personal = app.personal(&s);
-            let chosen = choose(app, &page, &s, &before, &personal);
+            let mut personal = app.personal(&s);
+            let chosen = choose(app, &page, &s, &before, &mut personal);
             if chosen.is_empty() {
                 DryRunPlan::NothingNew
             } else {
@@ -314,11 +372,61 @@ pub async fn preview(
 ) -> Result<Option<Rendered>, RunError> {
     let listing = app.source.fetch(date).await?;
     let template = EditionTemplate::new(date, &listing.papers, app.settings.public_base())?;
-    let personal = app.personal(s);
-    let page = Page::new(app, &listing.papers, &template)?;
-    let chosen = choose(app, &page, s, &app.store.sent_before(s.id)?, &personal);
+    let mut personal = app.personal(s);
+    let page = Page::new(app, date, &listing.papers, &[], &template)?;
+    let chosen = choose(app, &page, s, &app.store.sent_before(s.id)?, &mut personal);
     if chosen.is_empty() {
         return Ok(None);
     }
     Ok(Some(template.digest(&chosen, &personal)?))
+}
+
+/// Why each paper of an edition is or is not in a subscriber's digest.
+pub struct Explanation {
+    pub date: EditionDate,
+    /// Whether the papers are the edition as frozen in the store (else a fresh fetch).
+    pub on_record: bool,
+    /// Whether the subscriber's digest of this edition was planned already: the picked
+    /// papers are then those it carried (as far as the page has not changed since).
+    pub had_it: bool,
+    /// Every paper of the page (then of recent lists), with its verdict, in page order.
+    pub lines: Vec<(Paper, Verdict)>,
+}
+
+impl Explanation {
+    pub fn picked(&self) -> usize {
+        self.lines.iter().filter(|(_, v)| v.is_picked()).count()
+    }
+}
+
+/// The verdict on every paper of the edition for `date` for this subscriber: the edition on
+/// record if there is one, else (with `fetch`) the page as it is now. Nothing is written.
+/// Papers already in the subscriber's digest of that edition show as sent on that date.
+pub async fn explain(
+    app: &Arc<App>,
+    date: EditionDate,
+    s: &Subscriber,
+    fetch: bool,
+) -> Result<Option<Explanation>, RunError> {
+    let (page, recent, on_record) = match app.store.edition(date)? {
+        Some(e) => (e.papers, e.recent, true),
+        None if fetch => (app.source.fetch(date).await?.papers, Vec::new(), false),
+        None => return Ok(None),
+    };
+    let all: Vec<Paper> = page.iter().chain(&recent).cloned().collect();
+    let template = EditionTemplate::new(date, &all, app.settings.public_base())?;
+    let page = Page::new(app, date, &page, &recent, &template)?;
+    let before = app.store.sent_before(s.id)?;
+    // Judged as when this edition was planned: what its own digest carried was not sent
+    // before it.
+    let mut sent = before.among(&page.index);
+    sent.retain(|_, on| *on != Some(date));
+    let (judged, _) = decide(app, &page, s, &sent, &mut app.personal(s));
+    let lines = judged.into_iter().map(|(p, v)| (p.clone(), v)).collect();
+    Ok(Some(Explanation {
+        date,
+        on_record,
+        had_it: before.has_edition(date),
+        lines,
+    }))
 }

@@ -789,6 +789,7 @@ mod tests {
             why: "up to 10 trending papers about «Über»".into(),
             preferences_url: "https://p.example.org/preferences?token=abc".into(),
             unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
+            late: Vec::new(),
         };
         let r = template.digest(&ids, &personal).unwrap();
         assert!(r.html.is_ascii(), "the renderer keeps the HTML ASCII");

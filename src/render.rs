@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 
+use crate::digest::Sighting;
 use crate::domain::{EditionDate, Paper, PaperId};
 
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
@@ -113,6 +114,8 @@ struct DigestText<'a> {
     date_long: &'a str,
     count_line: &'a str,
     papers: &'a [&'a PaperView],
+    /// Per paper, in order: a note for a late bloomer, else empty.
+    notes: &'a [String],
     site: &'a str,
     why: &'a str,
     preferences_url: &'a str,
@@ -125,6 +128,31 @@ pub struct Personal {
     pub why: String,
     pub preferences_url: String,
     pub unsubscribe_url: String,
+    /// The papers that are late bloomers for them, with their first sighting.
+    pub late: Vec<(PaperId, Sighting)>,
+}
+
+impl Personal {
+    fn late_note(&self, id: &PaperId) -> Option<String> {
+        let (_, s) = self.late.iter().find(|(l, _)| l == id)?;
+        Some(format!(
+            "Late bloomer: first seen {} with {} upvote{}",
+            s.date.short(),
+            s.upvotes,
+            if s.upvotes == 1 { "" } else { "s" }
+        ))
+    }
+
+    /// The badge a late bloomer's card opens with. Cards are inlined once per edition, so
+    /// this carries its style inline itself; the class is for the dark-mode rule.
+    fn late_badge(&self, id: &PaperId) -> Option<String> {
+        self.late_note(id).map(|note| {
+            format!(
+                "<p class=\"late\" style=\"font-size: 12px; font-weight: 700; color: #047857; margin: 0 0 4px 0;\">{}</p>",
+                escape_html(&note)
+            )
+        })
+    }
 }
 
 /// One subscriber's digest, ready to be put in a message.
@@ -151,7 +179,8 @@ pub struct EditionTemplate {
     site: String,
     views: HashMap<PaperId, PaperView>,
     head: Slotted,
-    cards: HashMap<String, String>,
+    /// Each paper's card, cut where a late bloomer's badge goes.
+    cards: HashMap<String, (String, String)>,
     tail: Slotted,
     /// Kept for the tests, which check that no marker reaches a mail.
     #[cfg(test)]
@@ -275,7 +304,18 @@ impl EditionTemplate {
                         .find(&end_tag)
                         .ok_or(RenderError::Shape("a card end marker is missing"))?
                         + body_start;
-                    cards.insert(v.id.clone(), inlined[body_start..body_end].to_string());
+                    let card = &inlined[body_start..body_end];
+                    let late = format!("<!--{marker} late-->");
+                    let split = card
+                        .find(&late)
+                        .ok_or(RenderError::Shape("a card's badge marker is missing"))?;
+                    cards.insert(
+                        v.id.clone(),
+                        (
+                            card[..split].to_string(),
+                            card[split + late.len()..].to_string(),
+                        ),
+                    );
                     cursor = body_end + end_tag.len();
                 }
                 (
@@ -316,9 +356,21 @@ impl EditionTemplate {
             .iter()
             .filter_map(|id| Some((id.clone(), self.views.get(id)?)))
             .unzip();
+        let badges: usize = ids
+            .iter()
+            .filter_map(|id| personal.late_badge(id))
+            .map(|b| b.len())
+            .sum();
         loop {
             let values = self.slot_values(&views, personal);
-            let cards: usize = views.iter().map(|v| self.cards[&v.id].len()).sum();
+            let cards: usize = views
+                .iter()
+                .map(|v| {
+                    let (a, b) = &self.cards[&v.id];
+                    a.len() + b.len()
+                })
+                .sum::<usize>()
+                + badges;
             let size = self.head.len_with(&values) + cards + self.tail.len_with(&values);
             if size <= HTML_BUDGET || views.len() <= 1 {
                 return Fitted {
@@ -345,15 +397,25 @@ impl EditionTemplate {
         } = self.fitted(chosen, personal);
         let mut html = String::with_capacity(size);
         self.head.fill_into(&mut html, &values);
-        for v in &views {
-            html.push_str(&self.cards[&v.id]);
+        for (id, v) in papers.iter().zip(&views) {
+            let (before, after) = &self.cards[&v.id];
+            html.push_str(before);
+            if let Some(badge) = personal.late_badge(id) {
+                html.push_str(&badge);
+            }
+            html.push_str(after);
         }
         self.tail.fill_into(&mut html, &values);
         let date_long = self.date.long();
+        let notes: Vec<String> = papers
+            .iter()
+            .map(|id| personal.late_note(id).unwrap_or_default())
+            .collect();
         let text = DigestText {
             date_long: &date_long,
             count_line: &count_line(views.len()),
             papers: &views,
+            notes: &notes,
             site: &self.site,
             why: &personal.why,
             preferences_url: &personal.preferences_url,
@@ -557,6 +619,7 @@ mod tests {
             why: "up to 10 trending papers".into(),
             preferences_url: "https://p.example.org/preferences?token=abc".into(),
             unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
+            late: Vec::new(),
         }
     }
 

@@ -30,6 +30,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use self::db::Db;
 use self::ledger::{Ledger, NO_SELECTION, decode_seqs, encode_seqs};
+use crate::digest::{SentOn, Sighting};
 use crate::domain::{
     EditionDate, Paper, PaperId, Status, Subscriber, SubscriberEmail, SubscriberId,
 };
@@ -109,13 +110,21 @@ pub struct Delivery {
     /// When it was planned; a delivery still not accepted long after is given up.
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
+    /// The papers that are late bloomers for this subscriber, marked as such in the digest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub late: Vec<(PaperId, Sighting)>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EditionRecord {
     pub date: EditionDate,
     pub created_at: DateTime<Utc>,
+    /// The page's papers.
     pub papers: Vec<Paper>,
+    /// Papers of recent days' lists that were no longer on the page: only late bloomers
+    /// are sent from these, and they are not part of the edition as the archive shows it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Paper>,
 }
 
 impl EditionRecord {
@@ -124,23 +133,34 @@ impl EditionRecord {
             date,
             created_at: Utc::now(),
             papers: Vec::new(),
+            recent: Vec::new(),
         }
     }
 
     pub fn paper(&self, id: &PaperId) -> Option<&Paper> {
-        self.papers.iter().find(|p| &p.id == id)
+        self.papers.iter().chain(&self.recent).find(|p| &p.id == id)
+    }
+
+    /// Every paper a digest of this edition can hold: the page's, then the recent ones.
+    pub fn all_papers(&self) -> Vec<Paper> {
+        self.papers.iter().chain(&self.recent).cloned().collect()
     }
 
     /// Adds the papers new to this edition; papers already in it keep their first snapshot.
     /// Returns how many were added.
-    pub fn merge(&mut self, fresh: &[Paper]) -> usize {
-        let before = self.papers.len();
+    pub fn merge(&mut self, fresh: &[Paper], recent: &[Paper]) -> usize {
+        let before = self.papers.len() + self.recent.len();
         for p in fresh {
             if self.paper(&p.id).is_none() {
                 self.papers.push(p.clone());
             }
         }
-        self.papers.len() - before
+        for p in recent {
+            if self.paper(&p.id).is_none() {
+                self.recent.push(p.clone());
+            }
+        }
+        self.papers.len() + self.recent.len() - before
     }
 }
 
@@ -152,6 +172,10 @@ struct StoredPaper {
     seq: Option<u32>,
     first_seen: EditionDate,
     last_seen: EditionDate,
+    /// Its upvotes when first seen: a paper that passes a subscriber's minimum only later
+    /// is a late bloomer for them. Unknown for papers recorded by earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    first_upvotes: Option<u32>,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -167,23 +191,25 @@ pub struct PruneReport {
 pub struct SentBefore(Ledger);
 
 impl SentBefore {
-    /// Which of the page's papers are among them.
-    pub fn among(&self, page: &PageIndex) -> HashSet<PaperId> {
-        let mut hit = vec![false; page.seqs.len()];
+    /// Which of the page's papers are among them, with the edition each went out with
+    /// when the store still knows it (the selections of editions in the window).
+    pub fn among(&self, page: &PageIndex) -> SentOn {
+        let mut hit: Vec<Option<Option<EditionDate>>> = vec![None; page.seqs.len()];
         for (i, (_, seq)) in page.seqs.iter().enumerate() {
-            hit[i] = self.0.papers.contains(seq);
+            if self.0.papers.contains(seq) {
+                hit[i] = Some(None);
+            }
         }
         // Selections from before the page's oldest paper was first seen cannot hold any.
         for (&day, &selection) in self.0.days.range(page.first_day..) {
             for &i in page.carried.get(&(day, selection)).into_iter().flatten() {
-                hit[i] = true;
+                hit[i] = Some(EditionDate::from_day_number(day));
             }
         }
         page.seqs
             .iter()
             .zip(hit)
-            .filter(|(_, hit)| *hit)
-            .map(|((id, _), _)| id.clone())
+            .filter_map(|((id, _), hit)| Some((id.clone(), hit?)))
             .collect()
     }
 
@@ -196,6 +222,8 @@ impl SentBefore {
 /// which of them each selection on record carried. Built once per edition.
 pub struct PageIndex {
     seqs: Vec<(PaperId, u32)>,
+    /// When each paper was first seen, and with how many upvotes, where known.
+    first_seen: std::collections::HashMap<PaperId, Sighting>,
     /// The day the oldest of the papers was first seen.
     first_day: u32,
     /// (day, selection) → positions in `seqs`, for the selections that hold any of them.
@@ -206,6 +234,11 @@ impl PageIndex {
     /// The papers that have a sequence number (all those recorded), with it.
     pub fn seqs(&self) -> &[(PaperId, u32)] {
         &self.seqs
+    }
+
+    /// The first sightings of the papers, for late bloomers.
+    pub fn first_seen(&self) -> &std::collections::HashMap<PaperId, Sighting> {
+        &self.first_seen
     }
 }
 
@@ -511,7 +544,7 @@ impl Store {
     fn assign_seqs(
         &self,
         ids: &[PaperId],
-        seen: Option<EditionDate>,
+        seen: Option<(EditionDate, &[u32])>,
     ) -> Result<std::collections::HashMap<PaperId, u32>> {
         self.db.transaction(|tx| {
             let mut next = tx
@@ -520,18 +553,20 @@ impl Store {
                 .map(u32::from_be_bytes)
                 .unwrap_or(0);
             let mut out = std::collections::HashMap::new();
-            for id in ids {
+            for (i, id) in ids.iter().enumerate() {
                 let stored: Option<StoredPaper> = tx
                     .get(PAPERS, id.as_str().as_bytes())?
                     .map(|v| decode("papers", &v))
                     .transpose()?;
                 // Numbered without being seen (planned from papers not recorded first):
                 // seen on the earliest day, so the first real sighting sets both dates.
-                let day = seen.unwrap_or(EditionDate::from_day_number(0).expect("day 0"));
+                let day = seen.map_or(EditionDate::from_day_number(0).expect("day 0"), |s| s.0);
+                let is_new = stored.is_none();
                 let mut stored = stored.unwrap_or(StoredPaper {
                     seq: None,
                     first_seen: day,
                     last_seen: day,
+                    first_upvotes: None,
                 });
                 let seq = match stored.seq {
                     Some(seq) => seq,
@@ -543,7 +578,12 @@ impl Store {
                     }
                 };
                 stored.seq = Some(seq);
-                if let Some(date) = seen {
+                if let Some((date, upvotes)) = seen {
+                    // The upvotes of the first sighting, not of a later one: a record
+                    // from before they were kept stays without.
+                    if is_new || date < stored.first_seen {
+                        stored.first_upvotes = upvotes.get(i).copied();
+                    }
                     stored.first_seen = stored.first_seen.min(date);
                     stored.last_seen = stored.last_seen.max(date);
                 }
@@ -659,17 +699,23 @@ impl Store {
     /// gives papers seen for the first time their sequence number.
     pub fn record_papers(&self, date: EditionDate, papers: &[Paper]) -> Result<()> {
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
-        self.assign_seqs(&ids, Some(date))?;
+        let upvotes: Vec<u32> = papers.iter().map(|p| p.upvotes).collect();
+        self.assign_seqs(&ids, Some((date, &upvotes)))?;
         Ok(())
     }
 
     /// Freezes the papers of an edition: papers already frozen keep their first snapshot,
     /// papers new to this edition are added. Returns the whole frozen edition.
-    pub fn freeze_edition(&self, date: EditionDate, fresh: &[Paper]) -> Result<EditionRecord> {
+    pub fn freeze_edition(
+        &self,
+        date: EditionDate,
+        fresh: &[Paper],
+        recent: &[Paper],
+    ) -> Result<EditionRecord> {
         let stored = self.edition(date)?;
         let is_new = stored.is_none();
         let mut record = stored.unwrap_or_else(|| EditionRecord::new(date));
-        if record.merge(fresh) > 0 || is_new {
+        if record.merge(fresh, recent) > 0 || is_new {
             self.db
                 .put(EDITIONS, &date.key_bytes(), &encode_edition(&record))?;
         }
@@ -702,6 +748,7 @@ impl Store {
     /// These papers' sequence numbers, and which of them each selection on record carried.
     pub fn page_index(&self, ids: &[PaperId]) -> Result<PageIndex> {
         let mut seqs = Vec::with_capacity(ids.len());
+        let mut first_seen = std::collections::HashMap::new();
         let mut first_day = u32::MAX;
         for id in ids {
             let stored = self
@@ -711,14 +758,22 @@ impl Store {
                 .transpose()?;
             if let Some(StoredPaper {
                 seq: Some(seq),
-                first_seen,
+                first_seen: first,
+                first_upvotes,
                 ..
             }) = stored
             {
                 seqs.push((id.clone(), seq));
                 // A paper numbered before it was seen has day 0 here: every selection is
                 // looked at, as it could have been planned any day.
-                first_day = first_day.min(first_seen.day_number());
+                first_day = first_day.min(first.day_number());
+                if let Some(upvotes) = first_upvotes {
+                    let sighting = Sighting {
+                        date: first,
+                        upvotes,
+                    };
+                    first_seen.insert(id.clone(), sighting);
+                }
             }
         }
         let position: std::collections::HashMap<u32, usize> = seqs
@@ -740,6 +795,7 @@ impl Store {
         }
         Ok(PageIndex {
             seqs,
+            first_seen,
             first_day,
             carried,
         })
@@ -1132,6 +1188,7 @@ mod tests {
             last_error: None,
             updated_at: Utc::now(),
             created_at: Some(Utc::now()),
+            late: Vec::new(),
         }
     }
 
@@ -1251,9 +1308,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let d = date("2025-12-08");
-        store.freeze_edition(d, &[paper("2501.00001", 5)]).unwrap();
+        store
+            .freeze_edition(d, &[paper("2501.00001", 5)], &[])
+            .unwrap();
         let e = store
-            .freeze_edition(d, &[paper("2501.00001", 50), paper("2501.00002", 7)])
+            .freeze_edition(d, &[paper("2501.00001", 50), paper("2501.00002", 7)], &[])
             .unwrap();
         assert_eq!(e.papers.len(), 2);
         assert_eq!(e.papers[0].upvotes, 5);
@@ -1288,7 +1347,7 @@ mod tests {
                 ..
             })
         ));
-        store.freeze_edition(d, &record.papers).unwrap();
+        store.freeze_edition(d, &record.papers, &[]).unwrap();
         assert_eq!(store.edition(d).unwrap().unwrap().papers, record.papers);
     }
 
@@ -1304,7 +1363,7 @@ mod tests {
             .record_papers(old, &[paper("2501.00001", 1), paper("2501.00002", 1)])
             .unwrap();
         store
-            .freeze_edition(old, &[paper("2501.00001", 1)])
+            .freeze_edition(old, &[paper("2501.00001", 1)], &[])
             .unwrap();
         store
             .plan_one(&delivery(old, &s, &["2501.00001", "2501.00002"]))
@@ -1383,6 +1442,7 @@ mod tests {
                 seq: None,
                 first_seen: d,
                 last_seen: d,
+                first_upvotes: None,
             };
             for id in ["2501.00001", "2501.00002"] {
                 tree(PAPERS).insert(id, encode(&seen)).unwrap();
@@ -1437,7 +1497,11 @@ mod tests {
             papers: &[PaperId],
         ) -> Result<HashSet<PaperId>> {
             let page = self.page_index(papers)?;
-            Ok(self.sent_before(subscriber)?.among(&page))
+            Ok(self
+                .sent_before(subscriber)?
+                .among(&page)
+                .into_keys()
+                .collect())
         }
 
         fn has_edition(&self, subscriber: SubscriberId, date: EditionDate) -> Result<bool> {
