@@ -19,6 +19,7 @@
 //! moves on).
 
 mod db;
+mod history;
 mod ledger;
 mod migrate;
 
