@@ -87,6 +87,15 @@ impl App {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// The address of a subscriber's personal feed: the digests they were sent.
+    pub fn feed_url(&self, s: &Subscriber) -> String {
+        format!(
+            "{}/feed/{}.xml",
+            self.settings.public_base(),
+            self.tokens.sign(Purpose::Feed, s.id, None, 0)
+        )
+    }
+
     /// The parts of a digest that are a subscriber's own: why they get it, and their links.
     pub fn personal(&self, s: &Subscriber) -> Personal {
         let base = self.settings.public_base();

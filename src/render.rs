@@ -98,6 +98,7 @@ impl PaperView {
 #[template(path = "digest.html")]
 struct DigestHtml<'a> {
     date_long: &'a str,
+    edition_url: &'a str,
     count_line: &'a str,
     preheader: &'a str,
     papers: &'a [PaperView],
@@ -112,6 +113,7 @@ struct DigestHtml<'a> {
 #[template(path = "digest.txt")]
 struct DigestText<'a> {
     date_long: &'a str,
+    edition_url: &'a str,
     count_line: &'a str,
     papers: &'a [&'a PaperView],
     /// Per paper, in order: a note for a late bloomer, else empty.
@@ -177,6 +179,8 @@ struct Fitted<'a> {
 pub struct EditionTemplate {
     date: EditionDate,
     site: String,
+    /// The edition's page in the archive: the digest's "view in browser" link.
+    edition_url: String,
     views: HashMap<PaperId, PaperView>,
     head: Slotted,
     /// Each paper's card, cut where a late bloomer's badge goes.
@@ -264,8 +268,10 @@ impl EditionTemplate {
         let views: Vec<PaperView> = papers.iter().map(PaperView::new).collect();
         let site = site_name(public_base);
         let date_long = date.long();
+        let edition_url = edition_url(public_base, date);
         let html = DigestHtml {
             date_long: &date_long,
+            edition_url: &edition_url,
             count_line: &slot("count"),
             preheader: &slot("preheader"),
             papers: &views,
@@ -327,6 +333,7 @@ impl EditionTemplate {
         Ok(Self {
             date,
             site,
+            edition_url,
             views: views
                 .into_iter()
                 .zip(papers)
@@ -413,6 +420,7 @@ impl EditionTemplate {
             .collect();
         let text = DigestText {
             date_long: &date_long,
+            edition_url: &self.edition_url,
             count_line: &count_line(views.len()),
             papers: &views,
             notes: &notes,
@@ -480,6 +488,12 @@ fn preheader(views: &[&PaperView]) -> String {
     } else {
         trim_at_word(&format!("Also: {}", titles.join(" · ")), 140)
     }
+}
+
+/// The page of an edition in the archive, under the public URL (given without a trailing
+/// slash, as `Settings::public_base` has it).
+pub fn edition_url(public_base: &str, date: EditionDate) -> String {
+    format!("{public_base}/editions/{date}")
 }
 
 fn site_name(public_base: &str) -> String {
@@ -662,6 +676,13 @@ mod tests {
         assert!(r.html.contains("prefers-color-scheme: dark"));
         assert!(r.text.contains("Ada, Grace, Alan et al. · Lab"));
         assert!(r.text.contains("Code: https://github.com/o/r (★ 12)"));
+        // Both parts link the edition's page in the archive.
+        let archived = "https://p.example.org/editions/2025-12-09";
+        assert!(r.html.contains(&format!("href=\"{archived}\"")));
+        assert!(
+            r.text
+                .contains(&format!("View in your browser: {archived}"))
+        );
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! Signed tokens for the links in emails: unsubscribe, preferences, confirm.
+//! Signed tokens for the links in emails and pages: unsubscribe, preferences, confirm, and a
+//! subscriber's personal feed.
 //!
 //! A token is `base64url(version | purpose | subscriber id | expiry | tag)`, where the tag is
 //! the first 16 bytes of HMAC-SHA256 over everything before it and a `binding` value that is
-//! not in the token. Unsubscribe and preferences tokens bind nothing, so the token in a
+//! not in the token. Unsubscribe, preferences and feed tokens bind nothing, so the token in a
 //! digest keeps working for as long as the subscription exists. A confirm token binds the
 //! subscriber's current confirmation nonce, which confirming clears: the link works once.
 //! Tokens cannot be forged or guessed (128-bit tag) and cannot be used for another purpose
@@ -29,6 +30,9 @@ pub enum Purpose {
     Unsubscribe = 1,
     Preferences = 2,
     Confirm = 3,
+    /// Reads a subscriber's personal feed: it lives in a feed reader's settings, so it only
+    /// reads, and cannot change or end the subscription.
+    Feed = 4,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -185,8 +189,14 @@ mod tests {
         let id = SubscriberId::from_u64(42);
         let t = key(1).sign(Purpose::Unsubscribe, id, None, 0);
         let now = Utc::now();
+        for other in [Purpose::Preferences, Purpose::Confirm, Purpose::Feed] {
+            assert_eq!(key(1).verify(other, &t, now, 0), Err(TokenError::Invalid));
+        }
+        // Nor the other way round: a feed token, shared with a feed reader, cannot unsubscribe.
+        let feed = key(1).sign(Purpose::Feed, id, None, 0);
+        assert_eq!(key(1).verify(Purpose::Feed, &feed, now, 0), Ok(id));
         assert_eq!(
-            key(1).verify(Purpose::Preferences, &t, now, 0),
+            key(1).verify(Purpose::Unsubscribe, &feed, now, 0),
             Err(TokenError::Invalid)
         );
         assert_eq!(

@@ -175,6 +175,22 @@ impl Db {
             .optional()?)
     }
 
+    /// Up to `n` entries with keys below `before` (all keys if none), newest key first: the
+    /// end of a tree a page at a time, without reading it from the start.
+    pub fn last_n_before(&self, tree: &str, before: Option<&[u8]>, n: usize) -> Result<Vec<Entry>> {
+        let conn = self.conn();
+        let sql = format!(
+            "SELECT k, v FROM {} WHERE ?1 IS NULL OR k < ?1 ORDER BY k DESC LIMIT ?2",
+            checked(tree)?
+        );
+        let limit = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = conn
+            .prepare_cached(&sql)?
+            .query_map(params![before, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<Entry>>>()?;
+        Ok(rows)
+    }
+
     pub fn is_empty(&self, tree: &str) -> Result<bool> {
         let conn = self.conn();
         let sql = format!("SELECT NOT EXISTS (SELECT 1 FROM {})", checked(tree)?);
@@ -389,6 +405,21 @@ mod tests {
         assert_eq!(some, CHUNK + 5);
         assert_eq!(db.scan_prefix("t", &[0, 0, 0]).count(), 256);
         assert_eq!(db.last("t").unwrap().unwrap().0, (n - 1).to_be_bytes());
+        let key = |e: &Entry| u32::from_be_bytes(e.0.clone().try_into().unwrap());
+        let newest: Vec<u32> = db
+            .last_n_before("t", None, 3)
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect();
+        assert_eq!(newest, [n - 1, n - 2, n - 3]);
+        let older: Vec<u32> = db
+            .last_n_before("t", Some(&2u32.to_be_bytes()), 5)
+            .unwrap()
+            .iter()
+            .map(key)
+            .collect();
+        assert_eq!(older, [1, 0]);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! - `selections`: date ‖ number → a set of paper sequence numbers: the distinct selections
 //!   of an edition's papers its deliveries carried, which ledgers point at.
 //! - `editions`: date → the papers of that edition, frozen at the first fetch, so a retry of a
-//!   delivery renders the same digest.
+//!   delivery renders the same digest; kept for good, as the archive (see [`archive`]).
 //! - `deliveries`: date ‖ subscriber id → [`Delivery`]: the outbox, one per subscriber per
 //!   edition; once done, kept until the run of a later edition.
 //!
@@ -18,7 +18,9 @@
 //! semantics depend on (plans before the first send, each acceptance before its sender
 //! moves on).
 
+mod archive;
 mod db;
+mod history;
 mod ledger;
 mod migrate;
 
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+pub use self::archive::EditionSummary;
 use self::db::Db;
 use self::ledger::{Ledger, NO_SELECTION, decode_seqs, encode_seqs};
 use crate::digest::{SentOn, Sighting};
@@ -183,7 +186,6 @@ pub struct PruneReport {
     pub papers: usize,
     pub ledger: usize,
     pub selections: usize,
-    pub editions: usize,
     pub deliveries: usize,
 }
 
@@ -417,6 +419,11 @@ fn encode_edition(record: &EditionRecord) -> Vec<u8> {
 }
 
 fn decode_edition(bytes: &[u8]) -> Result<EditionRecord> {
+    decode_edition_as(bytes)
+}
+
+/// An edition read as `T`: the whole record, or only the parts a caller needs.
+fn decode_edition_as<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     use std::io::Read;
     match bytes.split_first() {
         Some((&DEFLATED, deflated)) => {
@@ -997,10 +1004,12 @@ impl Store {
     }
 
     /// Forgets what can no longer matter: papers not seen on the source for `retention_days`
-    /// (and their numbers in every ledger), editions older than the window, and the finished
-    /// deliveries of editions before `today` (the ledger remembers them; the latest
-    /// edition's stay until the next run, to show what it did). A paper that keeps trending
-    /// stays in the ledgers however long ago it was sent, so it is never sent again.
+    /// (and their numbers in every ledger), the selections of editions older than the
+    /// window, and the finished deliveries of editions before `today` (the ledger remembers
+    /// them; the latest edition's stay until the next run, to show what it did). A paper
+    /// that keeps trending stays in the ledgers however long ago it was sent, so it is never
+    /// sent again. Editions themselves are kept for good: they are the archive (a few tens
+    /// of kilobytes a day, deflated).
     pub fn prune(&self, today: EditionDate, retention_days: u32) -> Result<PruneReport> {
         let cutoff = today.minus_days(retention_days);
         let mut report = PruneReport::default();
@@ -1084,18 +1093,8 @@ impl Store {
         }
         write(&mut changed)?;
 
-        let cutoff_key = cutoff.key_bytes();
-        let editions: Vec<Vec<u8>> = self
-            .db
-            .range(EDITIONS, (Unbounded, Excluded(cutoff_key.to_vec())))
-            .map(|e| e.map(|(k, _)| k))
-            .collect::<Result<_>>()?;
-        report.editions = editions.len();
         report.deliveries = self.clear_deliveries_before(today, cutoff)?;
         self.db.transaction(|tx| {
-            for key in &editions {
-                tx.remove(EDITIONS, key)?;
-            }
             for key in &leaving_keys {
                 tx.remove(SELECTIONS, key)?;
             }
@@ -1380,15 +1379,17 @@ mod tests {
                 // The papers were in the edition's selection, not in the ledger itself.
                 ledger: 0,
                 selections: 1,
-                editions: 1,
                 deliveries: 1
             }
         );
         let sent = sent(&store, &s, &["2501.00001", "2501.00002"]);
         assert!(sent.contains(&PaperId::parse("2501.00002").unwrap()));
         assert_eq!(sent.len(), 1);
-        // The edition is older than the window: forgotten with the rest.
+        // The edition is older than the window: gone from the ledger with the rest...
         assert!(!store.has_edition(s.id, old).unwrap());
+        assert!(store.sent_history(s.id).unwrap().is_empty());
+        // ...but kept in the archive, whole.
+        assert_eq!(store.edition(old).unwrap().unwrap().papers.len(), 1);
     }
 
     #[test]

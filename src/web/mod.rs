@@ -1,10 +1,13 @@
-//! The web side: the pages readers use (subscribe, confirm, unsubscribe, preferences) and the
-//! operator's `/healthz` and `/metrics`.
+//! The web side: the pages readers use (subscribe, confirm, unsubscribe, preferences, the
+//! archive of editions and the Atom feeds) and the operator's `/healthz` and `/metrics`.
 //!
 //! Every handler answers with a rendered page; every failure is a [`WebError`], which maps to
 //! a status and a page in exactly one place and never says more than it must (a bad token is
 //! "not valid", whatever was wrong with it).
 
+mod archive;
+mod atom;
+mod feeds;
 mod forms;
 mod limits;
 mod pages;
@@ -52,6 +55,10 @@ pub fn router(app: Arc<App>) -> Router {
             "/preferences",
             get(pages::preferences_page).post(pages::save_preferences),
         )
+        .route("/editions", get(archive::index))
+        .route("/editions/{date}", get(archive::edition))
+        .route("/feed.xml", get(feeds::general))
+        .route("/feed/{file}", get(feeds::personal))
         .route("/healthz", get(pages::healthz))
         .route("/metrics", get(pages::metrics))
         .fallback(pages::not_found)
@@ -135,6 +142,9 @@ pub enum WebError {
     BadToken,
     #[error("not found")]
     NotFound,
+    /// A valid link to something that has ended: the feed of a subscription that ended.
+    #[error("gone")]
+    Gone,
     #[error("rate limited")]
     RateLimited,
     #[error("bad request: {0}")]
@@ -143,6 +153,9 @@ pub enum WebError {
     TooLarge,
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A template that failed to render: a bug.
+    #[error("rendering failed: {0}")]
+    Render(String),
 }
 
 impl IntoResponse for WebError {
@@ -163,6 +176,14 @@ impl IntoResponse for WebError {
             WebError::NotFound => page(
                 StatusCode::NOT_FOUND,
                 &MessagePage::new("Not found", &["There is nothing here."]).with_link(home.0, home.1),
+            ),
+            WebError::Gone => page(
+                StatusCode::GONE,
+                &MessagePage::new(
+                    "This subscription has ended",
+                    &["What this link showed belonged to a subscription that has ended. Subscribe again from the start page to get digests (and a new link)."],
+                )
+                .with_link(home.0, home.1),
             ),
             WebError::RateLimited => {
                 let mut r = page(
@@ -186,8 +207,8 @@ impl IntoResponse for WebError {
                 &MessagePage::new("Too much data", &["The form sent more than paperboy accepts."])
                     .with_link(home.0, home.1),
             ),
-            WebError::Store(e) => {
-                tracing::error!(error = %e, "store error while serving a page");
+            e @ (WebError::Store(_) | WebError::Render(_)) => {
+                tracing::error!(error = %e, "error while serving a page");
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &MessagePage::new(

@@ -1,6 +1,7 @@
 //! paperboy's integration tests: the real binary against a real SMTP server (`smtp-sink`)
 //! and an HTTP server serving pages shaped like Hugging Face Papers.
 
+mod archive;
 mod browser;
 mod cli;
 mod digest;
