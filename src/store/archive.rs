@@ -91,7 +91,7 @@ mod tests {
         let days = ["2025-12-08", "2025-12-09", "2025-12-11", "2026-01-05"];
         for (i, d) in days.iter().enumerate() {
             store
-                .freeze_edition(date(d), &papers(i as u32 + 1))
+                .freeze_edition(date(d), &papers(i as u32 + 1), &[])
                 .unwrap();
         }
         let summary = |d: &str, papers| EditionSummary {

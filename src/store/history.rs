@@ -102,7 +102,7 @@ mod tests {
             .map(|p| Paper::new(id(p), format!("Paper {p}"), 1))
             .collect();
         store.record_papers(day, &papers).unwrap();
-        store.freeze_edition(day, &papers).unwrap();
+        store.freeze_edition(day, &papers, &[]).unwrap();
         let ids: Vec<PaperId> = page.iter().map(|p| id(p)).collect();
         let known = store.page_index(&ids).unwrap().seqs().to_vec();
         let mut planner = store.planner(day).unwrap();
@@ -117,6 +117,7 @@ mod tests {
                 last_error: None,
                 updated_at: Utc::now(),
                 created_at: Some(Utc::now()),
+                late: Vec::new(),
             };
             planner.plan(d, &known).unwrap();
         }
