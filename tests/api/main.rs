@@ -6,6 +6,7 @@ mod cli;
 mod digest;
 mod faults;
 mod helpers;
+mod mailcheck;
 mod properties;
 mod service;
 mod web;
