@@ -4,13 +4,14 @@
 //
 //   node check.mjs FILE.html...
 //
-// Prints one line per problem. A feature a counted client marks unsupported ("n") is an
-// error and makes the exit status 1, unless it is allow-listed below with the reason it is
-// harmless; partial support ("a") is printed as a warning and does not fail. Exit status 2
-// means the check itself could not run (a missing or unreadable file).
+// A feature that a counted client marks unsupported ("n") is an error, printed with its
+// place and caniemail's notes, and makes the exit status 1, unless it is allow-listed below
+// with the reason it is harmless (those are summed up in one line per feature). Partial
+// support ("a") is a warning, summed up the same way, and does not fail. Exit status 2 means
+// the check itself could not run (no file given, or one that cannot be read).
 
 import { readFileSync } from 'node:fs';
-import { caniemail, formatIssue, parseCss, parseHtml, rawData } from 'caniemail';
+import { caniemail, formatIssue, parseHtml, rawData } from 'caniemail';
 
 // The clients that count: Gmail (the web app and its iOS and Android apps), Outlook
 // (classic Outlook for Windows, Outlook for Mac and Outlook.com) and Apple Mail (macOS and
@@ -114,7 +115,8 @@ function supportOf(title, client) {
   const [family, platform] = client.split('.');
   const versions = feature?.stats?.[family]?.[platform];
   if (!versions) return null;
-  // The newest version's entry is what the client does today.
+  // The last version in sorted order stands for the client today, as caniemail itself
+  // decides for the features it checks.
   const latest = Object.keys(versions).sort().at(-1);
   const value = versions[latest];
   const notes = [...value.matchAll(/#(\d+)/g)].map((m) => feature.notes_by_num?.[m[1]]).filter(Boolean);
