@@ -15,7 +15,7 @@ use crate::web::{link_in, spawn_web};
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
 /// chromedriver on a loopback port and one browser session, both ended on drop.
-struct Browser {
+pub(crate) struct Browser {
     driver: Child,
     base: String,
     session: String,
@@ -24,7 +24,7 @@ struct Browser {
 }
 
 impl Browser {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let port = free_port();
         // Its own process group, so the browsers it starts can be killed with it.
         let driver = Command::new("chromedriver")
@@ -66,7 +66,7 @@ impl Browser {
         b
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
         match self.try_call(method, path, body).await {
             Ok(v) => v,
             Err(e) => panic!("{method} {path}: {e}"),
@@ -101,11 +101,11 @@ impl Browser {
         Ok(v.get("value").cloned().unwrap_or(v))
     }
 
-    fn s(&self, rest: &str) -> String {
+    pub(crate) fn s(&self, rest: &str) -> String {
         format!("/session/{}{rest}", self.session)
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.call("POST", &self.s("/url"), Some(json!({"url": url})))
             .await;
     }
@@ -157,7 +157,7 @@ impl Browser {
 
     /// Waits (bounded) until the page shows `needle`: a click that submits a form returns
     /// before the next page has loaded.
-    async fn wait_for_text(&self, needle: &str) {
+    pub(crate) async fn wait_for_text(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let text = self.try_text().await.unwrap_or_default();
@@ -203,7 +203,7 @@ fn chromium_binary() -> &'static str {
     .unwrap_or("/usr/bin/chromium")
 }
 
-fn screenshots() -> PathBuf {
+pub(crate) fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
 }
 

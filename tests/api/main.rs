@@ -8,6 +8,7 @@ mod digest;
 mod explain;
 mod faults;
 mod helpers;
+mod mailcheck;
 mod properties;
 mod service;
 mod web;
