@@ -50,6 +50,7 @@ fn bench_render(c: &mut Criterion) {
             tokens.sign(Purpose::Preferences, subscriber.id, None, 0)
         ),
         late: Vec::new(),
+        weekly: false,
     };
     let chosen: Vec<PaperId> = select(&Pool::page(date, &papers), &effective, &SentOn::new())
         .into_iter()

@@ -70,8 +70,14 @@ fn main() {
     for day in 0..days {
         let date = EditionDate::from_naive(first.naive() + chrono::Days::new(day.into()));
         let papers = fresh_papers(&page, day);
-        rt.block_on(paperboy::edition::plan(&app, date, &papers, &[]))
-            .expect("planning works");
+        rt.block_on(paperboy::edition::plan(
+            &app,
+            date,
+            &papers,
+            &[],
+            paperboy::due::Occasion::Scheduled(date),
+        ))
+        .expect("planning works");
         let mut sent_today = 0;
         for mut d in app.store.deliveries(date).unwrap() {
             d.state = DeliveryState::Sent;

@@ -110,6 +110,7 @@ impl App {
                 self.tokens.sign(Purpose::Preferences, s.id, None, 0)
             ),
             late: Vec::new(),
+            weekly: !s.preferences.frequency.is_daily(),
         }
     }
 }

@@ -37,7 +37,8 @@ pub enum Command {
     /// unsubscribe and preferences pages, until SIGTERM or Ctrl-C
     Serve,
     /// Fetch the papers now and send the edition for DATE (default: today in the schedule's
-    /// time zone). Running it again for the same date sends nothing new.
+    /// time zone) to those on the server's schedule who are due for it; without --date, also
+    /// send to those whose own send time has come. Running it again sends nothing new.
     RunOnce {
         /// The edition date, YYYY-MM-DD
         #[arg(long, value_name = "YYYY-MM-DD")]
@@ -45,6 +46,9 @@ pub enum Command {
         /// Show what each subscriber would get; send and record nothing
         #[arg(long)]
         dry_run: bool,
+        /// Take this instant (RFC 3339) as the time now, for subscribers' own send times
+        #[arg(long, value_name = "TIME", hide = true)]
+        now: Option<String>,
     },
     /// Manage subscribers
     #[command(subcommand)]
@@ -85,6 +89,16 @@ pub enum SubscribersCommand {
         /// At most this many papers per digest
         #[arg(long, value_name = "N")]
         max_items: Option<u32>,
+        /// One digest a week, on this day (mon … sun): the week's best they were not sent
+        #[arg(long, value_name = "DAY")]
+        weekly: Option<String>,
+        /// Send at this hour (0-23) of the subscriber's own time zone instead of on the
+        /// server's schedule
+        #[arg(long, value_name = "HOUR")]
+        send_at: Option<String>,
+        /// The subscriber's IANA time zone for --send-at (default: the schedule's)
+        #[arg(long, value_name = "ZONE", requires = "send_at")]
+        timezone: Option<String>,
     },
     /// List subscribers
     List {

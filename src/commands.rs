@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use crate::app::App;
 use crate::cli::{Command, SubscribersCommand};
 use crate::digest::Effective;
-use crate::domain::{EditionDate, Keywords, Preferences, Status, Subscriber, SubscriberEmail};
+use crate::domain::{
+    EditionDate, Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
+};
 use crate::edition::{self, DryRunPlan};
 
 /// What a command printed, the file it made, and its exit code.
@@ -68,15 +70,24 @@ pub async fn execute(
         Command::Serve | Command::CheckConfig | Command::Restore { .. } => {
             bail!("this command does not run on an open store")
         }
-        Command::RunOnce { date, dry_run } => {
-            let date = match date {
-                Some(d) => EditionDate::parse(d).map_err(anyhow::Error::msg)?,
-                None => EditionDate::today_in(tz),
+        Command::RunOnce { date, dry_run, now } => {
+            let now = match now {
+                Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+                    .map_err(|e| anyhow::anyhow!("--now '{t}': {e}"))?
+                    .with_timezone(&chrono::Utc),
+                None => chrono::Utc::now(),
+            };
+            let (date, tick) = match date {
+                Some(d) => (EditionDate::parse(d).map_err(anyhow::Error::msg)?, false),
+                None => (
+                    EditionDate::from_naive(now.with_timezone(&tz).date_naive()),
+                    true,
+                ),
             };
             if *dry_run {
                 dry_run_report(app, date, out).await
             } else {
-                run_once(app, date, out).await
+                run_once(app, date, tick.then_some(now), out).await
             }
         }
         Command::Subscribers(cmd) => subscribers(app, cmd, input, out).await,
@@ -181,14 +192,29 @@ async fn explain(
     Ok(())
 }
 
-async fn run_once(app: &Arc<App>, date: EditionDate, out: &mut Output) -> anyhow::Result<()> {
-    let report = edition::run(app, date).await?;
-    let _ = writeln!(out.stdout, "{}", report.summary(date));
-    if report.send.deferred > 0 {
+/// The server's edition of `date`, then (given a time) the editions of those whose own
+/// send time has come by then.
+async fn run_once(
+    app: &Arc<App>,
+    date: EditionDate,
+    tick: Option<chrono::DateTime<chrono::Utc>>,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    let mut reports = vec![(date, edition::run(app, date).await?)];
+    if let Some(at) = tick {
+        reports.extend(edition::tick(app, at).await?);
+    }
+    let mut deferred = 0;
+    let mut last_error = None;
+    for (date, report) in &reports {
+        let _ = writeln!(out.stdout, "{}", report.summary(*date));
+        deferred += report.send.deferred;
+        last_error = last_error.or(report.send.last_error.clone());
+    }
+    if deferred > 0 {
         bail!(
-            "SMTP: {} digest(s) could not be sent ({}); they stay queued for the next run",
-            report.send.deferred,
-            report.send.last_error.as_deref().unwrap_or("unknown error")
+            "SMTP: {deferred} digest(s) could not be sent ({}); they stay queued for the next run",
+            last_error.as_deref().unwrap_or("unknown error")
         );
     }
     Ok(())
@@ -208,6 +234,10 @@ async fn dry_run_report(app: &Arc<App>, date: EditionDate, out: &mut Output) -> 
                 writeln!(o, "{who}: already has this edition ({state:?})")
             }
             DryRunPlan::NothingNew => writeln!(o, "{who}: nothing new, no email"),
+            DryRunPlan::NotDue => writeln!(
+                o,
+                "{who}: not due for this edition (weekly on another day, or a send time of their own)"
+            ),
             DryRunPlan::Would {
                 subject,
                 papers,
@@ -241,10 +271,22 @@ async fn subscribers(
             min_upvotes,
             keywords,
             max_items,
+            weekly,
+            send_at,
+            timezone,
         } => {
             let email = SubscriberEmail::parse(email)?;
             let keywords = Keywords::parse_list(keywords.as_deref().unwrap_or(""))?;
-            let prefs = Preferences::new(*min_upvotes, keywords, *max_items)?;
+            let mut prefs = Preferences::new(*min_upvotes, keywords, *max_items)?;
+            if let Some(day) = weekly {
+                prefs.frequency = Frequency::parse(&format!("weekly:{day}"))?;
+            }
+            if let Some(hour) = send_at {
+                let zone = timezone
+                    .clone()
+                    .unwrap_or_else(|| app.settings.schedule.timezone.clone());
+                prefs.send_at = Some(SendAt::parse_parts(hour, &zone)?);
+            }
             let s = Subscriber::new(email, prefs, *confirmed);
             app.store.add_subscriber(&s)?;
             app.store.flush().await?;

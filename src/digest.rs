@@ -326,7 +326,7 @@ mod tests {
             min_upvotes: Some(25),
             keywords: Keywords::parse_list("llm").unwrap(),
             max_items: Some(2),
-            paused: false,
+            ..Default::default()
         };
         let sent_on = day().minus_days(3);
         let sent: SentOn = [(PaperId::parse("2501.00002").unwrap(), Some(sent_on))].into();
@@ -421,7 +421,7 @@ mod tests {
             min_upvotes: Some(20),
             keywords: Keywords::parse_list("llm, rag").unwrap(),
             max_items: Some(5),
-            paused: false,
+            ..Default::default()
         };
         assert_eq!(
             Effective::new(&prefs, &defaults()).explain(),
@@ -468,7 +468,7 @@ mod properties {
                 min_upvotes: Some(min),
                 max_items: Some(max),
                 keywords: if keyword { Keywords::parse_list("llm").unwrap() } else { Keywords::default() },
-                paused: false,
+                ..Default::default()
             };
             let defaults = DigestSettings { max_items: 10, min_upvotes: 0, retention_days: 180 };
             let eff = Effective::new(&prefs, &defaults);

@@ -9,12 +9,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use crate::app::App;
 use crate::delivery::{self, SendOutcome};
 use crate::digest::{Effective, Pool, SentOn, Verdict, judge, matches_keywords, picked};
 use crate::domain::{EditionDate, Keywords, Paper, PaperId, Subscriber};
+use crate::due::{Occasion, due};
 use crate::metrics;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
 use crate::source::SourceError;
@@ -39,6 +40,9 @@ pub struct Report {
     pub nothing_new: usize,
     /// Active subscribers who already had this edition planned or sent.
     pub already_had: usize,
+    /// Active subscribers not due for it: weekly on another day, or with a send time of
+    /// their own that has not come (or, for a scheduled edition, that is theirs to keep).
+    pub not_due: usize,
     pub send: SendOutcome,
     pub elapsed: Duration,
 }
@@ -46,8 +50,12 @@ pub struct Report {
 impl Report {
     /// The one line an edition leaves in the log and on the terminal.
     pub fn summary(&self, date: EditionDate) -> String {
+        let not_due = match self.not_due {
+            0 => String::new(),
+            n => format!(", {n} not due"),
+        };
         format!(
-            "edition {date}: {} papers on the page, {} digests planned, {} sent, {} failed, {} deferred, {} with nothing new, {} already had it ({:.1} s)",
+            "edition {date}: {} papers on the page, {} digests planned, {} sent, {} failed, {} deferred, {} with nothing new, {} already had it{not_due} ({:.1} s)",
             self.papers_on_page,
             self.planned,
             self.send.sent,
@@ -139,6 +147,50 @@ impl<'a> Page<'a> {
     }
 }
 
+/// The pages an edition's subscribers are chosen from: the day's (with recent lists), and
+/// the week's, built when the first weekly subscriber needs it.
+struct Pages<'a> {
+    app: &'a App,
+    papers: &'a [Paper],
+    recent: &'a [Paper],
+    template: &'a EditionTemplate,
+    daily: Page<'a>,
+    weekly: Option<Page<'a>>,
+}
+
+impl<'a> Pages<'a> {
+    fn new(
+        app: &'a App,
+        date: EditionDate,
+        papers: &'a [Paper],
+        recent: &'a [Paper],
+        template: &'a EditionTemplate,
+    ) -> Result<Self, RunError> {
+        Ok(Self {
+            daily: Page::new(app, date, papers, recent, template)?,
+            weekly: None,
+            app,
+            papers,
+            recent,
+            template,
+        })
+    }
+
+    fn for_subscriber(&mut self, s: &Subscriber) -> Result<&Page<'a>, RunError> {
+        if s.preferences.frequency.is_daily() {
+            return Ok(&self.daily);
+        }
+        if self.weekly.is_none() {
+            let date = self.daily.date;
+            let mut pool = self.papers.to_vec();
+            pool.extend(week_before(self.app, date, self.papers)?);
+            let page = Page::new(self.app, date, &pool, self.recent, self.template)?;
+            self.weekly = Some(page);
+        }
+        Ok(self.weekly.as_ref().expect("just built"))
+    }
+}
+
 /// Which papers a subscriber gets from this page, after the size budget: the papers that
 /// would not fit stay unsent and can come in a later digest. Empty means no email. The
 /// late bloomers among them are put in `personal`, which the digest marks them from.
@@ -181,8 +233,45 @@ fn decide<'p>(
     (judged, fitted)
 }
 
-/// Fetches, plans and sends the edition for `date`.
+/// Fetches, plans and sends the server's edition for `date` to those due for it.
 pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> {
+    run_for(app, date, Occasion::Scheduled(date)).await
+}
+
+/// Runs the editions that subscribers with a send time of their own are due for at `at`
+/// (usually none: then nothing is fetched). One edition per local date that came due.
+pub async fn tick(
+    app: &Arc<App>,
+    at: DateTime<Utc>,
+) -> Result<Vec<(EditionDate, Report)>, RunError> {
+    let occasion = Occasion::Tick {
+        at,
+        window: chrono::Duration::hours(app.settings.schedule.catch_up_hours.into()),
+    };
+    let mut dates = std::collections::BTreeSet::new();
+    for s in app.store.subscribers_by_id() {
+        let s = s?;
+        if s.preferences.send_at.is_none() || !s.receives_digests() {
+            continue;
+        }
+        let before = app.store.sent_before(s.id)?;
+        if let Some(d) = due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) {
+            dates.insert(d);
+        }
+    }
+    let mut reports = Vec::new();
+    for date in dates {
+        reports.push((date, run_for(app, date, occasion).await?));
+    }
+    Ok(reports)
+}
+
+/// Fetches, plans and sends the edition for `date` to those due for it at `occasion`.
+async fn run_for(
+    app: &Arc<App>,
+    date: EditionDate,
+    occasion: Occasion,
+) -> Result<Report, RunError> {
     let _one_at_a_time = app.edition_lock.lock().await;
     let started = Instant::now();
     let store = &app.store;
@@ -190,7 +279,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
-    let (mut report, template) = plan(app, date, &listing.papers, &[]).await?;
+    let (mut report, template) = plan(app, date, &listing.papers, &[], occasion).await?;
     tracing::info!(
         edition = %date,
         planned = report.planned,
@@ -203,11 +292,7 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
         let Some(edition) = store.edition(earlier)? else {
             continue;
         };
-        let template = Arc::new(EditionTemplate::new(
-            earlier,
-            &edition.all_papers(),
-            app.settings.public_base(),
-        )?);
+        let template = Arc::new(template_for(app, &edition)?);
         let outcome = delivery::send_pending(app, earlier, &template).await?;
         tracing::info!(edition = %earlier, sent = outcome.sent, deferred = outcome.deferred, "earlier edition's waiting digests");
         report.send.add(outcome);
@@ -237,14 +322,40 @@ pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> 
     Ok(report)
 }
 
-/// Freezes the edition's papers and plans one delivery for each active subscriber who has
-/// something new, durably, before anything is sent. Running it again for the same date plans
-/// only for subscribers who have no delivery of that edition yet.
+/// The papers of the six editions before `date` that are not among `page`, newest
+/// snapshot first: with today's page, the pool of a weekly digest.
+fn week_before(app: &App, date: EditionDate, page: &[Paper]) -> Result<Vec<Paper>, RunError> {
+    let mut seen: std::collections::HashSet<PaperId> = page.iter().map(|p| p.id.clone()).collect();
+    let mut week = Vec::new();
+    for k in 1..=6 {
+        if let Some(e) = app.store.edition(date.minus_days(k))? {
+            week.extend(e.papers.into_iter().filter(|p| seen.insert(p.id.clone())));
+        }
+    }
+    Ok(week)
+}
+
+/// The template every digest of an edition is cut from: its papers, its recent ones and
+/// those of the week before (for weekly digests), so a retry renders what was planned.
+fn template_for(app: &App, edition: &EditionRecord) -> Result<EditionTemplate, RunError> {
+    let mut papers = edition.all_papers();
+    papers.extend(week_before(app, edition.date, &papers)?);
+    Ok(EditionTemplate::new(
+        edition.date,
+        &papers,
+        app.settings.public_base(),
+    )?)
+}
+
+/// Freezes the edition's papers and plans one delivery for each active subscriber due for it
+/// at `occasion` who has something new, durably, before anything is sent. Running it again
+/// for the same date plans only for subscribers who have no delivery of that edition yet.
 pub async fn plan(
     app: &App,
     date: EditionDate,
     papers: &[Paper],
     recent: &[Paper],
+    occasion: Occasion,
 ) -> Result<(Report, Arc<EditionTemplate>), RunError> {
     let store = &app.store;
     let mut report = Report {
@@ -256,13 +367,9 @@ pub async fn plan(
     store.record_papers(date, papers)?;
     store.record_papers(date, recent)?;
     let edition = store.freeze_edition(date, papers, recent)?;
-    let template = Arc::new(EditionTemplate::new(
-        date,
-        &edition.all_papers(),
-        app.settings.public_base(),
-    )?);
+    let template = Arc::new(template_for(app, &edition)?);
 
-    let page = Page::new(app, date, papers, recent, &template)?;
+    let mut pages = Pages::new(app, date, papers, recent, &template)?;
     let mut planner = store.planner(date)?;
     for s in store.subscribers_by_id() {
         let s = s?;
@@ -274,8 +381,13 @@ pub async fn plan(
             report.already_had += 1;
             continue;
         }
+        if due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) != Some(date) {
+            report.not_due += 1;
+            continue;
+        }
+        let page = pages.for_subscriber(&s)?;
         let mut personal = app.personal(&s);
-        let chosen = choose(app, &page, &s, &before, &mut personal);
+        let chosen = choose(app, page, &s, &before, &mut personal);
         if chosen.is_empty() {
             report.nothing_new += 1;
             continue;
@@ -310,6 +422,8 @@ pub struct DryRunLine {
 
 pub enum DryRunPlan {
     AlreadyHas(DeliveryState),
+    /// Weekly on another day, or with a send time of their own.
+    NotDue,
     NothingNew,
     Would {
         subject: String,
@@ -329,8 +443,9 @@ pub async fn dry_run(
         .edition(date)?
         .unwrap_or_else(|| EditionRecord::new(date));
     edition.merge(&listing.papers, &[]);
-    let template = EditionTemplate::new(date, &edition.all_papers(), app.settings.public_base())?;
-    let page = Page::new(app, date, &listing.papers, &edition.recent, &template)?;
+    let template = template_for(app, &edition)?;
+    let mut pages = Pages::new(app, date, &listing.papers, &edition.recent, &template)?;
+    let occasion = Occasion::Scheduled(date);
     let mut lines = Vec::new();
     for s in app.store.subscribers()? {
         if !s.receives_digests() {
@@ -342,9 +457,11 @@ pub async fn dry_run(
         } else if before.has_edition(date) {
             // Planned and since cleared from the outbox: done, whichever way it went.
             DryRunPlan::AlreadyHas(DeliveryState::Sent)
+        } else if due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) != Some(date) {
+            DryRunPlan::NotDue
         } else {
             let mut personal = app.personal(&s);
-            let chosen = choose(app, &page, &s, &before, &mut personal);
+            let chosen = choose(app, pages.for_subscriber(&s)?, &s, &before, &mut personal);
             if chosen.is_empty() {
                 DryRunPlan::NothingNew
             } else {
@@ -371,10 +488,13 @@ pub async fn preview(
     s: &Subscriber,
 ) -> Result<Option<Rendered>, RunError> {
     let listing = app.source.fetch(date).await?;
-    let template = EditionTemplate::new(date, &listing.papers, app.settings.public_base())?;
+    let mut edition = EditionRecord::new(date);
+    edition.merge(&listing.papers, &[]);
+    let template = template_for(app, &edition)?;
     let mut personal = app.personal(s);
-    let page = Page::new(app, date, &listing.papers, &[], &template)?;
-    let chosen = choose(app, &page, s, &app.store.sent_before(s.id)?, &mut personal);
+    let mut pages = Pages::new(app, date, &listing.papers, &[], &template)?;
+    let before = app.store.sent_before(s.id)?;
+    let chosen = choose(app, pages.for_subscriber(s)?, s, &before, &mut personal);
     if chosen.is_empty() {
         return Ok(None);
     }
@@ -413,15 +533,17 @@ pub async fn explain(
         None if fetch => (app.source.fetch(date).await?.papers, Vec::new(), false),
         None => return Ok(None),
     };
-    let all: Vec<Paper> = page.iter().chain(&recent).cloned().collect();
-    let template = EditionTemplate::new(date, &all, app.settings.public_base())?;
-    let page = Page::new(app, date, &page, &recent, &template)?;
+    let mut edition = EditionRecord::new(date);
+    edition.merge(&page, &recent);
+    let template = template_for(app, &edition)?;
+    let mut pages = Pages::new(app, date, &page, &recent, &template)?;
+    let page = pages.for_subscriber(s)?;
     let before = app.store.sent_before(s.id)?;
     // Judged as when this edition was planned: what its own digest carried was not sent
     // before it.
     let mut sent = before.among(&page.index);
     sent.retain(|_, on| *on != Some(date));
-    let (judged, _) = decide(app, &page, s, &sent, &mut app.personal(s));
+    let (judged, _) = decide(app, page, s, &sent, &mut app.personal(s));
     let lines = judged.into_iter().map(|(p, v)| (p.clone(), v)).collect();
     Ok(Some(Explanation {
         date,

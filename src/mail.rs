@@ -790,6 +790,7 @@ mod tests {
             preferences_url: "https://p.example.org/preferences?token=abc".into(),
             unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
             late: Vec::new(),
+            weekly: false,
         };
         let r = template.digest(&ids, &personal).unwrap();
         assert!(r.html.is_ascii(), "the renderer keeps the HTML ASCII");

@@ -132,6 +132,8 @@ pub struct Personal {
     pub unsubscribe_url: String,
     /// The papers that are late bloomers for them, with their first sighting.
     pub late: Vec<(PaperId, Sighting)>,
+    /// A weekly digest: the week's best, said so in the subject and the count.
+    pub weekly: bool,
 }
 
 impl Personal {
@@ -421,7 +423,7 @@ impl EditionTemplate {
         let text = DigestText {
             date_long: &date_long,
             edition_url: &self.edition_url,
-            count_line: &count_line(views.len()),
+            count_line: &count_line(views.len(), personal.weekly),
             papers: &views,
             notes: &notes,
             site: &self.site,
@@ -431,7 +433,7 @@ impl EditionTemplate {
         }
         .render()?;
         Ok(Rendered {
-            subject: subject(self.date, &views),
+            subject: subject(self.date, &views, personal.weekly),
             html,
             text,
             papers,
@@ -442,7 +444,7 @@ impl EditionTemplate {
     /// of [`SLOTS`].
     fn slot_values(&self, views: &[&PaperView], personal: &Personal) -> SlotValues {
         [
-            escape_html(&count_line(views.len())),
+            escape_html(&count_line(views.len(), personal.weekly)),
             escape_html(&preheader(views)),
             escape_html(&personal.why),
             escape_html(&personal.preferences_url),
@@ -453,25 +455,30 @@ impl EditionTemplate {
 
 /// "Trending papers, Dec 9: <title> and 9 more". The title is already free of line breaks
 /// (the source collapses whitespace); lettre encodes the rest, so no header can be injected.
-pub fn subject(date: EditionDate, papers: &[&PaperView]) -> String {
+/// "Trending papers, Dec 9: <title> and 9 more" ("Your week in papers, …" for a weekly
+/// digest). The title is already free of line breaks (the source collapses whitespace);
+/// lettre encodes the rest, so no header can be injected.
+pub fn subject(date: EditionDate, papers: &[&PaperView], weekly: bool) -> String {
+    let what = if weekly {
+        "Your week in papers"
+    } else {
+        "Trending papers"
+    };
     let Some(top) = papers.first() else {
-        return format!("Trending papers, {}", date.short());
+        return format!("{what}, {}", date.short());
     };
     let title = trim_at_word(&top.title, 90);
     match papers.len() {
-        1 => format!("Trending papers, {}: {title}", date.short()),
-        n => format!(
-            "Trending papers, {}: {title} and {} more",
-            date.short(),
-            n - 1
-        ),
+        1 => format!("{what}, {}: {title}", date.short()),
+        n => format!("{what}, {}: {title} and {} more", date.short(), n - 1),
     }
 }
 
-fn count_line(n: usize) -> String {
+fn count_line(n: usize, weekly: bool) -> String {
+    let of_the_week = if weekly { " of the week" } else { "" };
     match n {
-        1 => "1 paper picked for you".into(),
-        n => format!("{n} papers picked for you"),
+        1 => format!("1 paper{of_the_week} picked for you"),
+        n => format!("{n} papers{of_the_week} picked for you"),
     }
 }
 
@@ -634,6 +641,7 @@ mod tests {
             preferences_url: "https://p.example.org/preferences?token=abc".into(),
             unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
             late: Vec::new(),
+            weekly: false,
         }
     }
 

@@ -88,16 +88,25 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         ),
     }
     mark_handled(&app, Utc::now());
+    tick(&app, Utc::now()).await;
+    let mut announced = None;
     loop {
-        let Some(next) = schedule.upcoming(tz).next() else {
-            tracing::warn!("the schedule has no future times; no editions will be sent");
-            let _ = stop.wait_for(|s| *s).await;
-            return;
-        };
-        let wait = (next.with_timezone(&Utc) - Utc::now())
-            .to_std()
-            .unwrap_or_default();
-        tracing::info!(next = %next.to_rfc3339(), "next edition scheduled");
+        let next = schedule.upcoming(tz).next();
+        if next.is_none() && announced.is_none() {
+            tracing::warn!(
+                "the schedule has no future times; only subscribers' own send times remain"
+            );
+        }
+        if next != announced
+            && let Some(next) = next
+        {
+            tracing::info!(next = %next.to_rfc3339(), "next edition scheduled");
+        }
+        announced = next;
+        // Subscribers' own send times are looked at every quarter hour, on the quarter.
+        let next_tick = next_quarter(Utc::now());
+        let wake = next.map_or(next_tick, |n| n.with_timezone(&Utc).min(next_tick));
+        let wait = (wake - Utc::now()).to_std().unwrap_or_default();
         let until = tokio::time::Instant::now() + wait;
         loop {
             // With WatchdogSec= set, wake up to ping; systemd restarts a loop that stops.
@@ -112,17 +121,42 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
                 break;
             }
         }
-        let date = edition_of(&next);
-        // A clock going back (DST fall-back) fires twice for one edition: once is enough.
-        if last_edition == Some(date) {
-            tracing::info!(edition = %date, "second scheduled time for the same edition; nothing to do");
-        } else {
-            last_edition = Some(run_edition(&app, date).await);
+        if let Some(next) = next.filter(|n| n.with_timezone(&Utc) <= Utc::now()) {
+            let date = edition_of(&next);
+            // A clock going back (DST fall-back) fires twice for one edition: once is enough.
+            if last_edition == Some(date) {
+                tracing::info!(edition = %date, "second scheduled time for the same edition; nothing to do");
+            } else {
+                last_edition = Some(run_edition(&app, date).await);
+            }
+            mark_handled(&app, next.with_timezone(&Utc));
         }
-        mark_handled(&app, next.with_timezone(&Utc));
         if app.is_stopping() {
             return;
         }
+        tick(&app, Utc::now()).await;
+        if app.is_stopping() {
+            return;
+        }
+    }
+}
+
+/// The next quarter hour strictly after `t`: every time zone's hours start on one.
+pub fn next_quarter(t: DateTime<Utc>) -> DateTime<Utc> {
+    let quarter = 15 * 60;
+    let secs = t.timestamp().div_euclid(quarter) * quarter + quarter;
+    DateTime::from_timestamp(secs, 0).unwrap_or(t + Duration::minutes(15))
+}
+
+/// Sends the digests of subscribers whose own send time has come.
+async fn tick(app: &Arc<App>, at: DateTime<Utc>) {
+    match edition::tick(app, at).await {
+        Ok(reports) => {
+            for (date, report) in reports {
+                tracing::info!("own send times: {}", report.summary(date));
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "own send times: edition failed"),
     }
 }
 
@@ -216,6 +250,18 @@ mod tests {
             Duration::zero(),
         );
         assert!(matches!(m, Missed::TooLate { .. }));
+    }
+
+    #[test]
+    fn ticks_fall_on_the_quarter() {
+        assert_eq!(
+            next_quarter(utc("2026-03-29T01:07:12Z")),
+            utc("2026-03-29T01:15:00Z")
+        );
+        assert_eq!(
+            next_quarter(utc("2026-03-29T01:15:00Z")),
+            utc("2026-03-29T01:30:00Z")
+        );
     }
 
     #[test]

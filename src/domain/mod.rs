@@ -4,11 +4,13 @@
 //! record) is parsed into one of these once; the rest of the code then works with values that are
 //! known to be valid and never re-checks them.
 
+mod cadence;
 mod edition;
 mod email;
 mod paper;
 mod subscriber;
 
+pub use cadence::{CadenceError, Frequency, SendAt, day_code};
 pub use edition::EditionDate;
 pub use email::{EmailError, SubscriberEmail};
 pub use paper::{Author, HttpUrl, Paper, PaperId, PaperIdError};

@@ -5,7 +5,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::SubscriberEmail;
+use super::{Frequency, SendAt, SubscriberEmail};
 
 /// A random, stable identifier. Stored keys, tokens and Message-IDs use it instead of the
 /// address, so none of them reveals who the subscriber is.
@@ -174,6 +174,12 @@ pub struct Preferences {
     /// No digests until unpaused; nothing else changes.
     #[serde(default)]
     pub paused: bool,
+    /// Daily, or weekly on a chosen day (the week's best they were not sent).
+    #[serde(default, skip_serializing_if = "Frequency::is_daily")]
+    pub frequency: Frequency,
+    /// Their own hour in their own time zone; `None`: the server's schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<SendAt>,
 }
 
 impl Preferences {
@@ -191,7 +197,7 @@ impl Preferences {
             min_upvotes,
             keywords,
             max_items,
-            paused: false,
+            ..Self::default()
         })
     }
 }

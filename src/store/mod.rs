@@ -218,6 +218,17 @@ impl SentBefore {
     pub fn has_edition(&self, date: EditionDate) -> bool {
         self.0.days.contains_key(&date.day_number())
     }
+
+    /// Whether they were planned a digest of any edition from `from` to `to`, both included.
+    pub fn had_between(&self, from: EditionDate, to: EditionDate) -> bool {
+        from <= to
+            && self
+                .0
+                .days
+                .range(from.day_number()..=to.day_number())
+                .next()
+                .is_some()
+    }
 }
 
 /// A page's papers as planning checks them against ledgers: their sequence numbers, and
