@@ -8,4 +8,5 @@ mod faults;
 mod helpers;
 mod properties;
 mod service;
+mod sources;
 mod web;
