@@ -252,6 +252,23 @@ pub struct MailSettings {
     /// Where `transport = "file"` writes `.eml` files; default `{data_dir}/outbox`.
     pub outbox_dir: Option<PathBuf>,
     pub smtp: SmtpSettings,
+    /// Sign every message with DKIM; unset, messages go unsigned.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// `[mail.dkim]`: the signing domain, the selector its public key is published under
+/// (`SELECTOR._domainkey.DOMAIN`), and the private key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// A PEM file with the private key (RSA or Ed25519); unset, the `dkim-key` systemd
+    /// credential.
+    pub key_file: Option<PathBuf>,
+    /// Filled from `key_file`; never read from the TOML file itself, never printed.
+    #[serde(skip)]
+    pub key: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -420,6 +437,7 @@ impl Default for MailSettings {
             transport: Transport::File,
             outbox_dir: None,
             smtp: SmtpSettings::default(),
+            dkim: None,
         }
     }
 }
@@ -510,6 +528,7 @@ impl Settings {
             settings.use_credentials(&dir);
         }
         settings.load_password()?;
+        settings.load_dkim_key()?;
         settings.validate()?;
         Ok((settings, origin))
     }
@@ -593,6 +612,70 @@ impl Settings {
         if self.secret_file.is_none() {
             self.secret_file = found("secret-key");
         }
+        if let Some(dkim) = &mut self.mail.dkim
+            && dkim.key_file.is_none()
+        {
+            dkim.key_file = found("dkim-key");
+        }
+    }
+
+    /// Reads the DKIM key named by `mail.dkim.key_file`, when signing is configured.
+    pub fn load_dkim_key(&mut self) -> Result<(), ConfigError> {
+        if let Some(dkim) = &mut self.mail.dkim
+            && let Some(file) = &dkim.key_file
+        {
+            let pem = std::fs::read_to_string(file).map_err(|e| {
+                invalid(
+                    "mail.dkim.key_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            dkim.key = Some(Secret(pem));
+        }
+        Ok(())
+    }
+
+    /// The DKIM signer the settings describe, if any; every way the key or names can be
+    /// wrong is an error naming the key.
+    pub fn dkim_signer(&self) -> Result<Option<crate::mail::dkim::Signer>, ConfigError> {
+        let Some(dkim) = &self.mail.dkim else {
+            return Ok(None);
+        };
+        // Both end up in DNS names (SELECTOR._domainkey.DOMAIN) and in the signature header.
+        let dns_name = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with(['.', '-'])
+                && !s.ends_with(['.', '-'])
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        };
+        if !dns_name(&dkim.selector) {
+            return Err(invalid(
+                "mail.dkim.selector",
+                format!("'{}' is not a DNS label like \"paperboy\"", dkim.selector),
+            ));
+        }
+        if !dns_name(&dkim.domain) || !dkim.domain.contains('.') {
+            return Err(invalid(
+                "mail.dkim.domain",
+                format!("'{}' is not a domain like example.org", dkim.domain),
+            ));
+        }
+        let Some(pem) = &dkim.key else {
+            return Err(invalid(
+                "mail.dkim.key_file",
+                "not set, and no dkim-key credential: DKIM needs a private key",
+            ));
+        };
+        crate::mail::dkim::Signer::new(&dkim.selector, &dkim.domain, pem.expose())
+            .map(Some)
+            .map_err(|e| {
+                let file = dkim
+                    .key_file
+                    .as_ref()
+                    .map_or_else(String::new, |f| format!("{}: ", f.display()));
+                invalid("mail.dkim.key_file", format!("{file}{e}"))
+            })
     }
 
     fn load_password(&mut self) -> Result<(), ConfigError> {
@@ -675,6 +758,7 @@ impl Settings {
             ));
         }
         self.from_mailbox()?;
+        self.dkim_signer()?;
         let smtp = &self.mail.smtp;
         if smtp.host.trim().is_empty() {
             return Err(invalid("mail.smtp.host", "must not be empty"));
@@ -796,6 +880,12 @@ impl Settings {
             (Some(_), None) => "******** (from $PAPERBOY_SMTP_PASSWORD)".to_string(),
         };
         out.push_str(&format!("\n# mail.smtp password: {password}\n"));
+        if let Some(dkim) = &self.mail.dkim {
+            let from = dkim.key_file.as_ref().map_or("not set".to_string(), |f| {
+                format!("******** (from {})", f.display())
+            });
+            out.push_str(&format!("# mail.dkim key: {from}\n"));
+        }
         out
     }
 }
@@ -961,6 +1051,45 @@ mod tests {
         s.mail.smtp.username = Some("u".into());
         s.load_password().unwrap();
         assert_eq!(s.mail.smtp.password.unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn dkim_settings_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!(
+            "{}/tests/fixtures/dkim/ed25519.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let load = |toml: &str| -> Result<Settings, ConfigError> {
+            let mut s = Settings::from_toml(toml).unwrap();
+            s.use_credentials(dir.path());
+            s.load_dkim_key()?;
+            s.validate()?;
+            Ok(s)
+        };
+        let err = |toml: &str| load(toml).unwrap_err().to_string();
+        assert!(err("[mail.dkim]\ndomain = \"example.org\"").contains("mail.dkim.selector"));
+        assert!(
+            err("[mail.dkim]\nselector = \"pb\"\ndomain = \"a b\"").contains("mail.dkim.domain")
+        );
+        let no_key = "[mail.dkim]\nselector = \"pb\"\ndomain = \"example.org\"";
+        assert!(
+            err(no_key).contains("mail.dkim.key_file"),
+            "{}",
+            err(no_key)
+        );
+        // The systemd credential fills in for key_file, and the key is never shown.
+        std::fs::copy(&key, dir.path().join("dkim-key")).unwrap();
+        let s = load(no_key).unwrap();
+        assert!(s.dkim_signer().unwrap().is_some());
+        let shown = s.to_masked_toml();
+        assert!(
+            shown.contains("# mail.dkim key: ******** (from "),
+            "{shown}"
+        );
+        assert!(!shown.contains("PRIVATE KEY") && !format!("{s:?}").contains("PRIVATE KEY"));
+        // No table, no signing.
+        assert!(load("").unwrap().dkim_signer().unwrap().is_none());
     }
 
     #[test]

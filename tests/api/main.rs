@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod digest;
+mod dkim;
 mod faults;
 mod helpers;
 mod properties;
