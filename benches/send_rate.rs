@@ -99,6 +99,7 @@ fn measure(n: usize, concurrency: u32, page_port: u16) -> Row {
         format!(
             "data_dir = \"{data}\"\n\
              [source]\nurl = \"http://127.0.0.1:{page_port}/papers/trending\"\n\
+             recent_days = 0\n\
              [mail]\ntransport = \"smtp\"\n\
              [mail.smtp]\nport = {port}\nconcurrency = {concurrency}\n",
             data = dir.path().join("data").display(),

@@ -4,6 +4,7 @@
 //! built-in defaults are used, which give a working first run (mail goes to files in
 //! `./data/outbox`). Unknown keys are errors: a typo must not silently fall back to a default.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -19,12 +20,12 @@ pub enum ConfigError {
     #[error("settings from the environment: {0}")]
     Environment(String),
     #[error("config key `{key}`: {reason}")]
-    Invalid { key: &'static str, reason: String },
+    Invalid { key: String, reason: String },
 }
 
-fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
-        key,
+        key: key.into(),
         reason: reason.into(),
     }
 }
@@ -46,11 +47,65 @@ pub struct Settings {
     pub web: WebSettings,
 }
 
+/// What a source's URL answers with, which decides how its body is read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    /// A Hugging Face Papers page, read through its `DailyPapers` data island.
+    #[default]
+    HfPage,
+    /// The JSON of `GET /api/daily_papers`.
+    HfApi,
+}
+
+impl SourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::HfPage => "hf-page",
+            SourceKind::HfApi => "hf-api",
+        }
+    }
+
+    /// The list read for an edition when no `url` is set.
+    pub fn default_url(self) -> &'static str {
+        match self {
+            SourceKind::HfPage => "https://huggingface.co/papers/trending",
+            SourceKind::HfApi => "https://huggingface.co/api/daily_papers",
+        }
+    }
+
+    /// One day's list, for the recent window, when no `recent_url` is set (its path goes on
+    /// the host of the source's `url`).
+    pub fn default_recent_url(self) -> &'static str {
+        match self {
+            SourceKind::HfPage => "https://huggingface.co/papers/date/{date}",
+            SourceKind::HfApi => "https://huggingface.co/api/daily_papers?date={date}",
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The most days back the recent window may reach: each is one more request per edition.
+pub const MAX_RECENT_DAYS: u32 = 14;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SourceSettings {
-    /// The page to read. `{date}` is replaced by the edition date (YYYY-MM-DD).
-    pub url: String,
+    /// How the URL's answer is read.
+    pub kind: SourceKind,
+    /// The list to read; unset, the kind's default (see [`SourceSettings::url`]). `{date}` is
+    /// replaced by the edition date (YYYY-MM-DD).
+    pub url: Option<String>,
+    /// How many days before the edition's the daily lists are also read, for papers that
+    /// gain their upvotes late (0: none).
+    pub recent_days: u32,
+    /// One day's list, with `{date}`; unset, the kind's default.
+    pub recent_url: Option<String>,
     pub timeout_secs: u64,
     /// The most bytes paperboy reads from one response.
     pub max_bytes: u64,
@@ -59,6 +114,100 @@ pub struct SourceSettings {
     /// The longest paperboy waits before a retry, also when a 429's `Retry-After` asks for
     /// more; a longer wait ends the run with the error instead.
     pub max_retry_wait_secs: u64,
+    /// More sources, merged into the first by arXiv id, in the order of their names.
+    pub also: BTreeMap<String, AlsoSource>,
+}
+
+/// A source besides the first (`[source.also.NAME]`); the first's limits apply to it too.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlsoSource {
+    pub kind: SourceKind,
+    /// Unset: the kind's default.
+    pub url: Option<String>,
+}
+
+impl AlsoSource {
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(self.kind.default_url())
+    }
+}
+
+impl SourceSettings {
+    /// The URL template of the first source: `url`, else the kind's default.
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(self.kind.default_url())
+    }
+
+    /// The URL template of one day's list: `recent_url`, else the kind's default path on the
+    /// host `url` names (so a mirror or a local test server serves the days too).
+    pub fn recent_url(&self) -> String {
+        if let Some(url) = &self.recent_url {
+            return url.clone();
+        }
+        let default = self.kind.default_recent_url();
+        let origin = url::Url::parse(&self.url().replace("{date}", "2025-01-01"))
+            .ok()
+            .filter(|u| u.has_host())
+            .map(|u| u.origin().ascii_serialization());
+        let path_at = "https://huggingface.co".len();
+        match origin {
+            Some(origin) => format!("{origin}{}", &default[path_at..]),
+            None => default.to_string(),
+        }
+    }
+
+    /// The same settings with every URL spelled out, for `check-config`.
+    fn resolved(&self) -> Self {
+        let mut out = self.clone();
+        out.url = Some(self.url().to_string());
+        out.recent_url = Some(self.recent_url());
+        for also in out.also.values_mut() {
+            also.url = Some(also.url().to_string());
+        }
+        out
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_source_url("source.url", self.url(), false)?;
+        if self.recent_days > MAX_RECENT_DAYS {
+            return Err(invalid(
+                "source.recent_days",
+                format!("must be between 0 and {MAX_RECENT_DAYS}"),
+            ));
+        }
+        check_source_url("source.recent_url", &self.recent_url(), true)?;
+        for (name, also) in &self.also {
+            let key = format!("source.also.{name}");
+            let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c);
+            if name.is_empty() || !name.chars().all(plain) {
+                return Err(invalid(
+                    key,
+                    "a source's name is lower-case letters, digits, - and _ (so that it can be set from the environment)",
+                ));
+            }
+            check_source_url(&format!("{key}.url"), also.url(), false)?;
+        }
+        Ok(())
+    }
+}
+
+/// An http(s) URL once `{date}` is filled in; `dated` ones must have the `{date}`.
+fn check_source_url(key: &str, template: &str, dated: bool) -> Result<(), ConfigError> {
+    let probe = template.replace("{date}", "2025-01-01");
+    match url::Url::parse(&probe) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+        _ => {
+            return Err(invalid(key, format!("'{template}' is not an http(s) URL")));
+        }
+    }
+    if dated && !template.contains("{date}") {
+        return Err(invalid(
+            key,
+            format!("'{template}' has no {{date}}, so every day would be the same list"),
+        ));
+    }
+    Ok(())
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -103,6 +252,23 @@ pub struct MailSettings {
     /// Where `transport = "file"` writes `.eml` files; default `{data_dir}/outbox`.
     pub outbox_dir: Option<PathBuf>,
     pub smtp: SmtpSettings,
+    /// Sign every message with DKIM; unset, messages go unsigned.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// `[mail.dkim]`: the signing domain, the selector its public key is published under
+/// (`SELECTOR._domainkey.DOMAIN`), and the private key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// A PEM file with the private key (RSA or Ed25519); unset, the `dkim-key` systemd
+    /// credential.
+    pub key_file: Option<PathBuf>,
+    /// Filled from `key_file`; never read from the TOML file itself, never printed.
+    #[serde(skip)]
+    pub key: Option<Secret>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -231,11 +397,15 @@ impl Default for Settings {
 impl Default for SourceSettings {
     fn default() -> Self {
         Self {
-            url: "https://huggingface.co/papers/trending".into(),
+            kind: SourceKind::HfPage,
+            url: None,
+            recent_days: 3,
+            recent_url: None,
             timeout_secs: 30,
             max_bytes: 20 * 1024 * 1024,
             max_attempts: 3,
             max_retry_wait_secs: 60,
+            also: BTreeMap::new(),
         }
     }
 }
@@ -267,6 +437,7 @@ impl Default for MailSettings {
             transport: Transport::File,
             outbox_dir: None,
             smtp: SmtpSettings::default(),
+            dkim: None,
         }
     }
 }
@@ -357,6 +528,7 @@ impl Settings {
             settings.use_credentials(&dir);
         }
         settings.load_password()?;
+        settings.load_dkim_key()?;
         settings.validate()?;
         Ok((settings, origin))
     }
@@ -440,6 +612,70 @@ impl Settings {
         if self.secret_file.is_none() {
             self.secret_file = found("secret-key");
         }
+        if let Some(dkim) = &mut self.mail.dkim
+            && dkim.key_file.is_none()
+        {
+            dkim.key_file = found("dkim-key");
+        }
+    }
+
+    /// Reads the DKIM key named by `mail.dkim.key_file`, when signing is configured.
+    pub fn load_dkim_key(&mut self) -> Result<(), ConfigError> {
+        if let Some(dkim) = &mut self.mail.dkim
+            && let Some(file) = &dkim.key_file
+        {
+            let pem = std::fs::read_to_string(file).map_err(|e| {
+                invalid(
+                    "mail.dkim.key_file",
+                    format!("cannot read {}: {e}", file.display()),
+                )
+            })?;
+            dkim.key = Some(Secret(pem));
+        }
+        Ok(())
+    }
+
+    /// The DKIM signer the settings describe, if any; every way the key or names can be
+    /// wrong is an error naming the key.
+    pub fn dkim_signer(&self) -> Result<Option<crate::mail::dkim::Signer>, ConfigError> {
+        let Some(dkim) = &self.mail.dkim else {
+            return Ok(None);
+        };
+        // Both end up in DNS names (SELECTOR._domainkey.DOMAIN) and in the signature header.
+        let dns_name = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with(['.', '-'])
+                && !s.ends_with(['.', '-'])
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        };
+        if !dns_name(&dkim.selector) {
+            return Err(invalid(
+                "mail.dkim.selector",
+                format!("'{}' is not a DNS label like \"paperboy\"", dkim.selector),
+            ));
+        }
+        if !dns_name(&dkim.domain) || !dkim.domain.contains('.') {
+            return Err(invalid(
+                "mail.dkim.domain",
+                format!("'{}' is not a domain like example.org", dkim.domain),
+            ));
+        }
+        let Some(pem) = &dkim.key else {
+            return Err(invalid(
+                "mail.dkim.key_file",
+                "not set, and no dkim-key credential: DKIM needs a private key",
+            ));
+        };
+        crate::mail::dkim::Signer::new(&dkim.selector, &dkim.domain, pem.expose())
+            .map(Some)
+            .map_err(|e| {
+                let file = dkim
+                    .key_file
+                    .as_ref()
+                    .map_or_else(String::new, |f| format!("{}: ", f.display()));
+                invalid("mail.dkim.key_file", format!("{file}{e}"))
+            })
     }
 
     fn load_password(&mut self) -> Result<(), ConfigError> {
@@ -479,16 +715,7 @@ impl Settings {
         if public.query().is_some() || public.fragment().is_some() {
             return Err(invalid("public_url", "must not have a query or fragment"));
         }
-        let probe = self.source.url.replace("{date}", "2025-01-01");
-        match url::Url::parse(&probe) {
-            Ok(u) if matches!(u.scheme(), "http" | "https") => {}
-            _ => {
-                return Err(invalid(
-                    "source.url",
-                    format!("'{}' is not an http(s) URL", self.source.url),
-                ));
-            }
-        }
+        self.source.validate()?;
         if !(1..=600).contains(&self.source.timeout_secs) {
             return Err(invalid("source.timeout_secs", "must be between 1 and 600"));
         }
@@ -531,6 +758,7 @@ impl Settings {
             ));
         }
         self.from_mailbox()?;
+        self.dkim_signer()?;
         let smtp = &self.mail.smtp;
         if smtp.host.trim().is_empty() {
             return Err(invalid("mail.smtp.host", "must not be empty"));
@@ -641,13 +869,23 @@ impl Settings {
 
     /// The effective settings as TOML, with secrets masked: what `check-config` prints.
     pub fn to_masked_toml(&self) -> String {
-        let mut out = toml::to_string_pretty(self).expect("settings serialise");
+        let shown = Self {
+            source: self.source.resolved(),
+            ..self.clone()
+        };
+        let mut out = toml::to_string_pretty(&shown).expect("settings serialise");
         let password = match (&self.mail.smtp.password, &self.mail.smtp.password_file) {
             (None, _) => "not set".to_string(),
             (Some(_), Some(f)) => format!("******** (from {})", f.display()),
             (Some(_), None) => "******** (from $PAPERBOY_SMTP_PASSWORD)".to_string(),
         };
         out.push_str(&format!("\n# mail.smtp password: {password}\n"));
+        if let Some(dkim) = &self.mail.dkim {
+            let from = dkim.key_file.as_ref().map_or("not set".to_string(), |f| {
+                format!("******** (from {})", f.display())
+            });
+            out.push_str(&format!("# mail.dkim key: {from}\n"));
+        }
         out
     }
 }
@@ -690,6 +928,19 @@ mod tests {
             ("[digest]\nretention_days = 7", "digest.retention_days"),
             ("[web]\nlisten = \"localhost\"", "web.listen"),
             ("[source]\nurl = \"file:///etc/passwd\"", "source.url"),
+            ("[source]\nrecent_days = 15", "source.recent_days"),
+            (
+                "[source]\nrecent_url = \"https://x.org/papers/today\"",
+                "source.recent_url",
+            ),
+            (
+                "[source.also.api]\nkind = \"hf-api\"\nurl = \"nope\"",
+                "source.also.api.url",
+            ),
+            (
+                "[source.also.\"The API\"]\nkind = \"hf-api\"",
+                "source.also.The API",
+            ),
         ];
         for (toml, key) in cases {
             let s = Settings::from_toml(toml).unwrap();
@@ -698,6 +949,61 @@ mod tests {
         }
         let e = Settings::from_toml("[mail]\ntransport = \"pigeon\"").unwrap_err();
         assert!(e.contains("pigeon") || e.contains("transport"), "{e}");
+    }
+
+    #[test]
+    fn source_urls_follow_the_kind_unless_set() {
+        let s = Settings::default();
+        assert_eq!(s.source.url(), "https://huggingface.co/papers/trending");
+        assert_eq!(
+            s.source.recent_url(),
+            "https://huggingface.co/papers/date/{date}"
+        );
+        let mut mirror = Settings::default();
+        mirror.source.url = Some("http://127.0.0.1:8000/papers/trending".into());
+        assert_eq!(
+            mirror.source.recent_url(),
+            "http://127.0.0.1:8000/papers/date/{date}"
+        );
+        let s = Settings::from_toml(
+            "[source]\nkind = \"hf-api\"\n[source.also.page]\n[source.also.day]\nurl = \"https://x.org/d/{date}\"\n",
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.source.url(), "https://huggingface.co/api/daily_papers");
+        assert_eq!(
+            s.source.recent_url(),
+            "https://huggingface.co/api/daily_papers?date={date}"
+        );
+        assert_eq!(s.source.also["page"].kind, SourceKind::HfPage);
+        assert_eq!(
+            s.source.also["page"].url(),
+            "https://huggingface.co/papers/trending"
+        );
+        // check-config shows the URLs in effect, not blanks.
+        let shown = s.to_masked_toml();
+        assert!(
+            shown.contains("url = \"https://huggingface.co/api/daily_papers\""),
+            "{shown}"
+        );
+        assert!(shown.contains("[source.also.page]"), "{shown}");
+        let e = Settings::from_toml("[source]\nkind = \"rss\"").unwrap_err();
+        assert!(e.contains("rss"), "{e}");
+    }
+
+    #[test]
+    fn more_sources_can_come_from_the_environment() {
+        let vars = [
+            ("PAPERBOY_SOURCE__ALSO__API__KIND", "hf-api"),
+            ("PAPERBOY_SOURCE__RECENT_DAYS", "0"),
+            ("PAPERBOY_SOURCE__URL", "https://x.org/papers/date/{date}"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let s = Settings::from_toml_with_env("", vars).unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.source.also["api"].kind, SourceKind::HfApi);
+        assert_eq!(s.source.recent_days, 0);
+        assert_eq!(s.source.url(), "https://x.org/papers/date/{date}");
     }
 
     #[test]
@@ -745,6 +1051,45 @@ mod tests {
         s.mail.smtp.username = Some("u".into());
         s.load_password().unwrap();
         assert_eq!(s.mail.smtp.password.unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn dkim_settings_are_checked_at_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = format!(
+            "{}/tests/fixtures/dkim/ed25519.pem",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let load = |toml: &str| -> Result<Settings, ConfigError> {
+            let mut s = Settings::from_toml(toml).unwrap();
+            s.use_credentials(dir.path());
+            s.load_dkim_key()?;
+            s.validate()?;
+            Ok(s)
+        };
+        let err = |toml: &str| load(toml).unwrap_err().to_string();
+        assert!(err("[mail.dkim]\ndomain = \"example.org\"").contains("mail.dkim.selector"));
+        assert!(
+            err("[mail.dkim]\nselector = \"pb\"\ndomain = \"a b\"").contains("mail.dkim.domain")
+        );
+        let no_key = "[mail.dkim]\nselector = \"pb\"\ndomain = \"example.org\"";
+        assert!(
+            err(no_key).contains("mail.dkim.key_file"),
+            "{}",
+            err(no_key)
+        );
+        // The systemd credential fills in for key_file, and the key is never shown.
+        std::fs::copy(&key, dir.path().join("dkim-key")).unwrap();
+        let s = load(no_key).unwrap();
+        assert!(s.dkim_signer().unwrap().is_some());
+        let shown = s.to_masked_toml();
+        assert!(
+            shown.contains("# mail.dkim key: ******** (from "),
+            "{shown}"
+        );
+        assert!(!shown.contains("PRIVATE KEY") && !format!("{s:?}").contains("PRIVATE KEY"));
+        // No table, no signing.
+        assert!(load("").unwrap().dkim_signer().unwrap().is_none());
     }
 
     #[test]

@@ -279,7 +279,7 @@ async fn run_for(
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
-    let (mut report, template) = plan(app, date, &listing.papers, &[], occasion).await?;
+    let (mut report, template) = plan(app, date, &listing.papers, &listing.recent, occasion).await?;
     tracing::info!(
         edition = %date,
         planned = report.planned,
@@ -442,7 +442,7 @@ pub async fn dry_run(
         .store
         .edition(date)?
         .unwrap_or_else(|| EditionRecord::new(date));
-    edition.merge(&listing.papers, &[]);
+    edition.merge(&listing.papers, &listing.recent);
     let template = template_for(app, &edition)?;
     let mut pages = Pages::new(app, date, &listing.papers, &edition.recent, &template)?;
     let occasion = Occasion::Scheduled(date);
@@ -489,10 +489,10 @@ pub async fn preview(
 ) -> Result<Option<Rendered>, RunError> {
     let listing = app.source.fetch(date).await?;
     let mut edition = EditionRecord::new(date);
-    edition.merge(&listing.papers, &[]);
+    edition.merge(&listing.papers, &listing.recent);
     let template = template_for(app, &edition)?;
     let mut personal = app.personal(s);
-    let mut pages = Pages::new(app, date, &listing.papers, &[], &template)?;
+    let mut pages = Pages::new(app, date, &listing.papers, &listing.recent, &template)?;
     let before = app.store.sent_before(s.id)?;
     let chosen = choose(app, pages.for_subscriber(s)?, s, &before, &mut personal);
     if chosen.is_empty() {
@@ -530,7 +530,10 @@ pub async fn explain(
 ) -> Result<Option<Explanation>, RunError> {
     let (page, recent, on_record) = match app.store.edition(date)? {
         Some(e) => (e.papers, e.recent, true),
-        None if fetch => (app.source.fetch(date).await?.papers, Vec::new(), false),
+        None if fetch => {
+            let listing = app.source.fetch(date).await?;
+            (listing.papers, listing.recent, false)
+        }
         None => return Ok(None),
     };
     let mut edition = EditionRecord::new(date);

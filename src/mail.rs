@@ -2,12 +2,17 @@
 //!
 //! One [`Mailer`] type hides whether mail goes to an SMTP server or to `.eml` files, and
 //! sorts every failure into the two classes delivery cares about: worth retrying, or not.
+//! With `[mail.dkim]`, every message is signed as it is formatted (see [`dkim`]).
+
+pub mod dkim;
 
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::message::header::{ContentTransferEncoding, ContentType, HeaderName, HeaderValue};
-use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use lettre::message::header::{
+    ContentTransferEncoding, ContentType, HeaderName, HeaderValue, MIME_VERSION_1_0,
+};
+use lettre::message::{Body, Mailbox, MessageBuilder, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, DEFAULT_MECHANISMS};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -48,6 +53,7 @@ pub struct Mailer {
     inner: Inner,
     from: Mailbox,
     list_id: String,
+    dkim: Option<std::sync::Arc<dkim::Signer>>,
 }
 
 /// A message as it goes over the wire, formatted once: retries resend the same bytes, and
@@ -58,11 +64,21 @@ pub struct Formatted {
 }
 
 impl Formatted {
-    fn new(message: &Message) -> Self {
+    /// The message's bytes, signed first when a signer is given: every transport sends
+    /// these bytes, so each sends the signature.
+    fn new(mut message: Message, dkim: Option<&dkim::Signer>) -> Self {
+        if let Some(signer) = dkim {
+            signer.sign(&mut message);
+        }
         Self {
             envelope: message.envelope().clone(),
             bytes: message.formatted(),
         }
+    }
+
+    /// The message as it goes over the wire.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// Size in bytes, headers included.
@@ -117,10 +133,15 @@ impl Mailer {
                 }))
             }
         };
+        let dkim = settings.dkim_signer()?.map(std::sync::Arc::new);
+        if let Some(signer) = &dkim {
+            tracing::debug!(algorithm = signer.algorithm(), "messages are DKIM-signed");
+        }
         Ok(Self {
             inner,
             list_id: format!("Trending papers <digest.{}>", from.email.domain()),
             from,
+            dkim,
         })
     }
 
@@ -134,7 +155,7 @@ impl Mailer {
         let header = |name: &'static str, value: String| {
             HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
         };
-        Message::builder()
+        let message = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, m.to.to_address()))
             .subject(m.subject)
@@ -149,10 +170,9 @@ impl Mailer {
                 "List-Unsubscribe-Post",
                 "List-Unsubscribe=One-Click".into(),
             ))
-            .raw_header(header("Auto-Submitted", "auto-generated".into()))
-            // Never set Content-Type before `multipart`: lettre would send two.
-            .multipart(alternative(&m.text, &m.html))
-            .map(|m| Formatted::new(&m))
+            .raw_header(header("Auto-Submitted", "auto-generated".into()));
+        with_alternatives(message, &m.text, &m.html)
+            .map(|m| Formatted::new(m, self.dkim.as_deref()))
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
     }
 
@@ -164,7 +184,7 @@ impl Mailer {
         text: String,
         html: String,
     ) -> Result<Formatted, SendError> {
-        Message::builder()
+        let message = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to.to_address()))
             .subject(subject)
@@ -172,9 +192,9 @@ impl Mailer {
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
                 "auto-replied".into(),
-            ))
-            .multipart(alternative(&text, &html))
-            .map(|m| Formatted::new(&m))
+            ));
+        with_alternatives(message, &text, &html)
+            .map(|m| Formatted::new(m, self.dkim.as_deref()))
             .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
     }
 
@@ -201,6 +221,35 @@ impl Mailer {
         session.close().await;
         result
     }
+}
+
+/// The message with the text and HTML versions as its body.
+///
+/// The `multipart/alternative` goes in as the message's own body, its Content-Type set as a
+/// header of the message: lettre keeps a multipart's Content-Type apart from the message's
+/// headers, where a DKIM signature cannot cover it. The bytes are what lettre's `multipart`
+/// makes, plus a top-level `Content-Transfer-Encoding: 7bit`, which is true (the parts are
+/// 7-bit) and allowed for a multipart (RFC 2045, 6.4).
+fn with_alternatives(
+    message: MessageBuilder,
+    text: &str,
+    html: &str,
+) -> Result<Message, lettre::error::Error> {
+    let parts = alternative(text, html);
+    let content_type = parts
+        .headers()
+        .get::<ContentType>()
+        .expect("a multipart has its Content-Type");
+    let formatted = parts.formatted();
+    // `formatted` is the multipart's headers, a blank line, then the body.
+    let body_starts = parts.headers().to_string().len() + 2;
+    message
+        .header(MIME_VERSION_1_0)
+        .header(content_type)
+        .body(Body::dangerous_pre_encoded(
+            formatted[body_starts..].to_vec(),
+            ContentTransferEncoding::SevenBit,
+        ))
 }
 
 /// The text and HTML versions of a mail, each part encoded by [`encode_body`].

@@ -1,16 +1,24 @@
 //! Where the papers come from: Hugging Face Papers, over HTTP.
 //!
 //! Every way a fetch can go wrong is a [`SourceError`] with a one-line reason, and none of them
-//! yields a partial list: a digest is built from a whole, current page or not at all.
+//! yields a partial list: a digest is built from a whole, current page or not at all. Several
+//! sources (`[source]` and `[source.also.*]`) are merged by arXiv id; the daily lists of the
+//! days before the edition's (the recent window) are read at best effort on top.
 
+mod fetch;
+mod merge;
 mod parse;
 
 use std::time::Duration;
 
-pub use parse::{Listing, ParseError, clean, parse_listing};
+use futures_util::future::{join_all, try_join_all};
+
+pub use merge::{merge, recent_only};
+pub use parse::{Listing, ParseError, clean, parse_as, parse_listing};
 
 use crate::config::SourceSettings;
-use crate::domain::EditionDate;
+use crate::domain::{EditionDate, Paper};
+use fetch::{Feed, Fetcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
@@ -47,6 +55,13 @@ pub enum SourceError {
         asked: EditionDate,
         got: EditionDate,
     },
+    /// With several sources, which one failed: its config key.
+    #[error("{key}: {error}")]
+    Of {
+        key: String,
+        #[source]
+        error: Box<SourceError>,
+    },
 }
 
 impl SourceError {
@@ -57,6 +72,7 @@ impl SourceError {
             SourceError::Network { .. } | SourceError::Timeout { .. } => true,
             SourceError::RateLimited { .. } => true,
             SourceError::Http { status, .. } => *status >= 500,
+            SourceError::Of { error, .. } => error.is_transient(),
             _ => false,
         }
     }
@@ -73,175 +89,110 @@ impl SourceError {
     }
 }
 
-/// Fetches and parses the configured page.
+/// The configured sources: fetched, merged, and widened by the recent window.
 #[derive(Clone)]
 pub struct HfSource {
-    client: reqwest::Client,
-    url_template: String,
-    timeout: Duration,
-    max_bytes: u64,
-    max_attempts: u32,
-    max_wait: Duration,
+    fetcher: Fetcher,
+    /// `[source]` first, then `[source.also.*]` in name order.
+    feeds: Vec<Feed>,
+    /// One day's list, for the days before the edition's.
+    recent: Feed,
+    recent_days: u32,
 }
 
 impl HfSource {
     pub fn new(settings: &SourceSettings) -> anyhow::Result<Self> {
-        let timeout = Duration::from_secs(settings.timeout_secs);
-        let client = reqwest::Client::builder()
-            .user_agent(concat!(
-                "paperboy/",
-                env!("CARGO_PKG_VERSION"),
-                " (self-hosted paper digest)"
-            ))
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(10)))
-            .redirect(reqwest::redirect::Policy::limited(5))
-            .build()?;
+        let first = Feed {
+            key: "source".into(),
+            kind: settings.kind,
+            template: settings.url().to_string(),
+        };
+        let also = settings.also.iter().map(|(name, also)| Feed {
+            key: format!("source.also.{name}"),
+            kind: also.kind,
+            template: also.url().to_string(),
+        });
         Ok(Self {
-            client,
-            url_template: settings.url.clone(),
-            timeout,
-            max_bytes: settings.max_bytes,
-            max_attempts: settings.max_attempts,
-            max_wait: Duration::from_secs(settings.max_retry_wait_secs),
+            fetcher: Fetcher::new(settings)?,
+            feeds: std::iter::once(first).chain(also).collect(),
+            recent: Feed {
+                key: "source.recent_url".into(),
+                kind: settings.kind,
+                template: settings.recent_url(),
+            },
+            recent_days: settings.recent_days,
         })
     }
 
-    /// The address for an edition: `{date}` in the configured URL becomes `YYYY-MM-DD`, so
-    /// `https://huggingface.co/papers/date/{date}` fetches that day's page.
+    /// The address of the first source for an edition.
     pub fn url_for(&self, date: EditionDate) -> String {
-        self.url_template.replace("{date}", &date.to_string())
+        self.feeds[0].url_for(date)
     }
 
-    /// Whether the configured URL names a day, so the page must be for exactly that day.
-    fn is_dated(&self) -> bool {
-        self.url_template.contains("{date}")
-    }
-
-    /// Fetches the page for `date`, retrying temporary failures with backoff (or the wait a
-    /// 429 asks for) up to `source.max_attempts` times.
+    /// Fetches every source for `date` and merges them (see [`merge`]); date, period and
+    /// trending flag are the first source's. Any source failing fails the fetch: a digest is
+    /// built from whole lists or not at all. Then the recent window fills
+    /// [`Listing::recent`], at best effort.
     pub async fn fetch(&self, date: EditionDate) -> Result<Listing, SourceError> {
-        let mut attempt = 1;
-        loop {
-            let error = match self.fetch_once(date).await {
-                Ok(listing) => return Ok(listing),
-                Err(e) if !e.is_transient() => return Err(e),
-                Err(e) => e,
-            };
-            let wait = error
-                .retry_after()
-                .unwrap_or_else(|| Duration::from_secs(1 << (attempt - 1).min(6)));
-            if attempt >= self.max_attempts || wait > self.max_wait {
-                return Err(if attempt > 1 {
-                    SourceError::GaveUp {
-                        attempts: attempt,
-                        last: Box::new(error),
+        let several = self.feeds.len() > 1;
+        let listings = try_join_all(self.feeds.iter().map(|feed| async move {
+            self.fetcher.fetch(feed, date).await.map_err(|error| {
+                if several {
+                    SourceError::Of {
+                        key: feed.key.clone(),
+                        error: Box::new(error),
                     }
                 } else {
                     error
-                });
-            }
-            tracing::warn!(%error, attempt, wait_secs = wait.as_secs(), "fetch failed; retrying");
-            tokio::time::sleep(wait).await;
-            attempt += 1;
+                }
+            })
+        }))
+        .await?;
+        let mut listings = listings.into_iter();
+        let mut listing = listings.next().expect("the first source is always there");
+        if several {
+            let rest: Vec<Listing> = listings.collect();
+            listing.skipped += rest.iter().map(|l| l.skipped).sum::<usize>();
+            let first = std::mem::take(&mut listing.papers);
+            listing.papers =
+                merge(std::iter::once(first).chain(rest.into_iter().map(|l| l.papers)));
         }
-    }
-
-    async fn fetch_once(&self, date: EditionDate) -> Result<Listing, SourceError> {
-        let url = self.url_for(date);
-        let body = self.get(&url).await?;
-        let listing = tokio::task::spawn_blocking(move || parse_listing(&body))
-            .await
-            .expect("the parser does not panic")
-            .map_err(|source| SourceError::Parse {
-                url: url.clone(),
-                source,
-            })?;
-        // A daily page for a day without papers shows the latest day that has some; mailing
-        // those as today's edition would resend yesterday's news under a new date.
-        let must_match =
-            self.is_dated() || (!listing.is_trending && listing.period.as_deref() == Some("day"));
-        if must_match
-            && let Some(got) = listing.date
-            && got != date
-        {
-            return Err(SourceError::WrongDate {
-                url,
-                asked: date,
-                got,
-            });
-        }
+        listing.recent = self.recent(date, &listing.papers).await;
         Ok(listing)
     }
 
-    async fn get(&self, url: &str) -> Result<String, SourceError> {
-        let net = |e: reqwest::Error| {
-            if e.is_timeout() {
-                SourceError::Timeout {
-                    url: url.to_string(),
-                    secs: self.timeout.as_secs(),
-                }
-            } else {
-                SourceError::Network {
-                    url: url.to_string(),
-                    reason: root_cause(&e),
+    /// The papers of the `recent_days` daily lists before `date` that are not in `page`.
+    /// One attempt per day; a day that fails (404, another day's list, no answer) is
+    /// skipped with a warning, since the edition does not depend on it.
+    async fn recent(&self, date: EditionDate, page: &[Paper]) -> Vec<Paper> {
+        let days = join_all((1..=self.recent_days).map(|back| {
+            let day = date.minus_days(back);
+            async move {
+                match self.fetcher.fetch_once(&self.recent, day).await {
+                    Ok(listing) => Some(listing.papers),
+                    Err(error) => {
+                        tracing::warn!(%error, day = %day, "skipping a recent day's list");
+                        None
+                    }
                 }
             }
-        };
-        let mut response = self.client.get(url).send().await.map_err(net)?;
-        let status = response.status();
-        if status.as_u16() == 429 {
-            let retry_after = response
-                .headers()
-                .get(reqwest::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse().ok());
-            return Err(SourceError::RateLimited {
-                url: url.to_string(),
-                retry_after,
-            });
+        }))
+        .await;
+        if days.is_empty() {
+            return Vec::new();
         }
-        if !status.is_success() {
-            return Err(SourceError::Http {
-                url: url.to_string(),
-                status: status.as_u16(),
-            });
-        }
-        let too_large = || SourceError::TooLarge {
-            url: url.to_string(),
-            limit: self.max_bytes,
-        };
-        if response
-            .content_length()
-            .is_some_and(|n| n > self.max_bytes)
-        {
-            return Err(too_large());
-        }
-        // Read in chunks so a page that lies about (or omits) its length still cannot make
-        // us hold more than the cap.
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(net)? {
-            if body.len() as u64 + chunk.len() as u64 > self.max_bytes {
-                return Err(too_large());
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(String::from_utf8_lossy(&body).into_owned())
+        let read: Vec<Vec<Paper>> = days.into_iter().flatten().collect();
+        let days_read = read.len();
+        let recent = recent_only(read, page);
+        tracing::info!(edition = %date, days_read, papers = recent.len(), "read the recent window");
+        recent
     }
-}
-
-/// reqwest's top-level message is "error sending request"; the useful part is underneath.
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SourceKind;
 
     fn fixture(name: &str) -> String {
         let path = format!("{}/tests/fixtures/hf/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -319,6 +270,45 @@ mod tests {
                 .unwrap()
                 .starts_with("Large Multimodal")
         );
+    }
+
+    #[test]
+    fn the_kind_decides_what_the_body_must_be() {
+        let page = fixture("date-2025-12-09.html");
+        let api = fixture("api-daily_papers-2025-12-09.json");
+        assert_eq!(
+            parse_as(&page, SourceKind::HfPage).unwrap().papers.len(),
+            12
+        );
+        assert_eq!(parse_as(&api, SourceKind::HfApi).unwrap().papers.len(), 12);
+        let e = parse_as(&page, SourceKind::HfApi).unwrap_err();
+        assert_eq!(
+            e,
+            ParseError::WrongKind {
+                kind: SourceKind::HfApi,
+                found: "an HTML page"
+            }
+        );
+        assert!(e.to_string().contains("\"hf-api\""), "{e}");
+        let e = parse_as(&api, SourceKind::HfPage).unwrap_err();
+        assert!(
+            e.to_string().contains("\"hf-page\"") && e.to_string().contains("JSON"),
+            "{e}"
+        );
+        assert!(matches!(
+            parse_as(r#"{"error":"Invalid date"}"#, SourceKind::HfApi),
+            Err(ParseError::WrongKind {
+                found: "a JSON object",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn an_api_list_is_dated_by_when_its_papers_were_featured() {
+        let api = parse_listing(&fixture("api-daily_papers-2025-12-09.json")).unwrap();
+        assert_eq!(api.date, EditionDate::parse("2025-12-09").ok());
+        assert!(parse_listing("[]").unwrap().date.is_none());
     }
 
     #[test]

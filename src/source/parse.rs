@@ -9,6 +9,7 @@ use scraper::{Html, Selector};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::config::SourceKind;
 use crate::domain::{Author, EditionDate, HttpUrl, Paper, PaperId};
 
 /// What one page said: its papers and the date it claims to be for.
@@ -16,6 +17,7 @@ use crate::domain::{Author, EditionDate, HttpUrl, Paper, PaperId};
 pub struct Listing {
     /// `dateString`: the day the page shows. A daily page for a day with no papers shows the
     /// latest valid day instead, which is why callers compare it with the day they asked for.
+    /// The API's JSON has no such field; there it is the day most of its papers were featured.
     pub date: Option<EditionDate>,
     /// `periodType`: `day`, `week` or `month`.
     pub period: Option<String>,
@@ -23,6 +25,10 @@ pub struct Listing {
     pub papers: Vec<Paper>,
     /// Entries that were present but unusable (no id, no title, an id that is not arXiv's).
     pub skipped: usize,
+    /// Papers of the daily lists of the days before the edition's that are not in `papers`,
+    /// each once, with its highest upvotes: papers that may have gained upvotes since they
+    /// were new. Filled by the source's recent window; a parse leaves it empty.
+    pub recent: Vec<Paper>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,6 +43,32 @@ pub enum ParseError {
     NoList,
     #[error("none of the {0} entries on the page could be read as a paper")]
     NoValidPapers(usize),
+    #[error(
+        "source kind \"{kind}\" expects {}, but this is {found}",
+        match kind { SourceKind::HfPage => "an HTML page with the DailyPapers data", SourceKind::HfApi => "the JSON list of /api/daily_papers" }
+    )]
+    WrongKind {
+        kind: SourceKind,
+        found: &'static str,
+    },
+}
+
+/// Parses a body as `kind` says it must be: a page given to `hf-api`, or JSON given to
+/// `hf-page`, is an error rather than a guess, since it means the URL is not what the
+/// config says it is.
+pub fn parse_as(body: &str, kind: SourceKind) -> Result<Listing, ParseError> {
+    let trimmed = body.trim_start();
+    let found = match trimmed.as_bytes().first() {
+        Some(b'[') => "a JSON list",
+        Some(b'{') => "a JSON object",
+        Some(b'<') => "an HTML page",
+        _ => "neither HTML nor JSON",
+    };
+    match (kind, found) {
+        (SourceKind::HfPage, "an HTML page" | "neither HTML nor JSON") => parse_listing(body),
+        (SourceKind::HfApi, "a JSON list") => parse_listing(body),
+        _ => Err(ParseError::WrongKind { kind, found }),
+    }
 }
 
 // Caps on scraped text: a digest must stay small and a hostile page must not make it huge.
@@ -62,7 +94,7 @@ pub fn parse_listing(body: &str) -> Result<Listing, ParseError> {
     let trimmed = body.trim_start();
     if trimmed.starts_with('[') {
         return match serde_json::from_str::<Vec<RawEntry>>(trimmed) {
-            Ok(entries) => listing_from_entries(all_read(entries), None, None, false),
+            Ok(entries) => api_listing(all_read(entries)),
             Err(_) => api_listing_via_values(trimmed),
         };
     }
@@ -116,7 +148,29 @@ fn typed_props(props: &str) -> Option<RawProps> {
 fn api_listing_via_values(json: &str) -> Result<Listing, ParseError> {
     let entries: Vec<Value> =
         serde_json::from_str(json).map_err(|e| ParseError::BadJson(one_line(&e)))?;
-    listing_from_entries(read_each(entries), None, None, false)
+    api_listing(read_each(entries))
+}
+
+/// The API's entries as a listing, dated by when its papers were featured.
+fn api_listing(entries: Vec<Option<RawEntry>>) -> Result<Listing, ParseError> {
+    let mut listing = listing_from_entries(entries, None, None, false)?;
+    listing.date = featured_day(&listing.papers);
+    Ok(listing)
+}
+
+/// The (UTC) day most papers were featured on (the later day on a tie): an API answer for
+/// `?date=D` that falls back to another day is caught by the same check as a daily page.
+fn featured_day(papers: &[Paper]) -> Option<EditionDate> {
+    let mut days: Vec<EditionDate> = papers
+        .iter()
+        .filter_map(|p| p.featured_at)
+        .map(|t| EditionDate::from_naive(t.date_naive()))
+        .collect();
+    days.sort();
+    // `max_by_key` keeps the last of equals, and the runs are in date order.
+    days.chunk_by(|a, b| a == b)
+        .max_by_key(|run| run.len())
+        .map(|run| run[0])
 }
 
 /// The island's props read through [`Value`]: lenient about the optional fields, entry by
@@ -392,6 +446,7 @@ fn listing_from_entries(
         is_trending,
         papers,
         skipped,
+        recent: Vec::new(),
     })
 }
 
@@ -761,10 +816,7 @@ mod fast_paths {
         let api = fixture("api-daily_papers-2025-12-09.json");
         let typed = serde_json::from_str::<Vec<RawEntry>>(&api).unwrap();
         assert_eq!(
-            format!(
-                "{:?}",
-                listing_from_entries(all_read(typed), None, None, false)
-            ),
+            format!("{:?}", api_listing(all_read(typed))),
             format!("{:?}", api_listing_via_values(&api))
         );
     }
@@ -1041,7 +1093,7 @@ mod fast_paths {
             }
             if let Ok(typed) = serde_json::from_str::<Vec<RawEntry>>(&list) {
                 prop_assert_eq!(
-                    format!("{:?}", listing_from_entries(all_read(typed), None, None, false)),
+                    format!("{:?}", api_listing(all_read(typed))),
                     format!("{:?}", api_listing_via_values(&list))
                 );
             }

@@ -49,10 +49,12 @@ pub enum Reply {
 }
 
 /// An HTTP server on a loopback port whose answers a test can script: each request takes
-/// the next reply of the queue, and the last one stays.
+/// the next reply of the queue, and the last one stays; a path given its own reply with
+/// [`PageServer::route`] always gets that one instead.
 pub struct PageServer {
     pub addr: SocketAddr,
     replies: Arc<Mutex<std::collections::VecDeque<Reply>>>,
+    routes: Arc<Mutex<std::collections::HashMap<String, Reply>>>,
     hits: Arc<std::sync::atomic::AtomicUsize>,
 }
 
@@ -60,16 +62,22 @@ impl PageServer {
     pub async fn start(initial: Reply) -> Self {
         let replies = Arc::new(Mutex::new(std::collections::VecDeque::from([initial])));
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let routes = Arc::new(Mutex::new(std::collections::HashMap::new()));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (r, h) = (replies.clone(), hits.clone());
-        let app = axum::Router::new().fallback(move || {
-            let (r, h) = (r.clone(), h.clone());
+        let (r, h, paths) = (replies.clone(), hits.clone(), routes.clone());
+        let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+            let (r, h, paths) = (r.clone(), h.clone(), paths.clone());
             async move {
                 h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let routed = uri
+                    .path_and_query()
+                    .and_then(|p| paths.lock().unwrap().get(p.as_str()).cloned());
                 let current = {
                     let mut q = r.lock().unwrap();
-                    if q.len() > 1 {
+                    if let Some(reply) = routed {
+                        reply
+                    } else if q.len() > 1 {
                         q.pop_front().unwrap()
                     } else {
                         q.front().unwrap().clone()
@@ -105,8 +113,23 @@ impl PageServer {
         Self {
             addr,
             replies,
+            routes,
             hits,
         }
+    }
+
+    /// Requests for exactly `path_and_query` (`/api/daily_papers?date=2025-12-09`) always get
+    /// `reply`; the others still take the queue's.
+    pub fn route(&self, path_and_query: &str, reply: Reply) {
+        self.routes
+            .lock()
+            .unwrap()
+            .insert(path_and_query.to_string(), reply);
+    }
+
+    /// The server's address with `path_and_query` on it.
+    pub fn at(&self, path_and_query: &str) -> String {
+        format!("http://{}{path_and_query}", self.addr)
     }
 
     pub fn set(&self, reply: Reply) {
@@ -395,6 +418,8 @@ public_url = "https://papers.example.org"
 url = "{source_url}"
 timeout_secs = 5
 max_attempts = 2
+# Only the page itself: scripted replies and request counts stay the test's own.
+recent_days = 0
 
 [digest]
 max_items = 30
