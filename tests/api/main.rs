@@ -12,3 +12,4 @@ mod mailcheck;
 mod properties;
 mod service;
 mod web;
+mod why;
