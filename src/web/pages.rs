@@ -16,7 +16,8 @@ use serde::Deserialize;
 use super::forms::{FormValues, PreferencesForm, SubscribeForm};
 use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
 use crate::app::App;
-use crate::domain::{MAX_ITEMS_CAP, Status, Subscriber};
+use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
+use crate::edition::{self, RunError};
 use crate::metrics;
 use crate::notices::{self, Notice};
 use crate::tokens::{Purpose, TokenError, TokenKey};
@@ -81,6 +82,36 @@ struct PreferencesPage {
     min_upvotes_default: u32,
     max_items_default: u32,
     max_items_cap: u32,
+    why: WhySection,
+}
+
+/// The "why these papers" part of the preferences page: the newest edition on record, judged
+/// by the preferences as they are now, so that a reader who changes them sees the effect.
+pub enum WhySection {
+    /// No edition has been run yet.
+    NoEdition,
+    /// The judgement failed (logged); the form must still work, so the page shows a sentence.
+    Unavailable,
+    Edition(WhyView),
+}
+
+pub struct WhyView {
+    /// `YYYY-MM-DD`, for the link to the edition's page.
+    pub date: String,
+    pub date_long: String,
+    /// "3 of 12 papers would be in your digest".
+    pub summary: String,
+    /// Picked papers first, then the others; page order within each.
+    pub lines: Vec<WhyLine>,
+}
+
+pub struct WhyLine {
+    pub title: String,
+    pub url: String,
+    pub upvotes: u32,
+    /// The verdict as `explain` prints it: "picked", "below 25 upvotes", ….
+    pub verdict: String,
+    pub picked: bool,
 }
 
 /// "every weekday at 08:00 UTC" is hard to say for any cron line; the next time is not.
@@ -348,8 +379,78 @@ pub async fn unsubscribe(
     ))
 }
 
-fn preferences_view(
-    app: &App,
+/// Judges the newest edition on record for `s`. Never fetches: a page view must not reach
+/// out to Hugging Face.
+async fn why_section(app: &Arc<App>, s: &Subscriber) -> WhySection {
+    match why_view(app, s).await {
+        Ok(Some(view)) => WhySection::Edition(view),
+        Ok(None) => WhySection::NoEdition,
+        Err(e) => {
+            tracing::error!(error = %e, "could not explain the latest edition");
+            WhySection::Unavailable
+        }
+    }
+}
+
+async fn why_view(app: &Arc<App>, s: &Subscriber) -> Result<Option<WhyView>, RunError> {
+    // Only the date: `explain` reads the edition itself.
+    let Some(latest) = app.store.edition_summaries(None, 1)?.into_iter().next() else {
+        return Ok(None);
+    };
+    let Some(e) = edition::explain(app, latest.date, s, false).await? else {
+        return Ok(None);
+    };
+    let (picked, total) = (e.picked(), e.lines.len());
+    let papers = if total == 1 { "paper" } else { "papers" };
+    let date = e.date.long();
+    let summary = if e.had_it {
+        // The verdicts follow the preferences as they are now; what the digest carried is
+        // in the ledger, and after a change the two differ.
+        let ids: Vec<PaperId> = e.lines.iter().map(|(p, _)| p.id.clone()).collect();
+        let carried = app
+            .store
+            .sent_before(s.id)?
+            .among(&app.store.page_index(&ids)?)
+            .values()
+            .filter(|on| **on == Some(e.date))
+            .count();
+        let mut line = format!("{carried} of {total} {papers} were in your digest of {date}.");
+        if carried != picked {
+            line += &format!(" With your preferences as they are now, it would be {picked}.");
+        }
+        line
+    } else {
+        format!("{picked} of {total} {papers} would be in your digest.")
+    };
+    // The verdicts say what the preferences pick even while nothing is sent.
+    let summary = if s.receives_digests() {
+        summary
+    } else {
+        summary + " No digests go to you now (paused or unsubscribed)."
+    };
+    let mut lines: Vec<WhyLine> = e
+        .lines
+        .into_iter()
+        .map(|(p, v)| WhyLine {
+            url: p.id.hf_url(),
+            title: p.title,
+            upvotes: p.upvotes,
+            picked: v.is_picked(),
+            verdict: v.to_string(),
+        })
+        .collect();
+    // Stable: page order within each group.
+    lines.sort_by_key(|l| !l.picked);
+    Ok(Some(WhyView {
+        date: e.date.to_string(),
+        date_long: date,
+        summary,
+        lines,
+    }))
+}
+
+async fn preferences_view(
+    app: &Arc<App>,
     s: &Subscriber,
     token: &str,
     form: FormValues,
@@ -357,6 +458,7 @@ fn preferences_view(
     saved: bool,
 ) -> PreferencesPage {
     PreferencesPage {
+        why: why_section(app, s).await,
         email: s.email.to_string(),
         form,
         errors,
@@ -379,7 +481,7 @@ pub async fn preferences_page(
     let values = FormValues::from_preferences(&s.preferences);
     Ok(page(
         StatusCode::OK,
-        &preferences_view(app, &s, &q.token, values, Vec::new(), false),
+        &preferences_view(app, &s, &q.token, values, Vec::new(), false).await,
     ))
 }
 
@@ -394,7 +496,7 @@ pub async fn save_preferences(
     match form.parse() {
         Err(errors) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &preferences_view(app, &s, &q.token, form.values(), errors, false),
+            &preferences_view(app, &s, &q.token, form.values(), errors, false).await,
         )),
         Ok(prefs) => {
             s.preferences = prefs;
@@ -403,7 +505,7 @@ pub async fn save_preferences(
             let values = FormValues::from_preferences(&s.preferences);
             Ok(page(
                 StatusCode::OK,
-                &preferences_view(app, &s, &q.token, values, Vec::new(), true),
+                &preferences_view(app, &s, &q.token, values, Vec::new(), true).await,
             ))
         }
     }

@@ -14,3 +14,4 @@ mod properties;
 mod service;
 mod sources;
 mod web;
+mod why;
