@@ -279,7 +279,8 @@ async fn run_for(
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
-    let (mut report, template) = plan(app, date, &listing.papers, &listing.recent, occasion).await?;
+    let (mut report, template) =
+        plan(app, date, &listing.papers, &listing.recent, occasion).await?;
     tracing::info!(
         edition = %date,
         planned = report.planned,
