@@ -3,6 +3,7 @@
 
 mod archive;
 mod browser;
+mod cadence;
 mod cli;
 mod digest;
 mod dkim;
