@@ -351,10 +351,19 @@ fn table(app: &App, all: &[Subscriber], o: &mut String) {
         .max()
         .unwrap_or(5)
         .max(5);
+    let when = |p: &Preferences| match p.send_at {
+        Some(at) => format!("{} {at}", p.frequency),
+        None => p.frequency.to_string(),
+    };
+    let when_width = all
+        .iter()
+        .map(|s| when(&s.preferences).len())
+        .max()
+        .unwrap_or(4);
     let _ = writeln!(
         o,
-        "{:<width$}  {:<12}  {:>11}  {:>9}  keywords",
-        "email", "status", "min_upvotes", "max_items"
+        "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  keywords",
+        "email", "status", "min_upvotes", "max_items", "when"
     );
     for s in all {
         let p = &s.preferences;
@@ -366,11 +375,12 @@ fn table(app: &App, all: &[Subscriber], o: &mut String) {
         };
         let _ = writeln!(
             o,
-            "{:<width$}  {:<12}  {:>11}  {:>9}  {}",
+            "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  {}",
             s.email.as_str(),
             status,
             or_default(p.min_upvotes, d.min_upvotes),
             or_default(p.max_items, d.max_items),
+            when(p),
             if p.keywords.is_empty() {
                 "-".to_string()
             } else {

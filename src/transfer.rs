@@ -9,7 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::commands::ExportFormat;
-use crate::domain::{Keywords, Preferences, Status, Subscriber, SubscriberEmail};
+use crate::domain::{
+    Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
+};
 use crate::store::Store;
 
 /// One subscriber as exported: address, status and preferences.
@@ -24,13 +26,19 @@ pub struct Record {
     pub max_items: Option<u32>,
     #[serde(default)]
     pub paused: bool,
+    #[serde(default, skip_serializing_if = "Frequency::is_daily")]
+    pub frequency: Frequency,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub send_at: Option<SendAt>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub confirmed_at: Option<DateTime<Utc>>,
 }
 
-/// The CSV shape: keywords in one comma-separated field.
+/// The CSV shape: keywords in one comma-separated field; frequency and send time as text
+/// (`weekly:mon`, `07:00 Europe/Berlin`), empty for the defaults. Files from before those
+/// columns existed still import.
 #[derive(Debug, Serialize, Deserialize)]
 struct CsvRecord {
     email: String,
@@ -41,6 +49,10 @@ struct CsvRecord {
     paused: bool,
     created_at: Option<DateTime<Utc>>,
     confirmed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    frequency: String,
+    #[serde(default)]
+    send_at: String,
 }
 
 pub fn record(s: &Subscriber) -> Record {
@@ -51,6 +63,8 @@ pub fn record(s: &Subscriber) -> Record {
         keywords: s.preferences.keywords.as_slice().to_vec(),
         max_items: s.preferences.max_items,
         paused: s.preferences.paused,
+        frequency: s.preferences.frequency,
+        send_at: s.preferences.send_at,
         created_at: Some(s.created_at),
         confirmed_at: s.confirmed_at,
     }
@@ -79,11 +93,13 @@ pub fn export(all: &[Subscriber], format: ExportFormat) -> anyhow::Result<String
                     paused: r.paused,
                     created_at: r.created_at,
                     confirmed_at: r.confirmed_at,
+                    frequency: r.frequency.to_string(),
+                    send_at: r.send_at.map(|s| s.to_string()).unwrap_or_default(),
                 })?;
             }
             if all.is_empty() {
                 return Ok(
-                    "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at\n"
+                    "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at,frequency,send_at\n"
                         .into(),
                 );
             }
@@ -142,6 +158,12 @@ fn parse(bytes: &[u8]) -> anyhow::Result<Vec<(usize, Record)>> {
                 anyhow::anyhow!("line {line}: {e}")
             })?;
             let line = out.len() + 2;
+            let bad = |e: &dyn fmt::Display| anyhow::anyhow!("line {line}: {e}");
+            let frequency = Frequency::parse(&row.frequency).map_err(|e| bad(&e))?;
+            let send_at = match row.send_at.trim() {
+                "" => None,
+                s => Some(SendAt::parse(s).map_err(|e| bad(&e))?),
+            };
             out.push((
                 line,
                 Record {
@@ -151,6 +173,8 @@ fn parse(bytes: &[u8]) -> anyhow::Result<Vec<(usize, Record)>> {
                     keywords: row.keywords.split(',').map(str::to_string).collect(),
                     max_items: row.max_items,
                     paused: row.paused,
+                    frequency,
+                    send_at,
                     created_at: row.created_at,
                     confirmed_at: row.confirmed_at,
                 },
@@ -173,6 +197,8 @@ fn check(rows: Vec<(usize, Record)>) -> anyhow::Result<Vec<Checked>> {
         let mut preferences =
             Preferences::new(r.min_upvotes, keywords, r.max_items).map_err(|e| bad(&e))?;
         preferences.paused = r.paused;
+        preferences.frequency = r.frequency;
+        preferences.send_at = r.send_at;
         out.push(Checked {
             line,
             email,
@@ -236,6 +262,8 @@ mod tests {
             true,
         );
         a.preferences.paused = true;
+        a.preferences.frequency = crate::domain::Frequency::parse("weekly:thu").unwrap();
+        a.preferences.send_at = Some(SendAt::parse("06:00 America/New_York").unwrap());
         let b = Subscriber::new(
             SubscriberEmail::parse("bob@example.com").unwrap(),
             Preferences::default(),
@@ -271,7 +299,28 @@ mod tests {
             );
             let back = export(&s.subscribers().unwrap(), format).unwrap();
             assert_eq!(back, text, "{format:?}");
+            let ann = s
+                .subscriber(&SubscriberEmail::parse("ann@example.org").unwrap())
+                .unwrap()
+                .unwrap();
+            assert_eq!(ann.preferences, sample()[0].preferences, "{format:?}");
         }
+    }
+
+    #[test]
+    fn files_from_before_frequencies_still_import() {
+        let (_d, s) = store();
+        let csv = "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at\nann@example.org,active,,,,false,,\n";
+        let jsonl = "{\"email\":\"bob@example.org\",\"status\":\"active\",\"min_upvotes\":null,\"max_items\":null}\n";
+        for text in [csv, jsonl] {
+            assert_eq!(import(&s, text.as_bytes()).unwrap().added, 1, "{text}");
+        }
+        let bad = "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at,frequency,send_at\ncid@example.org,active,,,,false,,,weekly:someday,\n";
+        let e = import(&s, bad.as_bytes()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("line 2:") && e.contains("not a frequency"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::{Keywords, MAX_ITEMS_CAP, Preferences, SubscriberEmail};
+use crate::domain::{Frequency, Keywords, MAX_ITEMS_CAP, Preferences, SendAt, SubscriberEmail};
 
 /// The most a single field may hold; longer input is refused before any parsing.
 const MAX_FIELD: usize = 1000;
@@ -34,6 +34,15 @@ pub struct PreferencesForm {
     pub max_items: String,
     #[serde(default)]
     pub paused: Option<String>,
+    /// `daily` or `weekly:mon` … `weekly:sun`.
+    #[serde(default)]
+    pub frequency: String,
+    /// An hour, 0–23, or empty for the server's schedule.
+    #[serde(default)]
+    pub send_hour: String,
+    /// An IANA zone name, for `send_hour`.
+    #[serde(default)]
+    pub timezone: String,
 }
 
 /// The values a form shows, refilled after an error.
@@ -44,6 +53,9 @@ pub struct FormValues {
     pub min_upvotes: String,
     pub max_items: String,
     pub paused: bool,
+    pub frequency: String,
+    pub send_hour: String,
+    pub timezone: String,
 }
 
 impl FormValues {
@@ -54,8 +66,75 @@ impl FormValues {
             min_upvotes: p.min_upvotes.map(|n| n.to_string()).unwrap_or_default(),
             max_items: p.max_items.map(|n| n.to_string()).unwrap_or_default(),
             paused: p.paused,
+            frequency: p.frequency.to_string(),
+            send_hour: p.send_at.map(|s| s.hour().to_string()).unwrap_or_default(),
+            timezone: p
+                .send_at
+                .map(|s| s.zone().name().to_string())
+                .unwrap_or_default(),
         }
     }
+
+    /// The choices of the frequency list: value, label, and whether it is the one chosen.
+    pub fn frequency_options(&self) -> Vec<(String, String, bool)> {
+        let days = [
+            "Monday",
+            "Tuesday",
+            "Wednesday",
+            "Thursday",
+            "Friday",
+            "Saturday",
+            "Sunday",
+        ];
+        std::iter::once(("daily".to_string(), "Daily".to_string()))
+            .chain(days.iter().map(|d| {
+                let code = d[..3].to_ascii_lowercase();
+                (format!("weekly:{code}"), format!("Weekly, on {d}"))
+            }))
+            .map(|(value, label)| {
+                let chosen =
+                    value == self.frequency || (self.frequency.is_empty() && value == "daily");
+                (value, label, chosen)
+            })
+            .collect()
+    }
+
+    /// The choices of the send-hour list: value, label, and whether it is the one chosen.
+    pub fn hour_options(&self) -> Vec<(String, String, bool)> {
+        std::iter::once((
+            String::new(),
+            "With everyone, on the site's schedule".to_string(),
+        ))
+        .chain((0..24).map(|h| (h.to_string(), format!("{h:02}:00"))))
+        .map(|(value, label)| {
+            let chosen = value == self.send_hour.trim();
+            (value, label, chosen)
+        })
+        .collect()
+    }
+}
+
+/// How often and when, from the form's fields; `zone` when a send hour comes without one.
+fn cadence(
+    form: &PreferencesForm,
+    default_zone: &str,
+    errors: &mut Vec<String>,
+) -> (Frequency, Option<SendAt>) {
+    let frequency = Frequency::parse(&form.frequency)
+        .map_err(|e| errors.push(format!("How often: {e}.")))
+        .unwrap_or_default();
+    let send_at = if form.send_hour.trim().is_empty() {
+        None
+    } else {
+        let zone = match form.timezone.trim() {
+            "" => default_zone,
+            z => z,
+        };
+        SendAt::parse_parts(&form.send_hour, zone)
+            .map_err(|e| errors.push(format!("Send time: {e}.")))
+            .ok()
+    };
+    (frequency, send_at)
 }
 
 fn bounded(s: &str) -> String {
@@ -114,7 +193,7 @@ impl SubscribeForm {
             keywords: bounded(&self.keywords),
             min_upvotes: bounded(&self.min_upvotes),
             max_items: bounded(&self.max_items),
-            paused: false,
+            ..FormValues::default()
         }
     }
 
@@ -146,19 +225,31 @@ impl PreferencesForm {
             min_upvotes: bounded(&self.min_upvotes),
             max_items: bounded(&self.max_items),
             paused: self.paused.is_some(),
+            frequency: bounded(&self.frequency),
+            send_hour: bounded(&self.send_hour),
+            timezone: bounded(&self.timezone),
         }
     }
 
-    pub fn parse(&self) -> Result<Preferences, Vec<String>> {
+    /// The preferences, or every problem found. A send hour without a zone is in
+    /// `default_zone` (the server's).
+    pub fn parse(&self, default_zone: &str) -> Result<Preferences, Vec<String>> {
         let mut errors = Vec::new();
-        preferences(
+        let (frequency, send_at) = cadence(self, default_zone, &mut errors);
+        let mut prefs = preferences(
             &self.keywords,
             &self.min_upvotes,
             &self.max_items,
             self.paused.is_some(),
             &mut errors,
         )
-        .ok_or(errors)
+        .ok_or_else(|| errors.clone())?;
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        prefs.frequency = frequency;
+        prefs.send_at = send_at;
+        Ok(prefs)
     }
 }
 
@@ -187,6 +278,41 @@ mod tests {
         assert_eq!(p.keywords.as_slice(), ["llm", "agents"]);
         let (_, p) = form("a@example.org", "", "", "").parse().unwrap();
         assert_eq!(p, Preferences::default());
+    }
+
+    #[test]
+    fn how_often_and_when() {
+        let form = |frequency: &str, hour: &str, zone: &str| PreferencesForm {
+            frequency: frequency.into(),
+            send_hour: hour.into(),
+            timezone: zone.into(),
+            ..Default::default()
+        };
+        let p = form("weekly:fri", "7", "Asia/Tokyo").parse("UTC").unwrap();
+        assert_eq!(p.frequency.to_string(), "weekly:fri");
+        assert_eq!(p.send_at.unwrap().to_string(), "07:00 Asia/Tokyo");
+        let p = form("daily", "", "Asia/Tokyo").parse("UTC").unwrap();
+        assert_eq!(p.send_at, None);
+        let p = form("", "23", "").parse("Europe/Berlin").unwrap();
+        assert_eq!(p.send_at.unwrap().to_string(), "23:00 Europe/Berlin");
+        let errors = form("fortnightly", "25", "Nowhere/Land")
+            .parse("UTC")
+            .unwrap_err();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        let values =
+            FormValues::from_preferences(&form("weekly:sun", "6", "UTC").parse("UTC").unwrap());
+        assert!(
+            values
+                .frequency_options()
+                .iter()
+                .any(|(v, _, chosen)| v == "weekly:sun" && *chosen)
+        );
+        assert!(
+            values
+                .hour_options()
+                .iter()
+                .any(|(v, l, chosen)| v == "6" && l == "06:00" && *chosen)
+        );
     }
 
     #[test]

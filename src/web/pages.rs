@@ -82,6 +82,7 @@ struct PreferencesPage {
     min_upvotes_default: u32,
     max_items_default: u32,
     max_items_cap: u32,
+    server_zone: String,
     why: WhySection,
 }
 
@@ -469,6 +470,7 @@ async fn preferences_view(
         min_upvotes_default: app.settings.digest.min_upvotes,
         max_items_default: app.settings.digest.max_items,
         max_items_cap: MAX_ITEMS_CAP,
+        server_zone: app.settings.schedule.timezone.clone(),
     }
 }
 
@@ -493,7 +495,7 @@ pub async fn save_preferences(
     let app = &state.app;
     let mut s = token_owner(app, Purpose::Preferences, &q.token)?;
     let Form(form) = form.map_err(form_rejection)?;
-    match form.parse() {
+    match form.parse(&app.settings.schedule.timezone) {
         Err(errors) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &preferences_view(app, &s, &q.token, form.values(), errors, false).await,

@@ -273,3 +273,71 @@ fn at_first(section: &str, id: &str) -> bool {
     let first = section.find("https://huggingface.co/papers/").unwrap();
     section[first..].starts_with(&format!("https://huggingface.co/papers/{id}\""))
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_preferences_form_sets_how_often_and_when() {
+    let s = serve().await;
+    let prefs = s.join("ann@example.org", "", "").await;
+    let (_, page) = s.get(&prefs).await;
+    assert!(
+        page.contains("<option value=\"daily\" selected>Daily</option>"),
+        "daily is the default"
+    );
+
+    let (status, page) = s
+        .post(
+            &prefs,
+            &[
+                ("keywords", ""),
+                ("min_upvotes", ""),
+                ("max_items", ""),
+                ("frequency", "weekly:wed"),
+                ("send_hour", "6"),
+                ("timezone", "America/New_York"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<option value=\"weekly:wed\" selected>Weekly, on Wednesday</option>"));
+    assert!(page.contains("<option value=\"6\" selected>06:00</option>"));
+    assert!(page.contains("value=\"America/New_York\""));
+    let listed = s.app.run(&["subscribers", "export"]).stdout;
+    assert!(
+        listed.contains("\"frequency\":\"weekly:wed\"")
+            && listed.contains("\"send_at\":\"06:00 America/New_York\""),
+        "{listed}"
+    );
+
+    // A zone that does not exist: the form comes back with the reason, nothing is saved.
+    let (status, page) = s
+        .post(
+            &prefs,
+            &[
+                ("frequency", "daily"),
+                ("send_hour", "7"),
+                ("timezone", "Atlantis/Capital"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 422);
+    assert!(page.contains("not an IANA time zone name"), "{page}");
+    let listed = s.app.run(&["subscribers", "export"]).stdout;
+    assert!(
+        listed.contains("\"send_at\":\"06:00 America/New_York\""),
+        "{listed}"
+    );
+
+    // Back to the site's schedule.
+    let (status, _) = s
+        .post(
+            &prefs,
+            &[("frequency", "daily"), ("send_hour", ""), ("timezone", "")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let listed = s.app.run(&["subscribers", "export"]).stdout;
+    assert!(
+        !listed.contains("send_at") && !listed.contains("frequency"),
+        "{listed}"
+    );
+}
