@@ -18,23 +18,52 @@ fn mailcheck_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/mailcheck")
 }
 
-/// The HTML part of the digest `run-once` writes into the file outbox for one subscriber
-/// with the default preferences, from the fixture page of 2025-12-09.
+/// The HTML part of a digest `run-once` writes into the file outbox, from the fixture page
+/// of 2025-12-09 after that of 2025-12-08, for a subscriber whose minimum upvotes a paper
+/// reached on the second day: every kind of card, the late bloomer's badge too.
 async fn digest_html() -> String {
-    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let day1 = fixture("trending-2025-12-08.html");
+    let day2 = fixture("trending-2025-12-09.html");
+    let upvotes = |page: &str| -> std::collections::HashMap<String, u32> {
+        paperboy::source::parse_listing(page)
+            .unwrap()
+            .papers
+            .into_iter()
+            .map(|p| (p.id.to_string(), p.upvotes))
+            .collect()
+    };
+    let (before, after) = (upvotes(&day1), upvotes(&day2));
+    let min = after
+        .iter()
+        .filter_map(|(id, &now)| (before.get(id)? < &now).then_some(now))
+        .max()
+        .expect("a paper that gained upvotes overnight");
+    let pages = PageServer::start(Reply::Page(day1)).await;
     // The SMTP port is never used: the mail goes to the outbox.
     let app = TestApp::new(&pages.url(), 9, "");
     app.set("mail.transport", "file");
-    app.add("ann@example.org", &["--confirmed"]);
+    app.add(
+        "ann@example.org",
+        &["--confirmed", "--min-upvotes", &min.to_string()],
+    );
+    let r = app.run(&["run-once", "--date", "2025-12-08"]);
+    assert!(r.ok(), "{}", r.stderr);
+    pages.set(Reply::Page(day2));
     let r = app.run(&["run-once", "--date", "2025-12-09"]);
     assert!(r.ok(), "{}", r.stderr);
     let outbox = app.dir.path().join("data/outbox");
-    let files: Vec<PathBuf> = std::fs::read_dir(&outbox)
+    let late: Vec<String> = std::fs::read_dir(&outbox)
         .unwrap()
-        .map(|e| e.unwrap().path())
+        .map(|e| html_part(&std::fs::read(e.unwrap().path()).unwrap()))
+        .filter(|html| html.contains("class=\"late\""))
         .collect();
-    assert_eq!(files.len(), 1, "one digest in {}", outbox.display());
-    html_part(&std::fs::read(&files[0]).unwrap())
+    assert_eq!(
+        late.len(),
+        1,
+        "one digest with a late bloomer in {}",
+        outbox.display()
+    );
+    late.into_iter().next().unwrap()
 }
 
 /// The HTML part of the confirmation mail a subscription through the web form sends.
