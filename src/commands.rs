@@ -287,6 +287,7 @@ async fn subscribers(
                     .unwrap_or_else(|| app.settings.schedule.timezone.clone());
                 prefs.send_at = Some(SendAt::parse_parts(hour, &zone)?);
             }
+            crate::schedule::check_weekly(&prefs, &app.settings).map_err(anyhow::Error::msg)?;
             let s = Subscriber::new(email, prefs, *confirmed);
             app.store.add_subscriber(&s)?;
             app.store.flush().await?;

@@ -13,7 +13,8 @@ use cron::Schedule;
 use tokio::sync::watch;
 
 use crate::app::App;
-use crate::domain::EditionDate;
+use crate::config::Settings;
+use crate::domain::{EditionDate, Frequency, Preferences, day_code};
 use crate::edition;
 
 /// What to do at start about scheduled times that passed while paperboy was down.
@@ -61,6 +62,46 @@ pub fn missed(
             also: count - 1,
         }
     }
+}
+
+/// The days of the week the schedule sends on (looked at over the next four weeks).
+pub fn weekdays(schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> Vec<chrono::Weekday> {
+    use chrono::Datelike;
+    let until = now + Duration::days(28);
+    let mut days: Vec<chrono::Weekday> = schedule
+        .after(&now.with_timezone(&tz))
+        .take_while(|t| t.with_timezone(&Utc) <= until)
+        .take(10_000)
+        .map(|t| t.weekday())
+        .collect();
+    days.sort_by_key(|d| d.num_days_from_monday());
+    days.dedup();
+    days
+}
+
+/// A weekly subscriber on the site's schedule must have chosen a day the schedule sends
+/// on, or they would never get a digest.
+pub fn check_weekly(prefs: &Preferences, settings: &Settings) -> Result<(), String> {
+    let (Frequency::Weekly(day), None) = (prefs.frequency, prefs.send_at) else {
+        return Ok(());
+    };
+    let Ok(schedule) = Schedule::from_str(&settings.schedule.cron) else {
+        return Ok(());
+    };
+    let tz = settings.timezone().map_err(|e| e.to_string())?;
+    let days = weekdays(&schedule, tz, Utc::now());
+    if days.contains(&day) {
+        return Ok(());
+    }
+    let names: Vec<&str> = days.iter().map(|d| day_code(*d)).collect();
+    Err(format!(
+        "this site sends on {} only: pick one of those days for a weekly digest, or an hour of your own",
+        if names.is_empty() {
+            "no day".to_string()
+        } else {
+            names.join(", ")
+        }
+    ))
 }
 
 /// The edition a scheduled time is for: its day in the schedule's time zone.
@@ -250,6 +291,27 @@ mod tests {
             Duration::zero(),
         );
         assert!(matches!(m, Missed::TooLate { .. }));
+    }
+
+    #[test]
+    fn weekly_days_must_be_days_the_site_sends_on() {
+        let tz: Tz = "UTC".parse().unwrap();
+        let days = weekdays(&weekdays_at_8(), tz, utc("2026-03-28T12:00:00Z"));
+        assert_eq!(days.len(), 5);
+        assert!(!days.contains(&chrono::Weekday::Sat));
+        let settings = Settings::default();
+        let mut prefs = Preferences {
+            frequency: Frequency::parse("weekly:sat").unwrap(),
+            ..Default::default()
+        };
+        let e = check_weekly(&prefs, &settings).unwrap_err();
+        assert!(e.contains("mon, tue, wed, thu, fri only"), "{e}");
+        prefs.frequency = Frequency::parse("weekly:tue").unwrap();
+        assert!(check_weekly(&prefs, &settings).is_ok());
+        // With an hour of their own, any day.
+        prefs.frequency = Frequency::parse("weekly:sat").unwrap();
+        prefs.send_at = Some(crate::domain::SendAt::parse("09:00 UTC").unwrap());
+        assert!(check_weekly(&prefs, &settings).is_ok());
     }
 
     #[test]

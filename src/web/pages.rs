@@ -495,7 +495,14 @@ pub async fn save_preferences(
     let app = &state.app;
     let mut s = token_owner(app, Purpose::Preferences, &q.token)?;
     let Form(form) = form.map_err(form_rejection)?;
-    match form.parse(&app.settings.schedule.timezone) {
+    let parsed =
+        form.parse(&app.settings.schedule.timezone).and_then(
+            |p| match crate::schedule::check_weekly(&p, &app.settings) {
+                Ok(()) => Ok(p),
+                Err(e) => Err(vec![format!("How often: {e}.")]),
+            },
+        );
+    match parsed {
         Err(errors) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,
             &preferences_view(app, &s, &q.token, form.values(), errors, false).await,

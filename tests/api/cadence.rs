@@ -166,6 +166,24 @@ async fn a_weekly_digest_gathers_the_week_on_its_day() {
     assert!(out.contains("1 not due"), "{out}");
     assert_eq!(recipients(&sink), ["daily@example.org"]);
 
+    // A day the site does not send on (Mon-Fri here) needs an hour of their own.
+    let r = app.run(&["subscribers", "add", "sat@example.org", "--weekly", "sat"]);
+    assert!(
+        !r.ok() && r.stderr.contains("mon, tue, wed, thu, fri only"),
+        "{}",
+        r.stderr
+    );
+    let r = app.run(&[
+        "subscribers",
+        "add",
+        "sat@example.org",
+        "--weekly",
+        "sat",
+        "--send-at",
+        "9",
+    ]);
+    assert!(r.ok(), "{}", r.stderr);
+
     // A bad day or zone is refused when the subscriber is added.
     let r = app.run(&["subscribers", "add", "x@example.org", "--weekly", "someday"]);
     assert!(
