@@ -2,11 +2,12 @@
 //! HTTP from `paperboy serve` the way a browser and a feed reader would.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant};
 
 use atom_syndication::Feed;
 
-use crate::helpers::{KillOnDrop, PageServer, Reply, SmtpSink, TestApp, free_port, island_page};
+use crate::helpers::{
+    KillOnDrop, PageServer, Reply, SmtpSink, TestApp, island_page, start_serve, web_on_free_port,
+};
 use crate::web::link_in;
 
 const TRICKY: &str = r#"Attention <is> all & "you" need"#;
@@ -45,11 +46,7 @@ async fn archive() -> Archive {
     let pages = PageServer::start(Reply::Page(island_page("2025-12-08", true, &monday))).await;
     let sink = SmtpSink::start();
     let app = TestApp::new(&pages.url(), sink.port, "");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    app.set("public_url", base.clone());
-    app.set("web.listen", format!("127.0.0.1:{port}"));
-    app.set("schedule.cron", "0 0 8 1 1 * 2099");
+    let base = web_on_free_port(&app);
     app.add("ann@example.org", &["--confirmed"]);
     app.add("bob@example.com", &["--confirmed", "--min-upvotes", "60"]);
     let r = app.run(&["run-once", "--date", "2025-12-08"]);
@@ -63,16 +60,7 @@ async fn archive() -> Archive {
     assert!(r.ok(), "{}", r.stderr);
     assert_eq!(sink.messages().len(), 3, "Ann twice, Bob once");
 
-    let daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (daemon, http) = start_serve(&app, &base).await;
     Archive {
         app,
         sink,

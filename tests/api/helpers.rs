@@ -593,3 +593,30 @@ pub fn is_locked(path: &Path) -> bool {
         })
         .unwrap_or(false)
 }
+
+/// Points the app's web side at a free loopback port (and its links there), with a
+/// schedule that never fires; returns the base URL.
+pub fn web_on_free_port(app: &TestApp) -> String {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    app.set("public_url", base.clone());
+    app.set("web.listen", format!("127.0.0.1:{port}"));
+    app.set("schedule.cron", "0 0 8 1 1 * 2099");
+    base
+}
+
+/// `paperboy serve`, once `/healthz` at `base` answers (within 15 s), and a client that
+/// does not follow redirects.
+pub async fn start_serve(app: &TestApp, base: &str) -> (KillOnDrop, reqwest::Client) {
+    let daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (daemon, http)
+}

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    KillOnDrop, PageServer, Received, Reply, SmtpSink, TestApp, free_port, island_page,
+    KillOnDrop, PageServer, Received, Reply, SmtpSink, TestApp, island_page, start_serve,
+    web_on_free_port,
 };
 use crate::web::{link_in, token_of};
 
@@ -52,21 +53,8 @@ async fn serve() -> Served {
     let pages = PageServer::start(Reply::Page(monday())).await;
     let sink = SmtpSink::start();
     let app = TestApp::new(&pages.url(), sink.port, "");
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    app.set("public_url", base.clone());
-    app.set("web.listen", format!("127.0.0.1:{port}"));
-    app.set("schedule.cron", "0 0 8 1 1 * 2099");
-    let daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
-    let http = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while http.get(format!("{base}/healthz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let base = web_on_free_port(&app);
+    let (daemon, http) = start_serve(&app, &base).await;
     Served {
         app,
         sink,
