@@ -25,8 +25,9 @@ pub struct App {
     pub metrics: Metrics,
     /// Set on shutdown: no new message is started, those in flight finish and are recorded.
     stopping: AtomicBool,
-    /// The papers of the last successful fetch, for the subscribe page's sample.
-    latest: Mutex<Option<(EditionDate, Vec<Paper>)>>,
+    /// The last successful fetch: when, for which edition, and what it said. The subscribe
+    /// page shows a sample of it, and ticks reuse it while it is fresh.
+    latest: Mutex<Option<(std::time::Instant, EditionDate, Listing)>>,
     /// Held while an edition runs (and while a backup is taken): the scheduler and a
     /// `run-once` sent through the admin socket must never send one edition side by side.
     pub edition_lock: tokio::sync::Mutex<()>,
@@ -64,7 +65,8 @@ impl App {
                 if let Err(e) = self.store.set_last_fetch_ok(now) {
                     tracing::warn!(error = %e, "could not record the fetch time");
                 }
-                *self.latest.lock().expect("not poisoned") = Some((date, listing.papers.clone()));
+                *self.latest.lock().expect("not poisoned") =
+                    Some((std::time::Instant::now(), date, listing.clone()));
                 Ok(listing)
             }
             Err(e) => {
@@ -76,7 +78,28 @@ impl App {
 
     /// The papers of the last successful fetch of this process, if any.
     pub fn latest(&self) -> Option<(EditionDate, Vec<Paper>)> {
-        self.latest.lock().expect("not poisoned").clone()
+        let latest = self.latest.lock().expect("not poisoned");
+        latest.as_ref().map(|(_, d, l)| (*d, l.papers.clone()))
+    }
+
+    /// The listing for `date` fetched less than `max_age` ago, or a fresh fetch: ticks look
+    /// every quarter hour, and the source need not be asked as often.
+    pub async fn fetch_within(
+        &self,
+        date: EditionDate,
+        max_age: std::time::Duration,
+    ) -> Result<Listing, SourceError> {
+        let cached = self
+            .latest
+            .lock()
+            .expect("not poisoned")
+            .as_ref()
+            .filter(|(at, d, _)| *d == date && at.elapsed() < max_age)
+            .map(|(_, _, l)| l.clone());
+        match cached {
+            Some(listing) => Ok(listing),
+            None => self.fetch(date).await,
+        }
     }
 
     pub fn request_stop(&self) {
