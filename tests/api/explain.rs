@@ -166,3 +166,65 @@ async fn explain_gives_every_paper_its_reason() {
         r.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_bloomer_off_the_page_comes_from_the_recent_window() {
+    let pages = PageServer::start(Reply::Status(404)).await;
+    let daily = |date: &str, upvotes: u32| {
+        Reply::Page(island_page(
+            date,
+            false,
+            &[entry("2512.00031", upvotes, "Quietly rising LLM paper")],
+        ))
+    };
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.at("/papers/trending"), sink.port, "");
+    app.set("source.recent_days", 1);
+    app.add("lena@example.org", &["--confirmed", "--min-upvotes", "25"]);
+    app.add("max@example.org", &["--confirmed"]);
+    // Day 1: on the trending page with 8 upvotes.
+    let day1 = island_page(
+        "2025-12-07",
+        true,
+        &[
+            entry("2512.00001", 80, "Scaling LLM agents"),
+            entry("2512.00031", 8, "Quietly rising LLM paper"),
+        ],
+    );
+    pages.route("/papers/trending", Reply::Page(day1));
+    assert!(app.run(&["run-once", "--date", "2025-12-07"]).ok());
+
+    // Day 2: gone from trending, but its day's list shows 40 upvotes now.
+    pages.route("/papers/trending", Reply::Page(snapshot("2025-12-08", 12)));
+    pages.route("/papers/date/2025-12-07", daily("2025-12-07", 40));
+    sink.clear();
+    let r = app.run(&["explain", "lena@example.org", "--date", "2025-12-08"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("picked, late bloomer (first seen 2025-12-07 with 8 upvotes)"),
+        "{}",
+        r.stdout
+    );
+    let r = app.run(&["explain", "max@example.org", "--date", "2025-12-08"]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("2512.00031") && l.starts_with("already sent on 2025-12-07")),
+        "{}",
+        r.stdout
+    );
+    assert!(app.run(&["run-once", "--date", "2025-12-08"]).ok());
+    let lena: Vec<_> = sink
+        .messages()
+        .into_iter()
+        .filter(|m| m.recipients[0] == "lena@example.org")
+        .collect();
+    assert_eq!(lena.len(), 1);
+    assert!(lena[0].paper_ids().contains(&"2512.00031".to_string()));
+    assert!(
+        lena[0]
+            .part("text/plain")
+            .contains("Late bloomer: first seen Dec 7 with 8 upvotes")
+    );
+}
