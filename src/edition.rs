@@ -343,14 +343,20 @@ fn week_before(app: &App, date: EditionDate, page: &[Paper]) -> Result<Vec<Paper
     Ok(week)
 }
 
-/// The template every digest of an edition is cut from: its papers, its recent ones and
-/// those of the week before (for weekly digests), so a retry renders what was planned.
-fn template_for(app: &App, edition: &EditionRecord) -> Result<EditionTemplate, RunError> {
+/// Every paper a digest of this edition can hold: its page's, its recent ones and those of
+/// the week before (for weekly digests).
+pub fn digest_papers(app: &App, edition: &EditionRecord) -> Result<Vec<Paper>, RunError> {
     let mut papers = edition.all_papers();
     papers.extend(week_before(app, edition.date, &papers)?);
+    Ok(papers)
+}
+
+/// The template every digest of an edition is cut from, with all its [`digest_papers`], so
+/// a retry renders what was planned.
+fn template_for(app: &App, edition: &EditionRecord) -> Result<EditionTemplate, RunError> {
     Ok(EditionTemplate::new(
         edition.date,
-        &papers,
+        &digest_papers(app, edition)?,
         app.settings.public_base(),
     )?)
 }

@@ -93,14 +93,13 @@ pub fn check_weekly(prefs: &Preferences, settings: &Settings) -> Result<(), Stri
     if days.contains(&day) {
         return Ok(());
     }
+    if days.is_empty() {
+        return Err("this site's schedule sends no edition in the next four weeks: a weekly digest needs an hour of your own".into());
+    }
     let names: Vec<&str> = days.iter().map(|d| day_code(*d)).collect();
     Err(format!(
         "this site sends on {} only: pick one of those days for a weekly digest, or an hour of your own",
-        if names.is_empty() {
-            "no day".to_string()
-        } else {
-            names.join(", ")
-        }
+        names.join(", ")
     ))
 }
 

@@ -1,7 +1,6 @@
 //! A subscriber's history: which papers each edition planned for them carried, read back
 //! from what the store keeps anyway (the ledger, the editions' selections and the papers'
-//! numbers) rather than from a record of its own. Personal feeds show it, and `explain`
-//! tells from it when a paper went out.
+//! numbers) rather than from a record of its own. Personal feeds show it.
 
 use std::collections::HashMap;
 

@@ -128,10 +128,17 @@ pub async fn personal(
     let mut entries = Vec::new();
     for (date, ids) in history.into_iter().take(ENTRIES) {
         let edition = app.store.edition(date)?;
-        let papers: Vec<&Paper> = match &edition {
-            Some(e) => ranked(ids.iter().filter_map(|id| e.paper(id))),
+        // A weekly digest also holds papers of the days before; late bloomers come from
+        // recent lists.
+        let pool = match &edition {
+            Some(e) => crate::edition::digest_papers(app, e)
+                .map_err(|e| WebError::Render(e.to_string()))?,
             None => Vec::new(),
         };
+        let papers: Vec<&Paper> = ranked(
+            ids.iter()
+                .filter_map(|id| pool.iter().find(|p| &p.id == id)),
+        );
         let url = edition_url(base, date);
         let intro = if papers.is_empty() {
             "The papers of this digest are no longer on record.".to_string()

@@ -3,7 +3,9 @@
 
 use serde_json::json;
 
-use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, island_page};
+use crate::helpers::{
+    PageServer, Reply, SmtpSink, TestApp, island_page, start_serve, web_on_free_port,
+};
 
 /// A trending page whose papers are new on each call with a different `batch`.
 fn page(batch: u32, n: u32) -> Reply {
@@ -158,6 +160,49 @@ async fn a_weekly_digest_gathers_the_week_on_its_day() {
             .part("text/plain")
             .contains("6 papers of the week picked for you")
     );
+
+    // Their feed has the digest whole, papers of the days before included.
+    let token = crate::web::token_of(&crate::web::link_in(weekly[0], "/preferences?token="));
+    let base = web_on_free_port(&app);
+    let (daemon, http) = start_serve(&app, &base).await;
+    let preferences = http
+        .get(format!("{base}/preferences?token={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let start = preferences
+        .find(&format!("{base}/feed/"))
+        .expect("a feed link");
+    let end = start + preferences[start..].find('"').unwrap();
+    let feed_url = &preferences[start..end];
+    let xml = http
+        .get(feed_url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let feed = atom_syndication::Feed::read_from(xml.as_bytes()).unwrap();
+    assert_eq!(feed.entries.len(), 1);
+    let content = feed.entries[0]
+        .content
+        .as_ref()
+        .unwrap()
+        .value
+        .clone()
+        .unwrap();
+    for batch in 1..=3 {
+        for i in 0..2 {
+            let title = format!("Batch {batch} paper {i}");
+            assert!(content.contains(&title), "{title} missing from\n{content}");
+        }
+    }
+    drop(daemon);
+    app.set("schedule.cron", "0 0 8 * * Mon-Fri");
 
     // Tuesday: not again until next Monday.
     sink.clear();
