@@ -65,27 +65,25 @@ pub struct Pool<'p> {
     pub date: EditionDate,
     pub papers: &'p [Paper],
     pub on_page: usize,
-    /// The first sighting of papers seen before (on any edition up to this one).
-    pub first_seen: &'p HashMap<PaperId, Sighting>,
+    /// The first sighting of papers seen before (on any edition up to this one), if known.
+    pub first_seen: Option<&'p HashMap<PaperId, Sighting>>,
 }
 
 impl<'p> Pool<'p> {
     /// A pool of just a page, with nothing known of earlier sightings.
     pub fn page(date: EditionDate, papers: &'p [Paper]) -> Self {
-        static NONE: std::sync::LazyLock<HashMap<PaperId, Sighting>> =
-            std::sync::LazyLock::new(HashMap::new);
         Self {
             date,
             papers,
             on_page: papers.len(),
-            first_seen: &NONE,
+            first_seen: None,
         }
     }
 
     /// Whether the paper is a late bloomer for someone asking for `min_upvotes`: first
     /// seen on an earlier edition below that bar, at or above it now.
     fn late_for(&self, paper: &Paper, min_upvotes: u32) -> Option<Sighting> {
-        self.first_seen
+        self.first_seen?
             .get(&paper.id)
             .filter(|s| {
                 s.date < self.date && s.upvotes < min_upvotes && paper.upvotes >= min_upvotes
@@ -382,7 +380,7 @@ mod tests {
             date: day(),
             papers: &papers,
             on_page: 2,
-            first_seen: &first_seen,
+            first_seen: Some(&first_seen),
         };
         let prefs = Preferences {
             min_upvotes: Some(25),

@@ -114,7 +114,7 @@ impl<'a> Page<'a> {
             date: self.date,
             papers: &self.papers,
             on_page: self.on_page,
-            first_seen: self.index.first_seen(),
+            first_seen: Some(self.index.first_seen()),
         }
     }
 

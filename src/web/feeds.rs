@@ -131,8 +131,7 @@ pub async fn personal(
         // A weekly digest also holds papers of the days before; late bloomers come from
         // recent lists.
         let pool = match &edition {
-            Some(e) => crate::edition::digest_papers(app, e)
-                .map_err(|e| WebError::Render(e.to_string()))?,
+            Some(e) => crate::edition::digest_papers(app, e)?,
             None => Vec::new(),
         };
         let papers: Vec<&Paper> = ranked(

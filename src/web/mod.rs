@@ -158,6 +158,17 @@ pub enum WebError {
     Render(String),
 }
 
+/// An edition's papers could not be read or laid out: the store's error as it is, anything
+/// else (a template) as a rendering failure.
+impl From<crate::edition::RunError> for WebError {
+    fn from(e: crate::edition::RunError) -> Self {
+        match e {
+            crate::edition::RunError::Store(e) => WebError::Store(e),
+            other => WebError::Render(other.to_string()),
+        }
+    }
+}
+
 impl IntoResponse for WebError {
     fn into_response(self) -> Response {
         let home = ("/", "Back to the start page");
