@@ -214,6 +214,16 @@ async fn a_late_bloomer_off_the_page_comes_from_the_recent_window() {
         "{}",
         r.stdout
     );
+    // Someone new with no minimum: off the page and no late bloomer for them.
+    app.add("nina@example.org", &["--confirmed"]);
+    let r = app.run(&["explain", "nina@example.org", "--date", "2025-12-08"]);
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.contains("2512.00031") && l.starts_with("no longer on the page")),
+        "{}",
+        r.stdout
+    );
     assert!(app.run(&["run-once", "--date", "2025-12-08"]).ok());
     let lena: Vec<_> = sink
         .messages()
