@@ -330,13 +330,19 @@ async fn run_for(
     Ok(report)
 }
 
-/// The papers of the six editions before `date` that are not among `page`, newest
-/// snapshot first: with today's page, the pool of a weekly digest.
+/// The six editions before `date`, newest first: with that day's page, the pool of a
+/// weekly digest.
+pub fn week_before_dates(date: EditionDate) -> impl Iterator<Item = EditionDate> {
+    (1..=6).map(move |k| date.minus_days(k))
+}
+
+/// The papers of the [`week_before_dates`] editions that are not among `page`, newest
+/// snapshot first.
 fn week_before(app: &App, date: EditionDate, page: &[Paper]) -> Result<Vec<Paper>, RunError> {
     let mut seen: std::collections::HashSet<PaperId> = page.iter().map(|p| p.id.clone()).collect();
     let mut week = Vec::new();
-    for k in 1..=6 {
-        if let Some(e) = app.store.edition(date.minus_days(k))? {
+    for day in week_before_dates(date) {
+        if let Some(e) = app.store.edition(day)? {
             week.extend(e.papers.into_iter().filter(|p| seen.insert(p.id.clone())));
         }
     }
@@ -345,7 +351,7 @@ fn week_before(app: &App, date: EditionDate, page: &[Paper]) -> Result<Vec<Paper
 
 /// Every paper a digest of this edition can hold: its page's, its recent ones and those of
 /// the week before (for weekly digests).
-pub fn digest_papers(app: &App, edition: &EditionRecord) -> Result<Vec<Paper>, RunError> {
+fn digest_papers(app: &App, edition: &EditionRecord) -> Result<Vec<Paper>, RunError> {
     let mut papers = edition.all_papers();
     papers.extend(week_before(app, edition.date, &papers)?);
     Ok(papers)
@@ -542,18 +548,18 @@ pub async fn explain(
     s: &Subscriber,
     fetch: bool,
 ) -> Result<Option<Explanation>, RunError> {
-    let (page, recent, on_record) = match app.store.edition(date)? {
-        Some(e) => (e.papers, e.recent, true),
+    let (edition, on_record) = match app.store.edition(date)? {
+        Some(e) => (e, true),
         None if fetch => {
             let listing = app.source.fetch(date).await?;
-            (listing.papers, listing.recent, false)
+            let mut e = EditionRecord::new(date);
+            e.merge(&listing.papers, &listing.recent);
+            (e, false)
         }
         None => return Ok(None),
     };
-    let mut edition = EditionRecord::new(date);
-    edition.merge(&page, &recent);
     let template = template_for(app, &edition)?;
-    let mut pages = Pages::new(app, date, &page, &recent, &template)?;
+    let mut pages = Pages::new(app, date, &edition.papers, &edition.recent, &template)?;
     let page = pages.for_subscriber(s)?;
     let before = app.store.sent_before(s.id)?;
     // Judged as when this edition was planned: what its own digest carried was not sent

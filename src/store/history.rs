@@ -9,21 +9,25 @@ use super::{PAPER_SEQS, Result, SELECTIONS, Store, StoreError, decode_selection,
 use crate::domain::{EditionDate, PaperId, SubscriberId};
 
 impl Store {
-    /// The editions planned for this subscriber, newest first, each with the papers its
-    /// digest carried (in the order paperboy first saw them).
+    /// The newest `limit` editions planned for this subscriber, newest first, each with the
+    /// papers its digest carried (in the order paperboy first saw them).
     ///
     /// This is what the ledger remembers: editions within the retention window. The ledger
     /// keeps no outcomes, so a digest still waiting in the outbox, or refused for good, is
     /// here too. An edition planned before editions had selections (or whose selection left
     /// the store meanwhile) comes with no papers: which of the ledger's own papers went with
     /// which edition is not kept. Papers forgotten since are left out.
-    pub fn sent_history(&self, id: SubscriberId) -> Result<Vec<(EditionDate, Vec<PaperId>)>> {
+    pub fn sent_history(
+        &self,
+        id: SubscriberId,
+        limit: usize,
+    ) -> Result<Vec<(EditionDate, Vec<PaperId>)>> {
         let ledger = self.ledger_of(id)?;
         // Selections share papers across days (a paper trends for a while): each number is
         // looked up once.
         let mut names: HashMap<u32, Option<PaperId>> = HashMap::new();
-        let mut out = Vec::with_capacity(ledger.days.len());
-        for (&day, &selection) in ledger.days.iter().rev() {
+        let mut out = Vec::with_capacity(ledger.days.len().min(limit));
+        for (&day, &selection) in ledger.days.iter().rev().take(limit) {
             let date = EditionDate::from_day_number(day).ok_or_else(|| StoreError::Corrupt {
                 tree: "ledger",
                 reason: format!("day {day} is not a date"),
@@ -152,7 +156,7 @@ mod tests {
         // Nothing for Ann on Wednesday; Thursday has one paper for her.
         edition(&store, thu, &["2512.00005"], &[(&ann, &["2512.00005"])]);
 
-        let history = store.sent_history(ann.id).unwrap();
+        let history = store.sent_history(ann.id, usize::MAX).unwrap();
         assert_eq!(
             history,
             vec![
@@ -162,8 +166,10 @@ mod tests {
                 (mon, vec![id("2512.00001"), id("2512.00003")]),
             ]
         );
+        // The newest ones only, when asked for fewer.
+        assert_eq!(store.sent_history(ann.id, 2).unwrap(), history[..2]);
         assert_eq!(
-            store.sent_history(bob.id).unwrap(),
+            store.sent_history(bob.id, usize::MAX).unwrap(),
             vec![
                 (tue, vec![id("2512.00002"), id("2512.00004")]),
                 (mon, vec![id("2512.00002")]),
@@ -176,10 +182,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         let ann = subscriber(&store, "ann@example.org");
-        assert!(store.sent_history(ann.id).unwrap().is_empty());
+        assert!(store.sent_history(ann.id, usize::MAX).unwrap().is_empty());
         // Nor does an id the store never saw.
         let stranger = SubscriberId::from_u64(7);
-        assert!(store.sent_history(stranger).unwrap().is_empty());
+        assert!(store.sent_history(stranger, usize::MAX).unwrap().is_empty());
     }
 
     #[test]
@@ -197,7 +203,7 @@ mod tests {
             .put(LEDGER, &ann.id.to_bytes(), &ledger.encode())
             .unwrap();
         assert_eq!(
-            store.sent_history(ann.id).unwrap(),
+            store.sent_history(ann.id, usize::MAX).unwrap(),
             vec![(new, vec![id("2512.00001")]), (old, vec![])]
         );
         // A ledger naming a day that is no date is reported, not skipped.
@@ -210,7 +216,7 @@ mod tests {
             .put(LEDGER, &ann.id.to_bytes(), &broken.encode())
             .unwrap();
         assert!(matches!(
-            store.sent_history(ann.id),
+            store.sent_history(ann.id, usize::MAX),
             Err(StoreError::Corrupt { tree: "ledger", .. })
         ));
     }

@@ -3,6 +3,7 @@
 //! (or besides) the inbox. The personal feed's token only reads: it is signed for
 //! [`Purpose::Feed`], so whoever sees a feed reader's settings cannot unsubscribe anyone.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -15,8 +16,10 @@ use super::archive::{paper_count, ranked};
 use super::atom::{self, Entry, Feed};
 use super::{WebError, WebState};
 use crate::app::App;
-use crate::domain::{Paper, Status, Subscriber, SubscriberId};
+use crate::domain::{EditionDate, Paper, PaperId, Status, Subscriber, SubscriberId};
+use crate::edition::week_before_dates;
 use crate::render::{PaperView, edition_url, trim_at_word};
+use crate::store::EditionRecord;
 use crate::tokens::Purpose;
 
 /// Entries in a feed: a month and a half of daily editions.
@@ -124,20 +127,37 @@ pub async fn personal(
     let app = &state.app;
     let s = feed_owner(app, &file)?;
     let base = app.settings.public_base();
-    let history = app.store.sent_history(s.id)?;
+    let history = app.store.sent_history(s.id, ENTRIES)?;
+    // Each edition read once: a weekly digest also holds papers of the editions of the week
+    // before, which the entries around it share.
+    let mut editions: HashMap<EditionDate, Option<EditionRecord>> = HashMap::new();
+    let load = |editions: &mut HashMap<_, _>, d: EditionDate| -> Result<(), WebError> {
+        if let std::collections::hash_map::Entry::Vacant(slot) = editions.entry(d) {
+            slot.insert(app.store.edition(d)?);
+        }
+        Ok(())
+    };
+    for (date, ids) in &history {
+        load(&mut editions, *date)?;
+        let own: Option<&EditionRecord> = editions[date].as_ref();
+        if ids
+            .iter()
+            .any(|id| own.is_none_or(|e| e.paper(id).is_none()))
+        {
+            for d in week_before_dates(*date) {
+                load(&mut editions, d)?;
+            }
+        }
+    }
     let mut entries = Vec::new();
-    for (date, ids) in history.into_iter().take(ENTRIES) {
-        let edition = app.store.edition(date)?;
-        // A weekly digest also holds papers of the days before; late bloomers come from
-        // recent lists.
-        let pool = match &edition {
-            Some(e) => crate::edition::digest_papers(app, e)?,
-            None => Vec::new(),
+    for (date, ids) in history {
+        let edition = editions[&date].as_ref();
+        let find = |id: &PaperId| {
+            std::iter::once(date)
+                .chain(week_before_dates(date))
+                .find_map(|d| editions.get(&d)?.as_ref()?.paper(id))
         };
-        let papers: Vec<&Paper> = ranked(
-            ids.iter()
-                .filter_map(|id| pool.iter().find(|p| &p.id == id)),
-        );
+        let papers: Vec<&Paper> = ranked(ids.iter().filter_map(find));
         let url = edition_url(base, date);
         let intro = if papers.is_empty() {
             "The papers of this digest are no longer on record.".to_string()
@@ -152,7 +172,7 @@ pub async fn personal(
             title: format!("Your trending papers, {}", date.long()),
             // The edition's own page is the general feed's entry; this one is theirs.
             id: format!("{url}#for-{}", s.id),
-            updated: edition.as_ref().map_or(s.created_at, |e| e.created_at),
+            updated: edition.map_or(s.created_at, |e| e.created_at),
             summary: summary(&papers),
             content_html: entry_html(&intro, &papers, &url)?,
             url,
