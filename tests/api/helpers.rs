@@ -341,6 +341,19 @@ impl SmtpSink {
     }
 
     /// The recipient of each stored message, sorted (one recipient per message).
+    /// Waits (bounded) until the sink holds `n` messages, and returns them.
+    pub async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let messages = self.messages();
+            if messages.len() >= n || Instant::now() > deadline {
+                assert_eq!(messages.len(), n, "messages in the sink");
+                return messages;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn recipients(&self) -> Vec<String> {
         let mut to: Vec<String> = self
             .messages()

@@ -130,15 +130,7 @@ impl WebApp {
 
     /// Waits (bounded) until the sink holds `n` messages, and returns them.
     pub async fn wait_for_mail(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let messages = self.sink.messages();
-            if messages.len() >= n || Instant::now() > deadline {
-                assert_eq!(messages.len(), n, "messages in the sink");
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.sink.wait_for(n).await
     }
 
     pub async fn run_edition(&self, date: &str) {

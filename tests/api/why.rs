@@ -1,13 +1,10 @@
 //! "Why these papers" on the preferences page: the newest edition on record, judged by the
 //! reader's preferences, from `paperboy serve` over HTTP, editions run by the real binary.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    KillOnDrop, PageServer, Received, Reply, SmtpSink, TestApp, island_page, start_serve,
-    web_on_free_port,
+    KillOnDrop, PageServer, Reply, SmtpSink, TestApp, island_page, start_serve, web_on_free_port,
 };
 use crate::web::{link_in, token_of};
 
@@ -76,19 +73,6 @@ impl Served {
         (r.status().as_u16(), r.text().await.unwrap())
     }
 
-    /// Waits (bounded) until the sink holds `n` messages, and returns them.
-    async fn mail(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let messages = self.sink.messages();
-            if messages.len() >= n || Instant::now() > deadline {
-                assert_eq!(messages.len(), n, "messages in the sink");
-                return messages;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Subscribes through the form, confirms, and returns the preferences link the
     /// confirmation page offers.
     async fn join(&self, email: &str, keywords: &str, min_upvotes: &str) -> String {
@@ -100,7 +84,7 @@ impl Served {
             ("max_items", ""),
         ];
         assert_eq!(self.post(&subscribe, &fields).await.0, 200);
-        let confirm = link_in(&self.mail(1).await[0], "/confirm?token=");
+        let confirm = link_in(&self.sink.wait_for(1).await[0], "/confirm?token=");
         let (status, page) = self
             .post(
                 &format!("{}/confirm", self.base),
@@ -158,7 +142,11 @@ async fn the_preferences_page_says_why_each_paper_is_in_or_out() {
     s.run_once("2025-12-08");
     s.pages.set(Reply::Page(tuesday()));
     s.run_once("2025-12-09");
-    assert_eq!(s.mail(3).await.len(), 3, "the confirmation and two digests");
+    assert_eq!(
+        s.sink.wait_for(3).await.len(),
+        3,
+        "the confirmation and two digests"
+    );
 
     let (status, page) = s.get(&prefs).await;
     assert_eq!(status, 200);
