@@ -9,7 +9,7 @@
 //!
 //! `cargo bench --bench state_growth` (under `cargo test`, 50 subscribers for 10 days, to
 //! check it works); `BENCH_STATE_SUBSCRIBERS` and `BENCH_STATE_DAYS` change the defaults
-//! (10000, 365).
+//! (10000, 365), `BENCH_STORE_ENGINE` the engine (`sled`, the default, or `sqlite`).
 
 use std::path::Path;
 use std::time::Instant;
@@ -19,7 +19,7 @@ use paperboy::config::Settings;
 use paperboy::domain::{
     EditionDate, Keywords, Paper, PaperId, Preferences, Subscriber, SubscriberEmail,
 };
-use paperboy::store::DeliveryState;
+use paperboy::store::{DeliveryState, EngineKind};
 
 const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
 
@@ -42,9 +42,16 @@ fn main() {
         if benchmarking { 10_000 } else { 50 },
     );
     let days = env_number("BENCH_STATE_DAYS", if benchmarking { 365 } else { 10 });
+    let engine = match std::env::var("BENCH_STORE_ENGINE").as_deref() {
+        Ok("sqlite") => EngineKind::Sqlite,
+        Ok("sled") | Err(_) => EngineKind::Sled,
+        Ok(other) => panic!("BENCH_STORE_ENGINE: {other:?} is neither sled nor sqlite"),
+    };
+    println!("Engine: {engine}");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let settings = Settings {
         data_dir: dir.path().to_path_buf(),
+        store: paperboy::config::StoreSettings { engine },
         ..Settings::default()
     };
     let retention = settings.digest.retention_days;
@@ -109,7 +116,7 @@ fn main() {
     let dump = app.store.dump().unwrap();
     let fresh = tempfile::tempdir().expect("a temporary directory");
     {
-        let store = paperboy::store::Store::open(fresh.path()).unwrap();
+        let store = paperboy::store::Store::open(fresh.path(), engine).unwrap();
         store.load(&dump).unwrap();
         rt.block_on(store.flush()).unwrap();
     }
@@ -133,7 +140,7 @@ fn main() {
         println!("| {tree} | {n} | {bytes} |");
     }
     eprintln!(
-        "state_growth: {subscribers} subscribers, {days} editions, {sent_total} digests, retention {retention} days, {:.0} s",
+        "state_growth ({engine}): {subscribers} subscribers, {days} editions, {sent_total} digests, retention {retention} days, {:.0} s",
         started.elapsed().as_secs_f64()
     );
 }

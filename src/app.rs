@@ -38,7 +38,7 @@ impl App {
         let dir = &settings.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
-        let store = Store::open(dir)?;
+        let store = Store::open(dir, settings.store.engine)?;
         let tokens = TokenKey::load_or_create(&settings.secret_key_path())?;
         let metrics = Metrics::default();
         metrics.set_last_fetch_ok(store.last_fetch_ok()?);

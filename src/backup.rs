@@ -91,6 +91,15 @@ pub async fn restore(settings: &Settings, bytes: &[u8]) -> anyhow::Result<String
     }
     // Everything is read and checked before anything is written.
     std::fs::create_dir_all(&settings.data_dir)?;
+    // The configured engine's store, empty: opening refuses a directory that holds the other
+    // engine's store, before the key is written.
+    let store = Store::open(&settings.data_dir, settings.store.engine)?;
+    if !store.is_empty()? {
+        bail!(
+            "{} already holds data; restore into an empty data directory",
+            settings.data_dir.display()
+        );
+    }
     let key_path = settings.secret_key_path();
     match std::fs::read(&key_path) {
         Ok(existing) if existing != key => bail!(
@@ -109,13 +118,6 @@ pub async fn restore(settings: &Settings, bytes: &[u8]) -> anyhow::Result<String
             f.write_all(&key)?;
             f.sync_all()?;
         }
-    }
-    let store = Store::open(&settings.data_dir)?;
-    if !store.is_empty()? {
-        bail!(
-            "{} already holds data; restore into an empty data directory",
-            settings.data_dir.display()
-        );
     }
     store.load(&entries)?;
     let subscribers = store

@@ -45,6 +45,15 @@ pub struct Settings {
     pub digest: DigestSettings,
     pub mail: MailSettings,
     pub web: WebSettings,
+    pub store: StoreSettings,
+}
+
+/// `[store]`: which engine keeps the store in `data_dir`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `"sled"` (the default, in `data_dir/sled/`) or `"sqlite"` (`data_dir/paperboy.sqlite`).
+    pub engine: crate::store::EngineKind,
 }
 
 /// What a source's URL answers with, which decides how its body is read.
@@ -390,6 +399,7 @@ impl Default for Settings {
             digest: DigestSettings::default(),
             mail: MailSettings::default(),
             web: WebSettings::default(),
+            store: StoreSettings::default(),
         }
     }
 }

@@ -85,7 +85,7 @@ mod tests {
     #[test]
     fn the_index_is_newest_first_a_page_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
         assert!(store.edition_summaries(None, 10).unwrap().is_empty());
         assert!(store.latest_editions(10).unwrap().is_empty());
         let days = ["2025-12-08", "2025-12-09", "2025-12-11", "2026-01-05"];

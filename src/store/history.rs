@@ -130,7 +130,7 @@ mod tests {
     #[test]
     fn three_editions_come_back_newest_first_with_their_papers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
         let ann = subscriber(&store, "ann@example.org");
         let bob = subscriber(&store, "bob@example.org");
         let (mon, tue, thu) = (date("2025-12-08"), date("2025-12-09"), date("2025-12-11"));
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn a_subscriber_with_no_editions_has_no_history() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
         let ann = subscriber(&store, "ann@example.org");
         assert!(store.sent_history(ann.id, usize::MAX).unwrap().is_empty());
         // Nor does an id the store never saw.
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn editions_whose_papers_are_not_on_record_come_without_papers() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
         let ann = subscriber(&store, "ann@example.org");
         let (old, new) = (date("2025-12-01"), date("2025-12-08"));
         edition(&store, new, &["2512.00001"], &[(&ann, &["2512.00001"])]);

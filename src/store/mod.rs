@@ -1,4 +1,5 @@
-//! Everything paperboy remembers, in SQLite (`data_dir/paperboy.sqlite`, see [`db`]).
+//! Everything paperboy remembers, in sled (`data_dir/sled/`, the default) or SQLite
+//! (`data_dir/paperboy.sqlite`), as named trees of keys and values (see [`engine`]).
 //!
 //! Trees and their keys:
 //! - `subscribers`: address → [`Subscriber`]; `subscriber_ids`: id → address.
@@ -19,10 +20,9 @@
 //! moves on).
 
 mod archive;
-mod db;
+pub mod engine;
 mod history;
 mod ledger;
-mod migrate;
 
 use std::collections::HashSet;
 use std::ops::Bound::{Excluded, Included, Unbounded};
@@ -31,7 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use self::archive::EditionSummary;
-use self::db::Db;
+pub use self::engine::EngineKind;
+use self::engine::Db;
 use self::ledger::{Ledger, NO_SELECTION, decode_seqs, encode_seqs};
 use crate::digest::{SentOn, Sighting};
 use crate::domain::{
@@ -57,12 +58,22 @@ pub enum StoreError {
         "the store in {path} was written by a newer paperboy (schema {found}, this one reads {SCHEMA_VERSION})"
     )]
     Schema { path: PathBuf, found: u64 },
-    #[error("storage error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the data directory {dir} holds a {found} store, but store.engine is \"{configured}\"; \
+         paperboy never switches engines on its own. Set store.engine = \"{found}\" to keep \
+         using it, or move it over: run `paperboy backup FILE` with store.engine = \"{found}\", \
+         then `paperboy restore FILE` with store.engine = \"{configured}\" into a data directory \
+         without the {found} store"
+    )]
+    OtherEngine {
+        dir: PathBuf,
+        found: EngineKind,
+        configured: EngineKind,
+    },
+    #[error("storage error ({engine}): {reason}")]
+    Engine { engine: &'static str, reason: String },
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
-    #[error("cannot move the store sled kept in {path} over: {reason}")]
-    Migrate { path: PathBuf, reason: String },
     #[error("a record in `{tree}` cannot be read: {reason}")]
     Corrupt { tree: &'static str, reason: String },
     #[error("{0} is already a subscriber")]
@@ -466,12 +477,11 @@ fn delivery_key(date: EditionDate, subscriber: SubscriberId) -> [u8; 12] {
 }
 
 impl Store {
-    /// Opens (or creates) the store in `data_dir`; a store sled kept in `data_dir/db` is
-    /// moved over first.
-    pub fn open(data_dir: &Path) -> Result<Self> {
-        let lock = db::lock(data_dir)?;
-        migrate::from_sled(data_dir)?;
-        let db = Db::open(&data_dir.join(db::FILE), &TREES)?;
+    /// Opens (or creates) the store that `engine` keeps in `data_dir`. A data directory
+    /// holding the other engine's store is an error ([`StoreError::OtherEngine`]).
+    pub fn open(data_dir: &Path, engine: EngineKind) -> Result<Self> {
+        let lock = engine::lock(data_dir)?;
+        let db = Db::open(engine, data_dir, &TREES)?;
         let found = match db.get(META, b"schema_version")? {
             None => SCHEMA_VERSION,
             Some(v) => <[u8; 8]>::try_from(v.as_slice())
@@ -975,8 +985,9 @@ impl Store {
         self.db.load(
             entries
                 .iter()
-                // Backups written with sled list its (empty, unused) default tree.
-                .filter(|(tree, _, _)| tree.as_bytes() != migrate::SLED_DEFAULT_TREE)
+                // Backups written by earlier versions on sled list its (empty, unused)
+                // default tree.
+                .filter(|(tree, _, _)| tree != "__sled__default")
                 .map(|(tree, k, v)| (tree.as_str(), k.as_slice(), v.as_slice())),
         )
     }
@@ -1205,7 +1216,7 @@ mod tests {
     #[test]
     fn subscribers_are_unique_and_removable() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let s = subscriber("ann@example.org");
         store.add_subscriber(&s).unwrap();
         assert!(matches!(
@@ -1232,7 +1243,7 @@ mod tests {
     #[test]
     fn one_delivery_per_subscriber_per_edition() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let s = subscriber("ann@example.org");
         store.add_subscriber(&s).unwrap();
         let d = date("2025-12-08");
@@ -1246,29 +1257,31 @@ mod tests {
 
     #[test]
     fn a_second_process_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let _first = Store::open(dir.path()).unwrap();
-        // The lock is an flock, per open file: probe it from a child process.
-        let status = std::process::Command::new("flock")
-            .args(["-n", "-E", "42"])
-            .arg(dir.path().join(db::LOCK_FILE))
-            .arg("true")
-            .status()
-            .expect("flock (util-linux) runs");
-        assert_eq!(status.code(), Some(42), "the store is not locked");
-        assert!(matches!(
-            Store::open(dir.path()),
-            Err(StoreError::Locked(_))
-        ));
-        drop(_first);
-        // Released as soon as the store is dropped.
-        Store::open(dir.path()).unwrap();
+        for kind in EngineKind::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let first = Store::open(dir.path(), kind).unwrap();
+            // The lock is an flock, per open file: probe it from a child process.
+            let status = std::process::Command::new("flock")
+                .args(["-n", "-E", "42"])
+                .arg(dir.path().join(engine::LOCK_FILE))
+                .arg("true")
+                .status()
+                .expect("flock (util-linux) runs");
+            assert_eq!(status.code(), Some(42), "the {kind} store is not locked");
+            assert!(matches!(
+                Store::open(dir.path(), kind),
+                Err(StoreError::Locked(_))
+            ));
+            drop(first);
+            // Released as soon as the store is dropped.
+            Store::open(dir.path(), kind).unwrap();
+        }
     }
 
     #[test]
     fn identical_selections_are_stored_once_per_edition() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let d = date("2025-12-08");
         let page = ["2501.00001", "2501.00002", "2501.00003"];
         store
@@ -1316,7 +1329,7 @@ mod tests {
     #[test]
     fn frozen_editions_keep_their_first_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let d = date("2025-12-08");
         store
             .freeze_edition(d, &[paper("2501.00001", 5)], &[])
@@ -1332,7 +1345,7 @@ mod tests {
     #[test]
     fn editions_are_stored_deflated_and_plain_ones_still_read() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let d = date("2025-12-08");
         let mut record = EditionRecord::new(d);
         let mut p = paper("2501.00001", 5);
@@ -1364,7 +1377,7 @@ mod tests {
     #[test]
     fn prune_forgets_only_what_cannot_matter() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let s = subscriber("ann@example.org");
         store.add_subscriber(&s).unwrap();
         let old = date("2025-01-01");
@@ -1406,7 +1419,7 @@ mod tests {
     #[test]
     fn finished_deliveries_leave_the_outbox_but_not_the_ledger() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = Store::open(dir.path(), EngineKind::Sled).unwrap();
         let s = subscriber("ann@example.org");
         store.add_subscriber(&s).unwrap();
         let (monday, friday) = (date("2025-12-08"), date("2025-12-12"));
@@ -1435,70 +1448,53 @@ mod tests {
     }
 
     #[test]
-    fn a_schema_1_sled_store_is_moved_over_and_upgraded() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = subscriber("ann@example.org");
-        let d = date("2025-12-08");
-        {
-            // What an earlier version left: sled in `db`, schema 1 with one `sent` entry
-            // (subscriber ‖ paper → date) per paper sent, and the delivery.
-            let sled = sled::open(dir.path().join("db")).unwrap();
-            let tree = |name: &str| sled.open_tree(name).unwrap();
-            tree(SUBSCRIBERS)
-                .insert(s.email.as_str(), encode(&s))
-                .unwrap();
-            tree(SUBSCRIBER_IDS)
-                .insert(s.id.to_bytes(), s.email.as_str())
-                .unwrap();
-            let seen = StoredPaper {
-                seq: None,
-                first_seen: d,
-                last_seen: d,
-                first_upvotes: None,
-            };
-            for id in ["2501.00001", "2501.00002"] {
-                tree(PAPERS).insert(id, encode(&seen)).unwrap();
-            }
-            let mut key = s.id.to_bytes().to_vec();
-            key.extend_from_slice(b"2501.00002");
-            tree("sent").insert(key, &d.key_bytes()).unwrap();
-            tree(DELIVERIES)
-                .insert(
-                    delivery_key(d, s.id),
-                    encode(&delivery(d, &s, &["2501.00002"])),
-                )
-                .unwrap();
-            tree(META)
-                .insert("schema_version", &1u64.to_be_bytes())
-                .unwrap();
-            sled.flush().unwrap();
-        }
-        // sled's threads can hold its directory's lock a moment after the last handle is
-        // dropped (this test is the only place a sled store is opened twice in a process).
-        let mut opened = Store::open(dir.path());
-        for _ in 0..100 {
-            if !matches!(&opened, Err(StoreError::Migrate { reason, .. }) if reason.contains("lock"))
+    fn a_schema_1_store_is_upgraded_on_both_engines() {
+        for kind in EngineKind::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let s = subscriber("ann@example.org");
+            let d = date("2025-12-08");
             {
-                break;
+                // What schema 1 kept: one `sent` entry (subscriber ‖ paper → date) per paper
+                // sent, and the delivery.
+                let db = Db::open(kind, dir.path(), &TREES).unwrap();
+                let seen = encode(&StoredPaper {
+                    seq: None,
+                    first_seen: d,
+                    last_seen: d,
+                    first_upvotes: None,
+                });
+                let mut sent_key = s.id.to_bytes().to_vec();
+                sent_key.extend_from_slice(b"2501.00002");
+                let delivery_key = delivery_key(d, s.id);
+                let delivery = encode(&delivery(d, &s, &["2501.00002"]));
+                let (subscriber, id, day) = (encode(&s), s.id.to_bytes(), d.key_bytes());
+                db.load([
+                    (SUBSCRIBERS, s.email.as_str().as_bytes(), subscriber.as_slice()),
+                    (SUBSCRIBER_IDS, &id[..], s.email.as_str().as_bytes()),
+                    (PAPERS, &b"2501.00001"[..], seen.as_slice()),
+                    (PAPERS, &b"2501.00002"[..], seen.as_slice()),
+                    ("sent", sent_key.as_slice(), &day[..]),
+                    (DELIVERIES, &delivery_key[..], delivery.as_slice()),
+                    (META, &b"schema_version"[..], &1u64.to_be_bytes()[..]),
+                ])
+                .unwrap();
+                db.flush().unwrap();
             }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            opened = Store::open(dir.path());
+            let store = Store::open(dir.path(), kind).unwrap();
+            assert_eq!(store.subscriber(&s.email).unwrap().unwrap().id, s.id);
+            assert_eq!(store.deliveries(d).unwrap().len(), 1);
+            assert_eq!(
+                sent(&store, &s, &["2501.00001", "2501.00002"]),
+                HashSet::from([PaperId::parse("2501.00002").unwrap()]),
+                "{kind}"
+            );
+            assert!(store.has_edition(s.id, d).unwrap());
+            assert!(!store.db.trees().unwrap().iter().any(|t| t == "sent"));
+            drop(store);
+            // Opened again: nothing to upgrade, same contents.
+            let store = Store::open(dir.path(), kind).unwrap();
+            assert!(store.has_edition(s.id, d).unwrap());
         }
-        let store = opened.unwrap();
-        assert!(!dir.path().join(migrate::SLED_DIR).exists());
-        assert!(dir.path().join(migrate::SLED_RETIRED).is_dir());
-        assert_eq!(store.subscriber(&s.email).unwrap().unwrap().id, s.id);
-        assert_eq!(store.deliveries(d).unwrap().len(), 1);
-        assert_eq!(
-            sent(&store, &s, &["2501.00001", "2501.00002"]),
-            HashSet::from([PaperId::parse("2501.00002").unwrap()])
-        );
-        assert!(store.has_edition(s.id, d).unwrap());
-        assert!(!store.db.trees().unwrap().iter().any(|t| t == "sent"));
-        drop(store);
-        // Opened again: nothing to move, same contents.
-        let store = Store::open(dir.path()).unwrap();
-        assert!(store.has_edition(s.id, d).unwrap());
     }
 
     impl Store {

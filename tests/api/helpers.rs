@@ -389,7 +389,11 @@ fn set_mode(path: &Path, mode: u32) {
 pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
+    /// The engine its store is kept in (`store.engine`).
+    pub engine: EngineKind,
 }
+
+pub use paperboy::store::EngineKind;
 
 pub struct Run {
     pub code: Option<i32>,
@@ -417,6 +421,11 @@ impl TestApp {
     /// A config sending to `smtp_port` and reading `source_url`, plus `extra` TOML lines
     /// (top-level keys only, since they go first).
     pub fn new(source_url: &str, smtp_port: u16, extra: &str) -> Self {
+        Self::on(EngineKind::default(), source_url, smtp_port, extra)
+    }
+
+    /// [`TestApp::new`] with its store kept by `engine`: for the tests that run on both.
+    pub fn on(engine: EngineKind, source_url: &str, smtp_port: u16, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("paperboy.toml");
         let data = dir.path().join("data");
@@ -447,17 +456,24 @@ port = {smtp_port}
 concurrency = 2
 timeout_secs = 5
 max_attempts = 2
+
+[store]
+engine = "{engine}"
 "#,
                 data = data.display()
             ),
         )
         .unwrap();
-        Self { dir, config }
+        Self {
+            dir,
+            config,
+            engine,
+        }
     }
 
     /// The store, opened directly (only while no paperboy process holds it).
     pub fn store(&self) -> paperboy::store::Store {
-        paperboy::store::Store::open(&self.dir.path().join("data")).unwrap()
+        paperboy::store::Store::open(&self.dir.path().join("data"), self.engine).unwrap()
     }
 
     /// Adds `n` active subscribers `r{i}@example.org` straight into the store (fast; many
