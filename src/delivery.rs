@@ -272,11 +272,9 @@ impl Shared {
         }
     }
 }
-/// "sending edition 2025-12-09: 120/400" for systemd, plus a watchdog ping: a long send is
-/// the loop doing its work.
+/// "sending edition 2025-12-09: 120/400" for systemd.
 fn progress(date: EditionDate, done: usize, total: usize) {
     crate::service::status(&format!("sending edition {date}: {done}/{total}"));
-    crate::service::watchdog();
 }
 
 fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {

@@ -27,4 +27,5 @@ pub mod store;
 pub mod telemetry;
 pub mod tokens;
 pub mod transfer;
+pub mod watchdog;
 pub mod web;

@@ -147,19 +147,10 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let next_tick = next_quarter(Utc::now());
         let wake = next.map_or(next_tick, |n| n.with_timezone(&Utc).min(next_tick));
         let wait = (wake - Utc::now()).to_std().unwrap_or_default();
-        let until = tokio::time::Instant::now() + wait;
-        loop {
-            // With WatchdogSec= set, wake up to ping; systemd restarts a loop that stops.
-            let nap = crate::service::watchdog_interval()
-                .map_or(until, |i| until.min(tokio::time::Instant::now() + i));
-            tokio::select! {
-                _ = tokio::time::sleep_until(nap) => {}
-                _ = stop.wait_for(|s| *s) => return,
-            }
-            crate::service::watchdog();
-            if tokio::time::Instant::now() >= until {
-                break;
-            }
+        // The watchdog is fed elsewhere, while the store answers (`crate::watchdog`).
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
         if let Some(next) = next.filter(|n| n.with_timezone(&Utc) <= Utc::now()) {
             let date = edition_of(&next);

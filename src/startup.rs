@@ -71,6 +71,7 @@ impl Application {
         });
         tracing::info!(addr = %self.addr, "serving");
         crate::service::ready();
+        crate::watchdog::spawn(self.app.store.clone());
         tokio::spawn(first_look(self.app.clone()));
         let admin_app = self.app.clone();
         tokio::spawn(async move {

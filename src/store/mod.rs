@@ -31,8 +31,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub use self::archive::EditionSummary;
-pub use self::engine::EngineKind;
 use self::engine::Db;
+pub use self::engine::EngineKind;
 use self::ledger::{Ledger, NO_SELECTION, decode_seqs, encode_seqs};
 use crate::digest::{SentOn, Sighting};
 use crate::domain::{
@@ -71,7 +71,10 @@ pub enum StoreError {
         configured: EngineKind,
     },
     #[error("storage error ({engine}): {reason}")]
-    Engine { engine: &'static str, reason: String },
+    Engine {
+        engine: &'static str,
+        reason: String,
+    },
     #[error("storage I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("a record in `{tree}` cannot be read: {reason}")]
@@ -621,6 +624,24 @@ impl Store {
             tx.put(META, b"next_paper_seq", &next.to_be_bytes())?;
             Ok(out)
         })
+    }
+
+    /// A write and a read through the engine: answers only while the store does. Blocking.
+    pub fn ping(&self) -> Result<()> {
+        self.db.ping()
+    }
+
+    /// Holds the store's write path until `until` hears something (or hangs up): what a
+    /// hung engine looks like from above, for the watchdog's tests.
+    #[cfg(test)]
+    pub(crate) fn stall_writes(&self, until: std::sync::mpsc::Receiver<()>) {
+        let until = std::sync::Mutex::new(until);
+        self.db
+            .transaction(|_| {
+                let _ = until.lock().expect("one holder").recv();
+                Ok(())
+            })
+            .expect("an empty transaction commits");
     }
 
     /// Makes every write so far durable.
@@ -1469,7 +1490,11 @@ mod tests {
                 let delivery = encode(&delivery(d, &s, &["2501.00002"]));
                 let (subscriber, id, day) = (encode(&s), s.id.to_bytes(), d.key_bytes());
                 db.load([
-                    (SUBSCRIBERS, s.email.as_str().as_bytes(), subscriber.as_slice()),
+                    (
+                        SUBSCRIBERS,
+                        s.email.as_str().as_bytes(),
+                        subscriber.as_slice(),
+                    ),
                     (SUBSCRIBER_IDS, &id[..], s.email.as_str().as_bytes()),
                     (PAPERS, &b"2501.00001"[..], seen.as_slice()),
                     (PAPERS, &b"2501.00002"[..], seen.as_slice()),

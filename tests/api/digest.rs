@@ -28,11 +28,12 @@ fn by_recipient(sink: &SmtpSink) -> HashMap<String, Vec<crate::helpers::Received
     map
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_days_of_digests_reach_the_right_people_once() {
+crate::helpers::on_both_engines!(two_days_of_digests_reach_the_right_people_once);
+
+async fn two_days_of_digests_reach_the_right_people_once(engine: crate::helpers::EngineKind) {
     let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
     let sink = SmtpSink::start();
-    let app = TestApp::new(&pages.url(), sink.port, "");
+    let app = TestApp::on(engine, &pages.url(), sink.port, "");
     app.add("ann@example.org", &["--confirmed"]);
     app.add("bob@example.com", &["--confirmed", "--min-upvotes", "100"]);
     app.add("carl@example.net", &[]);

@@ -21,11 +21,12 @@ fn snapshot(date: &str, riser: u32) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_late_bloomer_goes_out_once_marked_as_such() {
+crate::helpers::on_both_engines!(a_late_bloomer_goes_out_once_marked_as_such);
+
+async fn a_late_bloomer_goes_out_once_marked_as_such(engine: crate::helpers::EngineKind) {
     let pages = PageServer::start(Reply::Page(snapshot("2025-12-07", 10))).await;
     let sink = SmtpSink::start();
-    let app = TestApp::new(&pages.url(), sink.port, "");
+    let app = TestApp::on(engine, &pages.url(), sink.port, "");
     app.add("lena@example.org", &["--confirmed", "--min-upvotes", "25"]);
     app.add("max@example.org", &["--confirmed"]);
 

@@ -181,13 +181,16 @@ async fn temporary_refusals_are_retried_later_and_permanent_ones_bounce() {
     assert_eq!(sink.messages().len(), 1);
 }
 
+crate::helpers::on_both_engines!(kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight);
+
 /// kill -9 in the middle of a run, again and again: the next run sends every digest that was
 /// not accepted, and only those in flight at a kill can arrive twice.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight() {
+async fn kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight(
+    engine: crate::helpers::EngineKind,
+) {
     let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
     let sink = SmtpSink::start();
-    let app = TestApp::new(&pages.url(), sink.port, "");
+    let app = TestApp::on(engine, &pages.url(), sink.port, "");
     let concurrency = 4;
     app.set("mail.smtp.concurrency", concurrency as i64);
     let subscribers = 300;

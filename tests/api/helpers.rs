@@ -649,3 +649,23 @@ pub async fn start_serve(app: &TestApp, base: &str) -> (KillOnDrop, reqwest::Cli
     }
     (daemon, http)
 }
+
+/// One test per engine for a scenario `async fn name(engine: EngineKind)`: `name::on_sled`
+/// and `name::on_sqlite`. For the promises that depend on the store (crash safety, dedup
+/// across days, late bloomers); the rest of the suite runs on the default engine.
+macro_rules! on_both_engines {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sled() {
+                super::$name(crate::helpers::EngineKind::Sled).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_sqlite() {
+                super::$name(crate::helpers::EngineKind::Sqlite).await
+            }
+        }
+    };
+}
+pub(crate) use on_both_engines;

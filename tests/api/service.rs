@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{KillOnDrop, PageServer, Reply, SmtpSink, TestApp, fixture, free_port};
+use crate::helpers::{
+    EngineKind, KillOnDrop, PageServer, Reply, SmtpSink, TestApp, fixture, free_port,
+};
 
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -13,11 +15,28 @@ fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_commands_reach_a_running_daemon_and_backups_restore() {
+/// A backup taken on one engine restores on the other, in both directions.
+mod backups_cross_engines {
+    use crate::helpers::EngineKind::{Sled, Sqlite};
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn from_sled_to_sqlite() {
+        super::admin_commands_reach_a_running_daemon_and_backups_restore(Sled, Sqlite).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn from_sqlite_to_sled() {
+        super::admin_commands_reach_a_running_daemon_and_backups_restore(Sqlite, Sled).await
+    }
+}
+
+async fn admin_commands_reach_a_running_daemon_and_backups_restore(
+    from: EngineKind,
+    to: EngineKind,
+) {
     let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
     let sink = SmtpSink::start();
-    let app = TestApp::new(&pages.url(), sink.port, "");
+    let app = TestApp::on(from, &pages.url(), sink.port, "");
     app.set("web.listen", format!("127.0.0.1:{}", free_port()));
     app.set("schedule.cron", "0 0 8 1 1 * 2099");
     app.add("ann@example.org", &["--confirmed", "--max-items", "3"]);
@@ -75,12 +94,44 @@ async fn admin_commands_reach_a_running_daemon_and_backups_restore() {
     let listed = app.run(&["subscribers", "list", "--json"]).stdout;
 
     daemon.terminate(Duration::from_secs(20));
+    let date = paperboy::domain::EditionDate::parse("2025-12-09").unwrap();
+    let (outbox, archive) = {
+        let store = app.store();
+        (
+            store.deliveries(date).unwrap(),
+            store.edition(date).unwrap().unwrap().papers,
+        )
+    };
+    assert_eq!(outbox.len(), 2);
 
-    // Restore into an empty data directory: the same subscribers, ledgers and keys.
-    let other = TestApp::new(&pages.url(), sink.port, "");
+    // Restore into an empty data directory, on the other engine: the same subscribers,
+    // ledgers, outbox, archive and keys.
+    let other = TestApp::on(to, &pages.url(), sink.port, "");
     let r = other.run(&["restore", backup.to_str().unwrap()]);
     assert!(r.ok(), "{}", r.stderr);
+    assert!(to.holds_store(&other.dir.path().join("data")));
+    assert!(!from.holds_store(&other.dir.path().join("data")));
     assert_eq!(other.run(&["subscribers", "list", "--json"]).stdout, listed);
+    {
+        let store = other.store();
+        assert_eq!(store.deliveries(date).unwrap(), outbox);
+        assert_eq!(store.edition(date).unwrap().unwrap().papers, archive);
+    }
+    // The restored store is never opened by the engine it came from.
+    let r = other
+        .command(&["subscribers", "list"])
+        .env("PAPERBOY_STORE__ENGINE", from.as_str())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success());
+    assert!(
+        stderr.contains(&format!("holds a {to} store"))
+            && stderr.contains(&format!("store.engine is \"{from}\""))
+            && stderr.contains("paperboy backup")
+            && stderr.contains("paperboy restore"),
+        "{stderr}"
+    );
     let r = other.run(&["restore", backup.to_str().unwrap()]);
     assert!(
         !r.ok() && r.stderr.contains("already holds data"),

@@ -550,7 +550,7 @@ async fn health_and_metrics_tell_the_operator() {
 }
 
 /// The real binary under a stand-in systemd: `serve` says READY=1 once it listens, answers,
-/// says STOPPING=1 on SIGTERM and exits 0.
+/// feeds the watchdog (its store answering), says STOPPING=1 on SIGTERM and exits 0.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
     use std::os::unix::net::UnixDatagram;
@@ -565,6 +565,8 @@ async fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
     let mut child = crate::helpers::KillOnDrop(
         app.command(&["serve"])
             .env("NOTIFY_SOCKET", &socket_path)
+            // WatchdogSec=1s: a ping every half second.
+            .env("WATCHDOG_USEC", "1000000")
             .spawn()
             .unwrap(),
     );
@@ -572,6 +574,11 @@ async fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
     let mut buf = [0u8; 4096];
     while !messages.contains("READY=1") {
         let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+        messages.push_str(&String::from_utf8_lossy(&buf[..n]));
+        messages.push('\n');
+    }
+    while !messages.contains("WATCHDOG=1") {
+        let n = socket.recv(&mut buf).expect("a watchdog ping within 20 s");
         messages.push_str(&String::from_utf8_lossy(&buf[..n]));
         messages.push('\n');
     }

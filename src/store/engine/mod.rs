@@ -485,8 +485,14 @@ mod tests {
                 text.contains(kind.as_str()) && text.contains(other.as_str()),
                 "{text}"
             );
-            assert!(text.contains("backup") && text.contains("restore"), "{text}");
-            assert!(!other.holds_store(dir.path()), "nothing of {other} was made");
+            assert!(
+                text.contains("backup") && text.contains("restore"),
+                "{text}"
+            );
+            assert!(
+                !other.holds_store(dir.path()),
+                "nothing of {other} was made"
+            );
         }
     }
 

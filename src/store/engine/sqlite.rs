@@ -127,9 +127,8 @@ impl Engine for SqliteEngine {
 
     fn last_n_before(&self, tree: &str, before: Option<&[u8]>, n: usize) -> Result<Vec<Entry>> {
         let conn = self.conn();
-        let sql = format!(
-            "SELECT k, v FROM {tree} WHERE ?1 IS NULL OR k < ?1 ORDER BY k DESC LIMIT ?2"
-        );
+        let sql =
+            format!("SELECT k, v FROM {tree} WHERE ?1 IS NULL OR k < ?1 ORDER BY k DESC LIMIT ?2");
         let limit = i64::try_from(n).unwrap_or(i64::MAX);
         let rows = conn
             .prepare_cached(&sql)
