@@ -8,8 +8,9 @@
 //! means something on a shared, noisy machine where the absolute figures do not.
 //!
 //! `cargo bench --bench send_rate` (under `cargo test`, a 200-subscriber run that only checks
-//! it works); `BENCH_SUBSCRIBERS="10000 100000"` and
-//! `BENCH_CONCURRENCY=4` change the defaults. Needs smtp-sink and smtp-source (package
+//! it works, on each engine); `BENCH_SUBSCRIBERS="10000 100000"`,
+//! `BENCH_STORE_ENGINES="sled sqlite"` and `BENCH_CONCURRENCY=4` change the defaults. Each
+//! subscriber count runs on each engine, one after the other, so their times compare. Needs smtp-sink and smtp-source (package
 //! `postfix`, `scripts/install-test-deps`) and `/usr/bin/time` (package `time`).
 
 use std::io::{BufRead, BufReader, Write};
@@ -41,20 +42,31 @@ fn main() {
             "{tool} is missing: run scripts/install-test-deps (postfix) and install `time`"
         );
     }
+    let engines: Vec<String> = std::env::var("BENCH_STORE_ENGINES")
+        .unwrap_or_else(|_| "sled sqlite".into())
+        .split_whitespace()
+        .map(|e| match e {
+            "sled" | "sqlite" => e.to_string(),
+            other => panic!("BENCH_STORE_ENGINES: {other:?} is neither sled nor sqlite"),
+        })
+        .collect();
     let page_port = serve_fixture();
     let mut rows = Vec::new();
     for n in counts {
-        eprintln!("send_rate: {n} subscribers, concurrency {concurrency}…");
-        rows.push(measure(n, concurrency, page_port));
+        for engine in &engines {
+            eprintln!("send_rate: {n} subscribers on {engine}, concurrency {concurrency}…");
+            rows.push(measure(n, engine, concurrency, page_port));
+        }
     }
     println!();
     println!(
-        "| subscribers | digests | wall s | digests/s | planning s | sending digests/s | peak RSS MB | avg message KB | smtp-source s | smtp-source msg/s | ratio | ratio, sending | import s |"
+        "| engine | subscribers | digests | wall s | digests/s | planning s | sending digests/s | peak RSS MB | avg message KB | smtp-source s | smtp-source msg/s | ratio | ratio, sending | import s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.1} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            "| {} | {} | {} | {:.1} | {:.0} | {:.1} | {:.0} | {:.1} | {:.1} | {:.1} | {:.0} | {:.2} | {:.2} | {:.1} |",
+            r.engine,
             r.subscribers,
             r.sent,
             r.wall,
@@ -73,6 +85,7 @@ fn main() {
 }
 
 struct Row {
+    engine: String,
     subscribers: usize,
     sent: u64,
     wall: f64,
@@ -90,7 +103,7 @@ fn sbin(name: &str) -> String {
     format!("/usr/sbin/{name}")
 }
 
-fn measure(n: usize, concurrency: u32, page_port: u16) -> Row {
+fn measure(n: usize, engine: &str, concurrency: u32, page_port: u16) -> Row {
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sink = Sink::start();
     let config = dir.path().join("paperboy.toml");
@@ -101,7 +114,8 @@ fn measure(n: usize, concurrency: u32, page_port: u16) -> Row {
              [source]\nurl = \"http://127.0.0.1:{page_port}/papers/trending\"\n\
              recent_days = 0\n\
              [mail]\ntransport = \"smtp\"\n\
-             [mail.smtp]\nport = {port}\nconcurrency = {concurrency}\n",
+             [mail.smtp]\nport = {port}\nconcurrency = {concurrency}\n\
+             [store]\nengine = \"{engine}\"\n",
             data = dir.path().join("data").display(),
             port = sink.port,
         ),
@@ -169,6 +183,7 @@ fn measure(n: usize, concurrency: u32, page_port: u16) -> Row {
     let ceiling_wall = started.elapsed().as_secs_f64();
     assert!(source.status.success(), "smtp-source failed: {source:?}");
     Row {
+        engine: engine.to_string(),
         subscribers: n,
         sent,
         wall,

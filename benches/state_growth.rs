@@ -1,25 +1,32 @@
-//! How much disk paperboy's state takes as editions go by.
+//! How much disk paperboy's state takes as editions go by, and a soak of the store under
+//! the daemon's own mix of work.
 //!
 //! Simulates a year of daily editions for 10,000 subscribers with varied preferences: each
 //! day a page of 36 papers never seen before (the trending fixture's papers under fresh ids,
 //! so titles, abstracts and authors are real-sized), planned through the same code as a run
-//! (`edition::plan`), every delivery then recorded as sent, retention applied as after a run.
-//! Prints the data directory's size on disk as it grows, in bytes per subscriber; after the
-//! retention window (180 days by default) it should stay flat.
+//! (`edition::plan`), every delivery then recorded as sent by four concurrent workers that
+//! share flushes (`GroupCommit`, as the SMTP workers do), retention applied as after a run.
+//! Meanwhile two threads read the store as the web pages do (a subscriber by id, their
+//! history for the personal feed, the archive index, the newest editions). Prints the data
+//! directory's size on disk as it grows, in bytes per subscriber; after the retention window
+//! (180 days by default) it should stay flat. A run in which no edition completes for two
+//! minutes is reported as hung and exits with status 3 (the store hanging is what a soak is
+//! there to catch).
 //!
 //! `cargo bench --bench state_growth` (under `cargo test`, 50 subscribers for 10 days, to
 //! check it works); `BENCH_STATE_SUBSCRIBERS` and `BENCH_STATE_DAYS` change the defaults
 //! (10000, 365), `BENCH_STORE_ENGINE` the engine (`sled`, the default, or `sqlite`).
 
 use std::path::Path;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use paperboy::app::App;
 use paperboy::config::Settings;
 use paperboy::domain::{
     EditionDate, Keywords, Paper, PaperId, Preferences, Subscriber, SubscriberEmail,
 };
-use paperboy::store::{DeliveryState, EngineKind};
+use paperboy::store::{DeliveryState, EngineKind, GroupCommit, Store};
 
 const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
 
@@ -72,9 +79,21 @@ fn main() {
     let first = EditionDate::parse("2025-01-01").unwrap();
     let started = Instant::now();
     let mut sent_total = 0usize;
+    let app = std::sync::Arc::new(app);
+    let progress = std::sync::Arc::new(AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|r| {
+            let (store, stop) = (app.store.clone(), stop.clone());
+            std::thread::spawn(move || web_reads(&store, r, subscribers, &stop))
+        })
+        .collect();
+    stall_detector(progress.clone(), stop.clone());
+    let mut slowest_edition = 0f64;
     println!("| day | data dir | bytes per subscriber | digests that day |");
     println!("|---:|---:|---:|---:|");
     for day in 0..days {
+        let edition_started = Instant::now();
         let date = EditionDate::from_naive(first.naive() + chrono::Days::new(day.into()));
         let papers = fresh_papers(&page, day);
         rt.block_on(paperboy::edition::plan(
@@ -85,15 +104,12 @@ fn main() {
             paperboy::due::Occasion::Scheduled(date),
         ))
         .expect("planning works");
-        let mut sent_today = 0;
-        for mut d in app.store.deliveries(date).unwrap() {
-            d.state = DeliveryState::Sent;
-            app.store.update_delivery(&d).unwrap();
-            sent_today += 1;
-        }
+        let sent_today = rt.block_on(mark_sent(&app.store, date));
         sent_total += sent_today;
         app.store.prune(date, retention).unwrap();
         rt.block_on(app.store.flush()).unwrap();
+        slowest_edition = slowest_edition.max(edition_started.elapsed().as_secs_f64());
+        progress.fetch_add(1, Ordering::SeqCst);
         let day_number = day + 1;
         if day_number.is_multiple_of(30) || day_number == days || day_number == retention {
             let bytes = disk_usage(dir.path());
@@ -104,6 +120,18 @@ fn main() {
             );
         }
     }
+    stop.store(true, Ordering::SeqCst);
+    let (reads, slowest_read) = readers
+        .into_iter()
+        .map(|r| r.join().expect("a reader"))
+        .fold((0, 0f64), |(n, max), (k, m)| (n + k, max.max(m)));
+    println!();
+    println!(
+        "Web reads alongside: {reads} ({:.0}/s), the slowest {:.1} ms; the slowest edition {:.2} s.",
+        reads as f64 / started.elapsed().as_secs_f64(),
+        slowest_read * 1e3,
+        slowest_edition
+    );
     for entry in std::fs::read_dir(dir.path()).unwrap().flatten() {
         println!(
             "- {}: {:.1} MB",
@@ -143,6 +171,77 @@ fn main() {
         "state_growth ({engine}): {subscribers} subscribers, {days} editions, {sent_total} digests, retention {retention} days, {:.0} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Records every delivery of the edition as sent, from four workers that each wait for their
+/// record to be durable before the next, sharing flushes: what the SMTP workers do.
+async fn mark_sent(store: &Store, date: EditionDate) -> usize {
+    let deliveries = store.deliveries(date).unwrap();
+    let n = deliveries.len();
+    let commit = std::sync::Arc::new(GroupCommit::new(store.clone()));
+    let mut shares: Vec<Vec<_>> = vec![Vec::new(); 4];
+    for (i, d) in deliveries.into_iter().enumerate() {
+        shares[i % 4].push(d);
+    }
+    let workers: Vec<_> = shares
+        .into_iter()
+        .map(|share| {
+            let (store, commit) = (store.clone(), commit.clone());
+            tokio::spawn(async move {
+                for mut d in share {
+                    d.state = DeliveryState::Sent;
+                    store.update_delivery(&d).unwrap();
+                    commit.durable().await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.await.expect("a worker");
+    }
+    n
+}
+
+/// What the web pages read, over and over until `stop`: a subscriber by id (preferences),
+/// their history (personal feed), the archive index and the newest editions (feed, subscribe
+/// page). Returns how many reads, and the slowest in seconds.
+fn web_reads(store: &Store, seed: u32, subscribers: u32, stop: &AtomicBool) -> (usize, f64) {
+    let ids: Vec<_> = store
+        .subscribers()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    let (mut reads, mut slowest, mut i) = (0usize, 0f64, seed as usize);
+    while !stop.load(Ordering::SeqCst) {
+        i = (i * 7919 + 13) % subscribers.max(1) as usize;
+        let id = ids[i % ids.len()];
+        let t = Instant::now();
+        store.subscriber_by_id(id).unwrap();
+        store.sent_history(id, 30).unwrap();
+        store.edition_summaries(None, 100).unwrap();
+        store.latest_editions(3).unwrap();
+        slowest = slowest.max(t.elapsed().as_secs_f64());
+        reads += 4;
+    }
+    (reads, slowest)
+}
+
+/// Ends the process (status 3) if no edition completes for two minutes: a hung store.
+fn stall_detector(progress: std::sync::Arc<AtomicUsize>, stop: std::sync::Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut last = (progress.load(Ordering::SeqCst), Instant::now());
+        while !stop.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_secs(1));
+            let now = progress.load(Ordering::SeqCst);
+            if now != last.0 {
+                last = (now, Instant::now());
+            } else if last.1.elapsed() > Duration::from_secs(120) {
+                eprintln!("state_growth: HUNG: no edition completed for 120 s after {now} editions");
+                std::process::exit(3);
+            }
+        }
+    });
 }
 
 /// The fixture's papers under ids never used before, so each day's page is all new.

@@ -62,10 +62,16 @@ impl SledEngine {
     /// Opens the store in `dir`. The caller holds the data directory's lock, so no other
     /// process has it open.
     pub fn open(dir: &Path) -> Result<Self> {
+        // Compressed (zstd, level 3): records are JSON, and sled's log-structured files hold
+        // several copies of a page until its segment is cleaned; compressed, a simulated year
+        // takes about a third of the bytes (bench/RESULTS.md). Low-space mode cleans segments
+        // sooner. Both are fixed when a store is created: sled refuses to open it otherwise.
         let config = sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
             .mode(sled::Mode::LowSpace)
+            .use_compression(true)
+            .compression_factor(3)
             .flush_every_ms(None);
         // sled locks its own directory too, and its I/O threads can hold that lock a moment
         // after the last handle of a store closed in this process is dropped (a restore or
