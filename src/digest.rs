@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::config::DigestSettings;
-use crate::domain::{EditionDate, Keywords, Paper, PaperId, Preferences};
+use crate::domain::{EditionDate, Keywords, Paper, PaperId, Preferences, SentOn, Sighting};
 
 /// A subscriber's preferences with the operator's defaults filled in.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,17 +46,6 @@ pub fn matches_keywords(paper: &Paper, keywords: &Keywords) -> bool {
             .ai_keywords
             .iter()
             .any(|k| keywords.any_starts_a_word_in(k))
-}
-
-/// Where a subscriber's papers were planned before, by paper: the edition it went out
-/// with, or `None` when the store keeps only that it was sent (before the window).
-pub type SentOn = HashMap<PaperId, Option<EditionDate>>;
-
-/// When a paper was first seen, and how many upvotes it had then.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Sighting {
-    pub date: EditionDate,
-    pub upvotes: u32,
 }
 
 /// The papers an edition can offer: today's page first, then (from `on_page` on) papers

@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 
 use crate::app::App;
 use crate::delivery::{self, SendOutcome};
-use crate::digest::{Effective, Pool, SentOn, Verdict, judge, matches_keywords, picked};
-use crate::domain::{EditionDate, Keywords, Paper, PaperId, Subscriber};
+use crate::digest::{Effective, Pool, Verdict, judge, matches_keywords, picked};
+use crate::domain::{EditionDate, Keywords, Paper, PaperId, SentOn, Subscriber};
 use crate::due::{Occasion, due};
 use crate::metrics;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};

@@ -10,8 +10,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 
-use crate::digest::Sighting;
-use crate::domain::{EditionDate, Paper, PaperId};
+use crate::domain::{EditionDate, Paper, PaperId, Sighting};
 
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
 /// is ASCII (see [`ascii_html`]) and normally goes as it is, so these are the bytes on the

@@ -8,12 +8,14 @@ mod cadence;
 mod edition;
 mod email;
 mod paper;
+mod sighting;
 mod subscriber;
 
 pub use cadence::{CadenceError, Frequency, SendAt, day_code};
 pub use edition::EditionDate;
 pub use email::{EmailError, SubscriberEmail};
 pub use paper::{Author, HttpUrl, Paper, PaperId, PaperIdError};
+pub use sighting::{SentOn, Sighting};
 pub use subscriber::{
     Keywords, MAX_ITEMS_CAP, Preferences, PreferencesError, Status, Subscriber, SubscriberId,
 };

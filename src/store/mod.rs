@@ -34,9 +34,9 @@ pub use self::archive::EditionSummary;
 use self::engine::Db;
 pub use self::engine::EngineKind;
 use self::ledger::{Ledger, NO_SELECTION, decode_seqs, encode_seqs};
-use crate::digest::{SentOn, Sighting};
 use crate::domain::{
-    EditionDate, Paper, PaperId, Status, Subscriber, SubscriberEmail, SubscriberId,
+    EditionDate, Paper, PaperId, SentOn, Sighting, Status, Subscriber, SubscriberEmail,
+    SubscriberId,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
