@@ -6,7 +6,8 @@
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
-use super::{EDITIONS, EditionRecord, Result, Store, StoreError, decode_edition_as};
+use super::codec::decode_edition_as;
+use super::{EDITIONS, EditionRecord, Result, Store, StoreError};
 use crate::domain::EditionDate;
 
 /// One line of the archive's index.
@@ -67,19 +68,11 @@ fn date_of_key(key: &[u8]) -> Result<EditionDate> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Paper, PaperId};
-
-    fn date(s: &str) -> EditionDate {
-        EditionDate::parse(s).unwrap()
-    }
+    use crate::domain::Paper;
+    use crate::store::test_support::{date, paper};
 
     fn papers(n: u32) -> Vec<Paper> {
-        (1..=n)
-            .map(|i| {
-                let id = PaperId::parse(&format!("2512.{i:05}")).unwrap();
-                Paper::new(id, format!("Paper {i}"), i)
-            })
-            .collect()
+        (1..=n).map(|i| paper(&format!("2512.{i:05}"), i)).collect()
     }
 
     #[test]

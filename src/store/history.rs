@@ -4,8 +4,9 @@
 
 use std::collections::HashMap;
 
+use super::codec::{decode_selection, selection_key};
 use super::ledger::NO_SELECTION;
-use super::{PAPER_SEQS, Result, SELECTIONS, Store, StoreError, decode_selection, selection_key};
+use super::{PAPER_SEQS, Result, SELECTIONS, Store, StoreError};
 use crate::domain::{EditionDate, PaperId, SubscriberId};
 
 impl Store {
@@ -73,56 +74,33 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
-    use super::super::{Delivery, DeliveryState, LEDGER};
+    use super::super::LEDGER;
     use super::*;
-    use crate::domain::{Paper, Preferences, Subscriber, SubscriberEmail};
+    use crate::domain::{Paper, Subscriber};
     use crate::store::ledger::Ledger;
-
-    fn date(s: &str) -> EditionDate {
-        EditionDate::parse(s).unwrap()
-    }
+    use crate::store::test_support::{date, delivery, paper, subscriber};
 
     fn id(s: &str) -> PaperId {
         PaperId::parse(s).unwrap()
     }
 
-    fn subscriber(store: &Store, email: &str) -> Subscriber {
-        let s = Subscriber::new(
-            SubscriberEmail::parse(email).unwrap(),
-            Preferences::default(),
-            true,
-        );
+    /// A subscriber, added to the store.
+    fn subscribed(store: &Store, email: &str) -> Subscriber {
+        let s = subscriber(email);
         store.add_subscriber(&s).unwrap();
         s
     }
 
     /// Records the page of `day` and plans each of these subscribers the papers given.
     fn edition(store: &Store, day: EditionDate, page: &[&str], plans: &[(&Subscriber, &[&str])]) {
-        let papers: Vec<Paper> = page
-            .iter()
-            .map(|p| Paper::new(id(p), format!("Paper {p}"), 1))
-            .collect();
+        let papers: Vec<Paper> = page.iter().map(|p| paper(p, 1)).collect();
         store.record_papers(day, &papers).unwrap();
         store.freeze_edition(day, &papers, &[]).unwrap();
         let ids: Vec<PaperId> = page.iter().map(|p| id(p)).collect();
         let known = store.page_index(&ids).unwrap().seqs().to_vec();
         let mut planner = store.planner(day).unwrap();
         for (s, chosen) in plans {
-            let d = Delivery {
-                date: day,
-                subscriber: s.id,
-                papers: chosen.iter().map(|p| id(p)).collect(),
-                message_id: "<x@y>".into(),
-                state: DeliveryState::Pending,
-                attempts: 0,
-                last_error: None,
-                updated_at: Utc::now(),
-                created_at: Some(Utc::now()),
-                late: Vec::new(),
-            };
-            planner.plan(d, &known).unwrap();
+            planner.plan(delivery(day, s, chosen), &known).unwrap();
         }
         planner.finish().unwrap();
     }
@@ -131,8 +109,8 @@ mod tests {
     fn three_editions_come_back_newest_first_with_their_papers() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
-        let ann = subscriber(&store, "ann@example.org");
-        let bob = subscriber(&store, "bob@example.org");
+        let ann = subscribed(&store, "ann@example.org");
+        let bob = subscribed(&store, "bob@example.org");
         let (mon, tue, thu) = (date("2025-12-08"), date("2025-12-09"), date("2025-12-11"));
         edition(
             &store,
@@ -181,7 +159,7 @@ mod tests {
     fn a_subscriber_with_no_editions_has_no_history() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
-        let ann = subscriber(&store, "ann@example.org");
+        let ann = subscribed(&store, "ann@example.org");
         assert!(store.sent_history(ann.id, usize::MAX).unwrap().is_empty());
         // Nor does an id the store never saw.
         let stranger = SubscriberId::from_u64(7);
@@ -192,7 +170,7 @@ mod tests {
     fn editions_whose_papers_are_not_on_record_come_without_papers() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path(), crate::store::EngineKind::Sled).unwrap();
-        let ann = subscriber(&store, "ann@example.org");
+        let ann = subscribed(&store, "ann@example.org");
         let (old, new) = (date("2025-12-01"), date("2025-12-08"));
         edition(&store, new, &["2512.00001"], &[(&ann, &["2512.00001"])]);
         // An edition from before selections: the ledger holds the day but no selection.
