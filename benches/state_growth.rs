@@ -237,7 +237,9 @@ fn stall_detector(progress: std::sync::Arc<AtomicUsize>, stop: std::sync::Arc<At
             if now != last.0 {
                 last = (now, Instant::now());
             } else if last.1.elapsed() > Duration::from_secs(120) {
-                eprintln!("state_growth: HUNG: no edition completed for 120 s after {now} editions");
+                eprintln!(
+                    "state_growth: HUNG: no edition completed for 120 s after {now} editions"
+                );
                 std::process::exit(3);
             }
         }

@@ -70,6 +70,17 @@ pub enum Command {
     Backup { file: PathBuf },
     /// Fill an empty data directory from a backup FILE
     Restore { file: PathBuf },
+    /// Look after the store
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum StoreCommand {
+    /// Rewrite the store so that it takes no more disk than its records need (sled; with
+    /// SQLite there is nothing to do). Editions do it on their own when the files have grown
+    /// past twice the records; the store is unavailable meanwhile (seconds)
+    Compact,
 }
 
 #[derive(Subcommand, Debug)]

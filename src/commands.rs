@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
 use crate::app::App;
-use crate::cli::{Command, SubscribersCommand};
+use crate::cli::{Command, StoreCommand, SubscribersCommand};
 use crate::digest::Effective;
 use crate::domain::{
     EditionDate, Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
@@ -126,6 +126,31 @@ pub async fn execute(
             let bytes = crate::backup::backup(app).await?;
             let _ = writeln!(out.stdout, "backup written: {} bytes", bytes.len());
             out.file = Some(bytes);
+            Ok(())
+        }
+        Command::Store(StoreCommand::Compact) => {
+            // Between editions, like a backup.
+            let _between_editions = app.edition_lock.lock().await;
+            let store = app.store.clone();
+            let engine = store.engine();
+            match tokio::task::spawn_blocking(move || store.compact()).await?? {
+                Some(c) => {
+                    let _ = writeln!(
+                        out.stdout,
+                        "store compacted: {:.1} MB -> {:.1} MB in {:.1} s",
+                        c.bytes_before as f64 / 1e6,
+                        c.bytes_after as f64 / 1e6,
+                        c.took.as_secs_f64()
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out.stdout,
+                        "nothing to compact: the {engine} store reuses its free space ({:.1} MB)",
+                        app.store.disk_bytes() as f64 / 1e6
+                    );
+                }
+            }
             Ok(())
         }
     }

@@ -310,6 +310,7 @@ async fn run_for(
         .add(delivery::send_pending(app, date, &template).await?);
     let pruned = store.prune(date, app.settings.digest.retention_days)?;
     store.flush().await?;
+    compact_if_grown(store).await;
     metrics::inc(&app.metrics.editions);
     report.elapsed = started.elapsed();
     tracing::info!(
@@ -328,6 +329,26 @@ async fn run_for(
         "edition done"
     );
     Ok(report)
+}
+
+/// Between editions, sled's files are rewritten once they hold well over twice their
+/// records (sled frees rewritten pages only slowly on its own; see `store::engine`). A
+/// failure is logged: the edition is done, and the next one tries again.
+async fn compact_if_grown(store: &crate::store::Store) {
+    let store = store.clone();
+    match tokio::task::spawn_blocking(move || store.compact_if_grown()).await {
+        Ok(Ok(Some(c))) => tracing::info!(
+            bytes_before = c.bytes_before,
+            bytes_after = c.bytes_after,
+            took_ms = c.took.as_millis() as u64,
+            "store compacted"
+        ),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "compacting the store failed; the store is as it was")
+        }
+        Err(e) => tracing::warn!(error = %e, "compacting the store panicked"),
+    }
 }
 
 /// The six editions before `date`, newest first: with that day's page, the pool of a

@@ -44,7 +44,7 @@ use std::sync::Arc;
 pub use self::archive::EditionSummary;
 pub use self::editions::EditionRecord;
 use self::engine::Db;
-pub use self::engine::EngineKind;
+pub use self::engine::{Compacted, EngineKind};
 pub use self::group_commit::GroupCommit;
 pub use self::outbox::{Delivery, DeliveryState, Planner, SentBefore};
 pub use self::papers::PageIndex;
@@ -176,6 +176,29 @@ impl Store {
                 Ok(())
             })
             .expect("an empty transaction commits");
+    }
+
+    /// The engine that keeps the store.
+    pub fn engine(&self) -> EngineKind {
+        self.db.kind()
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.db.disk_bytes()
+    }
+
+    /// Rewrites the store compactly (sled; SQLite reuses its free pages and has nothing to
+    /// do). Every other use of the store waits meanwhile: seconds for tens of thousands of
+    /// subscribers. Blocking.
+    pub fn compact(&self) -> Result<Option<Compacted>> {
+        self.db.compact()
+    }
+
+    /// [`Store::compact`], when the files have grown well past the records they hold; what
+    /// each edition's run does after pruning. Blocking.
+    pub fn compact_if_grown(&self) -> Result<Option<Compacted>> {
+        self.db.compact_if_grown()
     }
 
     /// Makes every write so far durable.

@@ -1,6 +1,6 @@
 //! The command line as operators use it: config errors, subscribers, preview, dry runs.
 
-use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, fixture};
+use crate::helpers::{EngineKind, PageServer, Reply, SmtpSink, TestApp, fixture};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_names_the_bad_key_and_masks_secrets() {
@@ -226,4 +226,61 @@ async fn a_second_process_on_the_same_data_dir_is_refused() {
     );
     assert!(first.wait().unwrap().success());
     assert_eq!(sink.messages().len(), 1);
+}
+
+/// `store compact` rewrites a sled store smaller, keeping everything in it: the next run of
+/// the same edition sends nothing again, the next edition only what is new. SQLite has
+/// nothing to compact, and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_compact_keeps_everything_and_frees_space() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::on(EngineKind::Sled, &pages.url(), sink.port, "");
+    app.seed(40, |_| Default::default()).await;
+    assert!(app.run(&["run-once", "--date", "2025-12-08"]).ok());
+    let listed = app.run(&["subscribers", "list", "--json"]).stdout;
+    let sled = app.dir.path().join("data/sled");
+    let r = app.run(&["store", "compact"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(r.stdout.starts_with("store compacted: "), "{}", r.stdout);
+    let names: Vec<String> = std::fs::read_dir(app.dir.path().join("data"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        sled.is_dir() && !names.iter().any(|n| n.starts_with("sled.")),
+        "{names:?}"
+    );
+    assert_eq!(app.run(&["subscribers", "list", "--json"]).stdout, listed);
+    let before = sink.messages().len();
+    assert_eq!(before, 40);
+    let r = app.run(&["run-once", "--date", "2025-12-08"]);
+    assert!(
+        r.ok() && r.stdout.contains("40 already had it"),
+        "{}",
+        r.stdout
+    );
+    pages.serve_fixture("trending-2025-12-09.html");
+    assert!(app.run(&["run-once", "--date", "2025-12-09"]).ok());
+    let mut seen: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for m in sink.messages() {
+        seen.entry(m.recipients[0].clone())
+            .or_default()
+            .extend(m.paper_ids());
+    }
+    assert!(sink.messages().len() > before, "the next edition went out");
+    for (to, papers) in &seen {
+        let unique: std::collections::HashSet<&String> = papers.iter().collect();
+        assert_eq!(unique.len(), papers.len(), "{to} got a paper twice");
+    }
+
+    let other = TestApp::on(EngineKind::Sqlite, &pages.url(), sink.port, "");
+    other.seed(1, |_| Default::default()).await;
+    let r = other.run(&["store", "compact"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        r.stdout.starts_with("nothing to compact: the sqlite store"),
+        "{}",
+        r.stdout
+    );
 }

@@ -20,6 +20,7 @@ mod sqlite;
 use std::fs::File;
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, RwLock, RwLockReadGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -66,7 +67,10 @@ impl EngineKind {
 
     /// Whether `data_dir` holds a store of this engine.
     pub fn holds_store(self, data_dir: &Path) -> bool {
-        self.location(data_dir).exists()
+        match self {
+            EngineKind::Sled => sled::holds_store(&self.location(data_dir)),
+            EngineKind::Sqlite => self.location(data_dir).exists(),
+        }
     }
 }
 
@@ -107,6 +111,14 @@ pub trait Engine: Send + Sync {
     fn load(&self, entries: &[(&str, &[u8], &[u8])]) -> Result<()>;
     /// Makes every write so far durable. Blocking.
     fn flush(&self) -> Result<()>;
+    /// Bytes the store takes on disk.
+    fn disk_bytes(&self) -> u64;
+    /// For engines whose files keep space they no longer need: writes a compact copy of the
+    /// store that the next open takes instead (see [`Db::compact`]); `false` for engines that
+    /// reuse their free space themselves.
+    fn write_compacted_copy(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// A write and a read of one key, taking the same locks as the store's own writes: it
     /// answers only while the engine does (see `crate::watchdog`).
     fn ping(&self) -> Result<()> {
@@ -175,9 +187,28 @@ pub(super) fn failed(kind: EngineKind, e: impl std::fmt::Display) -> StoreError 
 
 /// The store's handle on its engine.
 pub struct Db {
-    engine: Box<dyn Engine>,
+    /// Shared by every operation; taken alone only to swap in a compacted store.
+    engine: RwLock<Box<dyn Engine>>,
+    kind: EngineKind,
+    data_dir: PathBuf,
     path: PathBuf,
+    /// The store's size on disk when [`Db::compact_if_grown`] last looked at its records.
+    looked_at: Mutex<u64>,
 }
+
+/// What a compaction did.
+#[derive(Clone, Copy, Debug)]
+pub struct Compacted {
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub took: std::time::Duration,
+}
+
+/// A store is compacted once its files take more than this many times the bytes of its
+/// records (keys and values as stored, before the engine's compression).
+const COMPACT_ABOVE: u64 = 2;
+/// Below this, a store is never worth compacting.
+const COMPACT_FLOOR: u64 = 4 * 1024 * 1024;
 
 impl Db {
     /// Opens (or creates) the store of engine `kind` in `data_dir`, with these trees. The
@@ -193,21 +224,79 @@ impl Db {
                 });
             }
         }
-        let path = kind.location(data_dir);
-        let engine: Box<dyn Engine> = match kind {
-            EngineKind::Sled => Box::new(sled::SledEngine::open(&path)?),
-            EngineKind::Sqlite => Box::new(sqlite::SqliteEngine::open(&path)?),
-        };
+        let engine = open_engine(kind, data_dir)?;
         let trees = trees
             .iter()
             .map(|t| checked(t))
             .collect::<Result<Vec<_>>>()?;
         engine.create_trees(&trees)?;
-        Ok(Self { engine, path })
+        Ok(Self {
+            engine: RwLock::new(engine),
+            kind,
+            data_dir: data_dir.to_path_buf(),
+            path: kind.location(data_dir),
+            looked_at: Mutex::new(0),
+        })
+    }
+
+    fn engine(&self) -> RwLockReadGuard<'_, Box<dyn Engine>> {
+        // An engine is swapped whole or not at all: a poisoned lock still holds a usable one.
+        self.engine.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rewrites the store compactly, for engines that need it (sled), holding it alone
+    /// meanwhile: every other operation waits. `None` when the engine has nothing to do.
+    pub fn compact(&self) -> Result<Option<Compacted>> {
+        let started = std::time::Instant::now();
+        let mut slot = self.engine.write().unwrap_or_else(|p| p.into_inner());
+        let bytes_before = slot.disk_bytes();
+        if !slot.write_compacted_copy()? {
+            return Ok(None);
+        }
+        // Opening finishes the swap (the copy becomes the store, the old one is deleted);
+        // the old engine is closed when replaced.
+        *slot = open_engine(self.kind, &self.data_dir)?;
+        let bytes_after = slot.disk_bytes();
+        *self.looked_at.lock().unwrap_or_else(|p| p.into_inner()) = bytes_after;
+        Ok(Some(Compacted {
+            bytes_before,
+            bytes_after,
+            took: started.elapsed(),
+        }))
+    }
+
+    /// Compacts the store when its files have grown past [`COMPACT_ABOVE`] times its records.
+    /// Cheap when they have not grown by a quarter since it last looked: then it only reads
+    /// the size of the files.
+    pub fn compact_if_grown(&self) -> Result<Option<Compacted>> {
+        let disk = self.engine().disk_bytes();
+        {
+            let mut looked_at = self.looked_at.lock().unwrap_or_else(|p| p.into_inner());
+            if disk < COMPACT_FLOOR || disk < *looked_at / 4 * 5 {
+                return Ok(None);
+            }
+            *looked_at = disk;
+        }
+        let mut records = 0u64;
+        for tree in self.trees()? {
+            for entry in self.iter(&tree) {
+                let (k, v) = entry?;
+                records += (k.len() + v.len()) as u64;
+            }
+        }
+        if disk <= COMPACT_ABOVE * records {
+            return Ok(None);
+        }
+        self.compact()
     }
 
     pub fn kind(&self) -> EngineKind {
-        self.engine.kind()
+        self.kind
+    }
+
+    /// Bytes the store takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.engine().disk_bytes()
     }
 
     /// The store's directory (sled) or file (SQLite).
@@ -216,11 +305,11 @@ impl Db {
     }
 
     pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        self.engine.get(checked(tree)?, key)
+        self.engine().get(checked(tree)?, key)
     }
 
     pub fn put(&self, tree: &str, key: &[u8], value: &[u8]) -> Result<()> {
-        self.engine.put(checked(tree)?, key, value)
+        self.engine().put(checked(tree)?, key, value)
     }
 
     /// Runs `f` in one write transaction: everything it wrote is committed together when it
@@ -228,7 +317,7 @@ impl Db {
     /// have no effect but its reads and writes through the transaction.
     pub fn transaction<T>(&self, f: impl Fn(&dyn Txn) -> Result<T>) -> Result<T> {
         let mut out = None;
-        self.engine.transaction(&mut |tx| {
+        self.engine().transaction(&mut |tx| {
             out = Some(f(tx)?);
             Ok(())
         })?;
@@ -264,23 +353,23 @@ impl Db {
     /// Up to `n` entries with keys below `before` (all keys if none), newest key first: the
     /// end of a tree a page at a time, without reading it from the start.
     pub fn last_n_before(&self, tree: &str, before: Option<&[u8]>, n: usize) -> Result<Vec<Entry>> {
-        self.engine.last_n_before(checked(tree)?, before, n)
+        self.engine().last_n_before(checked(tree)?, before, n)
     }
 
     pub fn is_empty(&self, tree: &str) -> Result<bool> {
         let first =
-            self.engine
+            self.engine()
                 .range_chunk(checked(tree)?, Bound::Unbounded, Bound::Unbounded, 1)?;
         Ok(first.is_empty())
     }
 
     /// The trees that exist, the store's own and any a backup brought.
     pub fn trees(&self) -> Result<Vec<String>> {
-        self.engine.trees()
+        self.engine().trees()
     }
 
     pub fn drop_tree(&self, tree: &str) -> Result<()> {
-        self.engine.drop_tree(checked(tree)?)
+        self.engine().drop_tree(checked(tree)?)
     }
 
     /// Writes entries into trees (created as needed), all in one transaction.
@@ -292,18 +381,26 @@ impl Db {
             .into_iter()
             .map(|(t, k, v)| Ok((checked(t)?, k, v)))
             .collect::<Result<Vec<_>>>()?;
-        self.engine.load(&entries)
+        self.engine().load(&entries)
     }
 
     /// Makes every write so far durable. Blocking; see [`super::Store::flush`].
     pub fn flush(&self) -> Result<()> {
-        self.engine.flush()
+        self.engine().flush()
     }
 
     /// A round trip through the engine (see [`Engine::ping`]).
     pub fn ping(&self) -> Result<()> {
-        self.engine.ping()
+        self.engine().ping()
     }
+}
+
+fn open_engine(kind: EngineKind, data_dir: &Path) -> Result<Box<dyn Engine>> {
+    let path = kind.location(data_dir);
+    Ok(match kind {
+        EngineKind::Sled => Box::new(sled::SledEngine::open(&path)?),
+        EngineKind::Sqlite => Box::new(sqlite::SqliteEngine::open(&path)?),
+    })
 }
 
 /// The smallest key greater than every key starting with `prefix` (none if the prefix is
@@ -341,7 +438,7 @@ pub struct Range<'a> {
 impl Range<'_> {
     fn fill(&mut self) -> Result<()> {
         let tree = checked(&self.tree)?;
-        let rows = self.db.engine.range_chunk(
+        let rows = self.db.engine().range_chunk(
             tree,
             as_ref_bound(&self.from),
             as_ref_bound(&self.to),
@@ -494,6 +591,108 @@ mod tests {
                 "nothing of {other} was made"
             );
         }
+    }
+
+    #[test]
+    fn compaction_keeps_every_entry_and_gives_back_the_space() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(EngineKind::Sled, dir.path());
+        // The same keys rewritten again and again leave old copies in sled's log. The values
+        // are noise, so that compression does not hide the copies.
+        let mut seed = 1u64;
+        for _ in 0..20 {
+            let values: Vec<Vec<u8>> = (0..500)
+                .map(|_| {
+                    (0..1000)
+                        .map(|_| {
+                            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                            (seed >> 56) as u8
+                        })
+                        .collect()
+                })
+                .collect();
+            let keys: Vec<[u8; 4]> = (0..500u32).map(u32::to_be_bytes).collect();
+            db.load(
+                keys.iter()
+                    .zip(&values)
+                    .map(|(k, v)| ("t", &k[..], v.as_slice())),
+            )
+            .unwrap();
+            db.flush().unwrap();
+        }
+        db.put("meta", b"m", b"1").unwrap();
+        let before: Vec<Entry> = db.iter("t").map(Result::unwrap).collect();
+        let done = db.compact().unwrap().expect("sled compacts");
+        assert!(
+            done.bytes_after < done.bytes_before,
+            "{} -> {}",
+            done.bytes_after,
+            done.bytes_before
+        );
+        let after: Vec<Entry> = db.iter("t").map(Result::unwrap).collect();
+        assert_eq!(after, before);
+        assert_eq!(db.get("meta", b"m").unwrap(), Some(b"1".to_vec()));
+        // Still a working store, and nothing left beside it.
+        db.put("t", b"new", b"v").unwrap();
+        db.flush().unwrap();
+        drop(db);
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.starts_with("sled.")), "{names:?}");
+        let db = Db::open(EngineKind::Sled, dir.path(), &["t", "meta"]).unwrap();
+        assert_eq!(db.get("t", b"new").unwrap(), Some(b"v".to_vec()));
+        assert_eq!(db.iter("t").count(), 501);
+        // SQLite reuses its free pages: nothing to do.
+        let other = tempfile::tempdir().unwrap();
+        assert!(db_compact_is_none(other.path()));
+    }
+
+    fn db_compact_is_none(dir: &Path) -> bool {
+        db(EngineKind::Sqlite, dir).compact().unwrap().is_none()
+    }
+
+    #[test]
+    fn a_compaction_cut_short_is_undone_or_finished_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join(sled::DIR);
+        let copy = dir.path().join("sled.compacting");
+        let old = dir.path().join("sled.old");
+        let done = dir.path().join("sled.compacted");
+        {
+            let db = db(EngineKind::Sled, dir.path());
+            db.put("t", b"k", b"old").unwrap();
+            db.flush().unwrap();
+        }
+        // Killed while copying: the copy has no marker and goes; the store is as it was.
+        std::fs::create_dir(&copy).unwrap();
+        std::fs::write(copy.join("partial"), b"x").unwrap();
+        let open = || db(EngineKind::Sled, dir.path());
+        let store_db = open();
+        assert!(!copy.exists());
+        assert_eq!(store_db.get("t", b"k").unwrap(), Some(b"old".to_vec()));
+        // Killed once the copy was complete, before the swap: the next open swaps it in.
+        assert!(store_db.engine().write_compacted_copy().unwrap());
+        assert!(done.exists() && copy.exists());
+        drop(store_db);
+        drop(open());
+        assert!(!done.exists() && !copy.exists() && !old.exists());
+        // Killed in the middle of the swap, the old store moved aside and the copy not yet
+        // in its place: the copy (which holds "new") becomes the store.
+        let store_db = open();
+        store_db.put("t", b"k", b"new").unwrap();
+        assert!(store_db.engine().write_compacted_copy().unwrap());
+        drop(store_db);
+        std::fs::rename(&store, &old).unwrap();
+        assert!(EngineKind::Sled.holds_store(dir.path()));
+        assert!(matches!(
+            Db::open(EngineKind::Sqlite, dir.path(), &["t"]),
+            Err(StoreError::OtherEngine { .. })
+        ));
+        let store_db = open();
+        assert_eq!(store_db.get("t", b"k").unwrap(), Some(b"new".to_vec()));
+        assert!(!done.exists() && !copy.exists() && !old.exists());
     }
 
     #[test]

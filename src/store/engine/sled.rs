@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use sled::Transactional;
@@ -39,6 +39,9 @@ const DEFAULT_TREE: &[u8] = b"__sled__default";
 /// cache costs little and keeps a large run lean.
 const CACHE_BYTES: u64 = 32 * 1024 * 1024;
 
+/// Entries per batch when a compaction copies a tree.
+const COPY_BATCH: usize = 1024;
+
 /// One writer at a time in the whole process: sled's lock is process-wide too.
 static WRITES: Mutex<()> = Mutex::new(());
 
@@ -54,52 +57,28 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 
 pub struct SledEngine {
     db: sled::Db,
+    /// Where it lives: `data_dir/sled`.
+    dir: PathBuf,
     /// The trees opened so far, by name.
     trees: RwLock<BTreeMap<String, sled::Tree>>,
 }
 
 impl SledEngine {
-    /// Opens the store in `dir`. The caller holds the data directory's lock, so no other
-    /// process has it open.
+    /// Opens the store in `dir`, finishing or undoing a compaction a crash interrupted. The
+    /// caller holds the data directory's lock, so no other process has it open.
     pub fn open(dir: &Path) -> Result<Self> {
-        // Compressed (zstd, level 3): records are JSON, and sled's log-structured files hold
-        // several copies of a page until its segment is cleaned; compressed, a simulated year
-        // takes about a third of the bytes (bench/RESULTS.md). Low-space mode cleans segments
-        // sooner. Both are fixed when a store is created: sled refuses to open it otherwise.
-        let config = sled::Config::new()
-            .path(dir)
-            .cache_capacity(CACHE_BYTES)
-            .mode(sled::Mode::LowSpace)
-            .use_compression(true)
-            .compression_factor(3)
-            .flush_every_ms(None);
-        // sled locks its own directory too, and its I/O threads can hold that lock a moment
-        // after the last handle of a store closed in this process is dropped (a restore or
-        // a test reopening a store). With the data directory's lock held, the holder can
-        // only be such a thread: wait a little for it, never for another process.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        let db = loop {
-            match config.open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(e))
-                    if e.kind() == std::io::ErrorKind::WouldBlock
-                        && std::time::Instant::now() < deadline =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                Err(e) => {
-                    return Err(StoreError::Open {
-                        path: dir.to_path_buf(),
-                        reason: e.to_string(),
-                    });
-                }
-            }
-        };
+        recover_compaction(dir)?;
         let engine = Self {
-            db,
+            db: open_db(dir)?,
+            dir: dir.to_path_buf(),
             trees: RwLock::new(BTreeMap::new()),
         };
-        let names: Vec<String> = engine
+        engine.open_every_tree()?;
+        Ok(engine)
+    }
+
+    fn open_every_tree(&self) -> Result<()> {
+        let names: Vec<String> = self
             .db
             .tree_names()
             .into_iter()
@@ -107,9 +86,9 @@ impl SledEngine {
             .map(|n| String::from_utf8_lossy(&n).into_owned())
             .collect();
         for name in names {
-            engine.tree(&name)?;
+            self.tree(&name)?;
         }
-        Ok(engine)
+        Ok(())
     }
 
     /// The tree of this name, opened (and created) on first use.
@@ -157,6 +136,119 @@ impl SledEngine {
             Err(TransactionError::Storage(e)) => Err(err(e)),
         }
     }
+}
+
+/// Opens (or creates) a sled database in `dir` with paperboy's settings.
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    // Compressed (zstd, level 3): records are JSON, and compressed they take about a third
+    // of the bytes. Both settings are fixed when a store is created (sled refuses to open it
+    // with others). No background flusher: see the module's doc.
+    let config = sled::Config::new()
+        .path(dir)
+        .cache_capacity(CACHE_BYTES)
+        .mode(sled::Mode::LowSpace)
+        .use_compression(true)
+        .compression_factor(3)
+        .flush_every_ms(None);
+    // sled locks its own directory too, and the file holding that lock can outlive the last
+    // handle of a store closed in this process (a compaction, a test reopening a store):
+    // sled frees its structures through epoch-based reclamation, so the file is closed only
+    // once the epoch moves on and someone collects. With the data directory's lock held,
+    // the holder can only be that: collect and wait a little, never for another process.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match config.open() {
+            Ok(db) => return Ok(db),
+            // sled reports its lock as a plain I/O error with this text.
+            Err(sled::Error::Io(e))
+                if e.to_string().starts_with("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                for _ in 0..3 {
+                    sled::crossbeam_pin().flush();
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
+                return Err(StoreError::Open {
+                    path: dir.to_path_buf(),
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Where a compaction writes the new store, and where the old one waits to be deleted.
+fn beside(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(suffix);
+    PathBuf::from(name)
+}
+
+/// Present once a compaction's copy is complete and durable: from then on the copy is the
+/// store, and a start after a crash finishes the swap instead of deleting the copy.
+fn marker(dir: &Path) -> PathBuf {
+    beside(dir, ".compacted")
+}
+
+/// Whether `data_dir/sled` is, or is about to become again, a sled store: a crash in the
+/// middle of a compaction's swap leaves it under `sled.old` or `sled.compacting` for a moment.
+pub fn holds_store(dir: &Path) -> bool {
+    dir.exists() || beside(dir, ".old").exists() || marker(dir).exists()
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Open {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Syncs a directory, so that the renames and creations in it are durable.
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error(dir, e))
+}
+
+/// Puts a compaction a crash interrupted right: before its marker the copy is incomplete
+/// and goes; after it the copy is the store, and the swap is finished.
+fn recover_compaction(dir: &Path) -> Result<()> {
+    let (copy, old, done) = (beside(dir, ".compacting"), beside(dir, ".old"), marker(dir));
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    if !done.exists() {
+        if copy.exists() {
+            std::fs::remove_dir_all(&copy).map_err(|e| io_error(&copy, e))?;
+        }
+        return Ok(());
+    }
+    if copy.exists() {
+        if dir.exists() {
+            std::fs::rename(dir, &old).map_err(|e| io_error(dir, e))?;
+        }
+        std::fs::rename(&copy, dir).map_err(|e| io_error(&copy, e))?;
+        sync_dir(parent)?;
+    }
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| io_error(&old, e))?;
+    }
+    std::fs::remove_file(&done).map_err(|e| io_error(&done, e))?;
+    sync_dir(parent)
+}
+
+/// Bytes a directory takes on disk (allocated blocks, as `du` counts them).
+fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    std::fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 impl Drop for SledEngine {
@@ -274,6 +366,51 @@ impl Engine for SledEngine {
         let _gate = writing();
         self.db.flush().map_err(err)?;
         Ok(())
+    }
+
+    fn disk_bytes(&self) -> u64 {
+        disk_usage(&self.dir)
+    }
+
+    /// Copies every tree, entry for entry, into a new sled store beside this one, makes it
+    /// durable, then marks it complete: the next [`SledEngine::open`] swaps it in. sled
+    /// frees the space of rewritten pages only as it cleans segments, which its background
+    /// flusher does and paperboy runs without; a copy holds each record once.
+    fn write_compacted_copy(&self) -> Result<bool> {
+        let copy = beside(&self.dir, ".compacting");
+        let parent = self.dir.parent().unwrap_or(Path::new("."));
+        {
+            let _gate = writing();
+            self.db.flush().map_err(err)?;
+            if copy.exists() {
+                std::fs::remove_dir_all(&copy).map_err(|e| io_error(&copy, e))?;
+            }
+            let new = open_db(&copy)?;
+            for (name, tree) in self.trees.read().expect("not poisoned").iter() {
+                let target = new.open_tree(name).map_err(err)?;
+                let mut batch = sled::Batch::default();
+                let mut pending = 0;
+                for item in tree.iter() {
+                    let (k, v) = item.map_err(err)?;
+                    batch.insert(k, v);
+                    pending += 1;
+                    if pending == COPY_BATCH {
+                        target
+                            .apply_batch(std::mem::take(&mut batch))
+                            .map_err(err)?;
+                        pending = 0;
+                    }
+                }
+                target.apply_batch(batch).map_err(err)?;
+            }
+            new.flush().map_err(err)?;
+        }
+        let done = marker(&self.dir);
+        std::fs::File::create(&done)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io_error(&done, e))?;
+        sync_dir(parent)?;
+        Ok(true)
     }
 }
 

@@ -174,6 +174,19 @@ impl Engine for SqliteEngine {
         tx.commit().map_err(err)
     }
 
+    fn disk_bytes(&self) -> u64 {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        [self.path.clone(), PathBuf::from(wal)]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| {
+                use std::os::unix::fs::MetadataExt;
+                m.blocks() * 512
+            })
+            .sum()
+    }
+
     /// With `synchronous = NORMAL` a commit is written to the log but not synced; syncing
     /// the log file does for all commits so far what `synchronous = FULL` would do at each
     /// one, and needs no hold on the connection, so the other workers go on meanwhile.
