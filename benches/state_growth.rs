@@ -90,6 +90,7 @@ fn main() {
         .collect();
     stall_detector(progress.clone(), stop.clone());
     let mut slowest_edition = 0f64;
+    let mut compactions = Vec::new();
     println!("| day | data dir | bytes per subscriber | digests that day |");
     println!("|---:|---:|---:|---:|");
     for day in 0..days {
@@ -108,6 +109,10 @@ fn main() {
         sent_total += sent_today;
         app.store.prune(date, retention).unwrap();
         rt.block_on(app.store.flush()).unwrap();
+        // As after a run: sled's files are rewritten once they outgrow their records.
+        if let Some(c) = app.store.compact_if_grown().unwrap() {
+            compactions.push((day + 1, c));
+        }
         slowest_edition = slowest_edition.max(edition_started.elapsed().as_secs_f64());
         progress.fetch_add(1, Ordering::SeqCst);
         let day_number = day + 1;
@@ -126,6 +131,14 @@ fn main() {
         .map(|r| r.join().expect("a reader"))
         .fold((0, 0f64), |(n, max), (k, m)| (n + k, max.max(m)));
     println!();
+    for (day, c) in &compactions {
+        println!(
+            "Compacted after day {day}: {:.1} MB -> {:.1} MB in {:.2} s.",
+            c.bytes_before as f64 / 1e6,
+            c.bytes_after as f64 / 1e6,
+            c.took.as_secs_f64()
+        );
+    }
     println!(
         "Web reads alongside: {reads} ({:.0}/s), the slowest {:.1} ms; the slowest edition {:.2} s.",
         reads as f64 / started.elapsed().as_secs_f64(),
@@ -149,6 +162,14 @@ fn main() {
         rt.block_on(store.flush()).unwrap();
     }
     let compacted = disk_usage(fresh.path());
+    // How long the next start takes to open the store the year left.
+    drop(app);
+    let reopening = Instant::now();
+    drop(Store::open(dir.path(), engine).unwrap());
+    println!(
+        "Reopened after the run in {:.2} s.",
+        reopening.elapsed().as_secs_f64()
+    );
     println!();
     println!(
         "Written afresh (backup + restore): {:.1} MB, {:.0} bytes per subscriber.",
