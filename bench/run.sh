@@ -8,7 +8,8 @@
 # Installs smtp-sink/smtp-source (postfix) and /usr/bin/time when missing (root or sudo),
 # through scripts/install-test-deps.
 # BENCH_SUBSCRIBERS, BENCH_CONCURRENCY, BENCH_STATE_SUBSCRIBERS, BENCH_STATE_DAYS change
-# the sizes; `bench/run.sh send` (or parse, render, state) runs one part.
+# the sizes; BENCH_STORE_ENGINES (send: "sled sqlite") and BENCH_STORE_ENGINE (state: sled)
+# the store engines; `bench/run.sh send` (or parse, render, state) runs one part.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
