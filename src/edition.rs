@@ -345,7 +345,7 @@ async fn compact_if_grown(store: &crate::store::Store) {
         ),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "compacting the store failed; the store is as it was")
+            tracing::warn!(error = %e, "compacting the store failed")
         }
         Err(e) => tracing::warn!(error = %e, "compacting the store panicked"),
     }

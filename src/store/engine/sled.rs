@@ -26,7 +26,7 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
 };
 
-use super::{Engine, EngineKind, Entry, Txn, failed};
+use super::{Engine, EngineKind, Entry, Txn, disk_usage, failed};
 use crate::store::{Result, StoreError};
 
 /// The store's directory in the data directory.
@@ -239,20 +239,6 @@ fn recover_compaction(dir: &Path) -> Result<()> {
     sync_dir(parent)
 }
 
-/// Bytes a directory takes on disk (allocated blocks, as `du` counts them).
-fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else {
-        return 0;
-    };
-    if !meta.is_dir() {
-        return meta.blocks() * 512;
-    }
-    std::fs::read_dir(path)
-        .map(|entries| entries.flatten().map(|e| disk_usage(&e.path())).sum())
-        .unwrap_or(0)
-}
-
 impl Drop for SledEngine {
     fn drop(&mut self) {
         // Written but not flushed is lost on purpose only by a crash: a store closed in order
@@ -270,6 +256,15 @@ fn bound(b: Bound<&[u8]>) -> Bound<sled::IVec> {
         Bound::Excluded(k) => Bound::Excluded(k.into()),
         Bound::Unbounded => Bound::Unbounded,
     }
+}
+
+/// Entries read from sled, as the store takes them.
+fn entries(
+    items: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
+) -> Result<Vec<Entry>> {
+    items
+        .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(err))
+        .collect()
 }
 
 impl Engine for SledEngine {
@@ -314,21 +309,21 @@ impl Engine for SledEngine {
         to: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<Entry>> {
-        self.tree(tree)?
-            .range::<sled::IVec, _>((bound(from), bound(to)))
-            .take(limit)
-            .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(err))
-            .collect()
+        entries(
+            self.tree(tree)?
+                .range::<sled::IVec, _>((bound(from), bound(to)))
+                .take(limit),
+        )
     }
 
     fn last_n_before(&self, tree: &str, before: Option<&[u8]>, n: usize) -> Result<Vec<Entry>> {
         let to: Bound<sled::IVec> = before.map_or(Bound::Unbounded, |k| Bound::Excluded(k.into()));
-        self.tree(tree)?
-            .range::<sled::IVec, _>((Bound::Unbounded, to))
-            .rev()
-            .take(n)
-            .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(err))
-            .collect()
+        entries(
+            self.tree(tree)?
+                .range::<sled::IVec, _>((Bound::Unbounded, to))
+                .rev()
+                .take(n),
+        )
     }
 
     fn trees(&self) -> Result<Vec<String>> {

@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{Engine, EngineKind, Entry, Txn, failed};
+use super::{Engine, EngineKind, Entry, Txn, disk_usage, failed};
 use crate::store::Result;
 
 /// The database file in the data directory.
@@ -57,6 +57,13 @@ impl SqliteEngine {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
         })
+    }
+
+    /// The write-ahead log beside the database file.
+    fn wal_path(&self) -> PathBuf {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        PathBuf::from(wal)
     }
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
@@ -175,16 +182,7 @@ impl Engine for SqliteEngine {
     }
 
     fn disk_bytes(&self) -> u64 {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
-        [self.path.clone(), PathBuf::from(wal)]
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| {
-                use std::os::unix::fs::MetadataExt;
-                m.blocks() * 512
-            })
-            .sum()
+        disk_usage(&self.path) + disk_usage(&self.wal_path())
     }
 
     /// With `synchronous = NORMAL` a commit is written to the log but not synced; syncing
@@ -193,8 +191,7 @@ impl Engine for SqliteEngine {
     /// SQLite's own checkpoints (every thousand pages) sync the log and the database file
     /// before they reuse the log.
     fn flush(&self) -> Result<()> {
-        let mut wal = self.path.clone().into_os_string();
-        wal.push("-wal");
+        let wal = self.wal_path();
         let grown = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_KEEP);
         if grown {
             // The log keeps the size of the largest batch written between checkpoints (a
