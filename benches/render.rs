@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use paperboy::config::Settings;
-use paperboy::digest::{Effective, Pool, select};
 use paperboy::domain::{EditionDate, PaperId, Preferences, SentOn, Subscriber, SubscriberEmail};
+use paperboy::edition::select::{Effective, Pool, select};
 use paperboy::mail::{Mailer, Outgoing};
 use paperboy::render::{EditionTemplate, Personal};
 use paperboy::source::parse_listing;

@@ -102,7 +102,7 @@ fn main() {
             date,
             &papers,
             &[],
-            paperboy::due::Occasion::Scheduled(date),
+            paperboy::edition::due::Occasion::Scheduled(date),
         ))
         .expect("planning works");
         let sent_today = rt.block_on(mark_sent(&app.store, date));

@@ -7,13 +7,13 @@ use anyhow::Context;
 use chrono::Utc;
 
 use crate::config::Settings;
-use crate::digest::Effective;
 use crate::domain::{EditionDate, Paper, Subscriber};
+use crate::edition::select::Effective;
 use crate::mail::Mailer;
-use crate::metrics::Metrics;
 use crate::render::Personal;
 use crate::source::{HfSource, Listing, SourceError};
 use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
 use crate::tokens::{Purpose, TokenKey};
 
 pub struct App {

@@ -2,7 +2,7 @@
 //! to an exit code. Errors print as one line on stderr and exit non-zero.
 //!
 //! Only one process can open the store. When `serve` holds it, the commands that need it are
-//! sent to the daemon over its admin socket and run there ([`crate::admin`]), with the same
+//! sent to the daemon over its admin socket and run there ([`crate::commands::admin`]), with the same
 //! output and exit code.
 
 use std::path::PathBuf;
@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::app::App;
 use crate::commands::{self, Output};
 use crate::config::Settings;
-use crate::startup::{Application, shutdown_signal};
+use crate::daemon::{Application, shutdown_signal};
 use crate::store::StoreError;
 
 #[derive(Parser)]
@@ -185,7 +185,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Restore { file } => {
             let bytes = std::fs::read(file)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-            let report = crate::backup::restore(&settings, &bytes).await?;
+            let report = crate::commands::backup::restore(&settings, &bytes).await?;
             println!("{report}");
             return Ok(ExitCode::SUCCESS);
         }
@@ -213,7 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(e) if matches!(e.downcast_ref::<StoreError>(), Some(StoreError::Locked(_))) => {
             // The daemon holds the store: let it do the work.
             let args: Vec<String> = std::env::args().skip(1).collect();
-            match crate::admin::request(&data_dir, args, input).await {
+            match crate::commands::admin::request(&data_dir, args, input).await {
                 Ok(out) => out,
                 Err(socket_error) => {
                     return Err(

@@ -1,4 +1,4 @@
-//! The store's side of `paperboy backup` and `restore` (see `crate::backup`): every entry
+//! The store's side of `paperboy backup` and `restore` (see `crate::commands::backup`): every entry
 //! of every tree out, and back in, whatever the engine.
 
 use super::{DELIVERIES, EDITIONS, PAPERS, RawEntry, Result, SUBSCRIBERS, Store};

@@ -10,6 +10,7 @@ mod atom;
 mod feeds;
 mod forms;
 mod limits;
+pub mod notices;
 mod pages;
 
 use std::net::{IpAddr, SocketAddr};

@@ -18,9 +18,9 @@ use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
 use crate::app::App;
 use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
 use crate::edition::{self, RunError};
-use crate::metrics;
-use crate::notices::{self, Notice};
+use crate::telemetry::metrics;
 use crate::tokens::{Purpose, TokenError, TokenKey};
+use crate::web::notices::{self, Notice};
 
 type Shared = State<Arc<WebState>>;
 

@@ -94,7 +94,7 @@ proptest! {
                 .map(|(n, up)| Paper::new(PaperId::parse(&format!("2512.{n:05}")).unwrap(), format!("Paper {n}"), *up))
                 .collect();
             let before = app.store.deliveries(date).unwrap().len();
-            rt.block_on(paperboy::edition::plan(&app, date, &papers, &[], paperboy::due::Occasion::Scheduled(date))).unwrap();
+            rt.block_on(paperboy::edition::plan(&app, date, &papers, &[], paperboy::edition::due::Occasion::Scheduled(date))).unwrap();
             let after = app.store.deliveries(date).unwrap();
             prop_assert!(after.len() <= 3 && after.len() >= before);
             mark_sent(&app, date, step.accepted, &mut log);

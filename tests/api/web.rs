@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use paperboy::app::App;
 use paperboy::config::Settings;
+use paperboy::daemon::Application;
 use paperboy::domain::{EditionDate, Status, SubscriberEmail, SubscriberId};
-use paperboy::startup::Application;
 use paperboy::tokens::Purpose;
 
 use crate::helpers::{PageServer, Received, Reply, SmtpSink, fixture, free_port};

@@ -120,7 +120,7 @@ pub trait Engine: Send + Sync {
         Ok(false)
     }
     /// A write and a read of one key, taking the same locks as the store's own writes: it
-    /// answers only while the engine does (see `crate::watchdog`).
+    /// answers only while the engine does (see `crate::daemon::watchdog`).
     fn ping(&self) -> Result<()> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

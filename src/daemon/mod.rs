@@ -4,6 +4,8 @@
 //! the real one; [`Application::run_until_stopped`] takes the shutdown as a future, so tests
 //! can stop it without signals.
 
+pub mod watchdog;
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,7 +58,7 @@ impl Application {
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing the messages in flight");
-            crate::service::stopping();
+            crate::telemetry::systemd::stopping();
             app.request_stop();
             let _ = stop_tx.send(true);
         });
@@ -70,12 +72,12 @@ impl Application {
             let _ = web_stop.wait_for(|s| *s).await;
         });
         tracing::info!(addr = %self.addr, "serving");
-        crate::service::ready();
-        crate::watchdog::spawn(self.app.store.clone());
+        crate::telemetry::systemd::ready();
+        crate::daemon::watchdog::spawn(self.app.store.clone());
         tokio::spawn(first_look(self.app.clone()));
         let admin_app = self.app.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::admin::serve(admin_app).await {
+            if let Err(e) = crate::commands::admin::serve(admin_app).await {
                 tracing::error!(error = %format!("{e:#}"), "the admin socket is not available");
             }
         });

@@ -63,10 +63,10 @@ pub async fn watch(store: Store, every: Duration, answer_within: Duration, beat:
 
 /// Under systemd with `WatchdogSec=`: feeds the watchdog while the store answers.
 pub fn spawn(store: Store) {
-    if let Some(every) = crate::service::watchdog_interval() {
+    if let Some(every) = crate::telemetry::systemd::watchdog_interval() {
         tokio::spawn(watch(store, every, ANSWER_WITHIN.min(every), |beat| {
             if beat == Beat::Alive {
-                crate::service::watchdog();
+                crate::telemetry::systemd::watchdog();
             }
         }));
     }

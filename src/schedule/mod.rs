@@ -147,7 +147,7 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
         let next_tick = next_quarter(Utc::now());
         let wake = next.map_or(next_tick, |n| n.with_timezone(&Utc).min(next_tick));
         let wait = (wake - Utc::now()).to_std().unwrap_or_default();
-        // The watchdog is fed elsewhere, while the store answers (`crate::watchdog`).
+        // The watchdog is fed elsewhere, while the store answers (`crate::daemon::watchdog`).
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = stop.wait_for(|s| *s) => return,
@@ -196,7 +196,7 @@ async fn run_edition(app: &Arc<App>, date: EditionDate) -> EditionDate {
         Ok(report) => tracing::info!("{}", report.summary(date)),
         Err(e) => tracing::error!(edition = %date, error = %e, "edition failed"),
     }
-    crate::service::status("waiting for the next edition");
+    crate::telemetry::systemd::status("waiting for the next edition");
     date
 }
 

@@ -5,6 +5,10 @@
 //! entries in one transaction, make that durable, then send. A re-run finds the plans and
 //! sends only what is still pending.
 
+pub mod deliver;
+pub mod due;
+pub mod select;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -12,14 +16,14 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 
 use crate::app::App;
-use crate::delivery::{self, SendOutcome};
-use crate::digest::{Effective, Pool, Verdict, judge, matches_keywords, picked};
 use crate::domain::{EditionDate, Keywords, Paper, PaperId, SentOn, Subscriber};
-use crate::due::{Occasion, due};
-use crate::metrics;
+use crate::edition::due::{Occasion, due};
+use crate::edition::select::{Effective, Pool, Verdict, judge, matches_keywords, picked};
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
 use crate::source::SourceError;
 use crate::store::{Delivery, DeliveryState, EditionRecord, PageIndex, SentBefore, StoreError};
+use crate::telemetry::metrics;
+use deliver::SendOutcome;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -301,13 +305,13 @@ async fn run_for(
             continue;
         };
         let template = Arc::new(template_for(app, &edition)?);
-        let outcome = delivery::send_pending(app, earlier, &template).await?;
+        let outcome = deliver::send_pending(app, earlier, &template).await?;
         tracing::info!(edition = %earlier, sent = outcome.sent, deferred = outcome.deferred, "earlier edition's waiting digests");
         report.send.add(outcome);
     }
     report
         .send
-        .add(delivery::send_pending(app, date, &template).await?);
+        .add(deliver::send_pending(app, date, &template).await?);
     let pruned = store.prune(date, app.settings.digest.retention_days)?;
     store.flush().await?;
     compact_if_grown(store).await;

@@ -4,6 +4,9 @@
 //!
 //! Subscribers' addresses never reach a log line in full; code logs their domain only.
 
+pub mod metrics;
+pub mod systemd;
+
 use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;

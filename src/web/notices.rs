@@ -123,7 +123,8 @@ pub async fn send(app: &App, s: &Subscriber, notice: Notice) -> Result<(), SendE
         .mailer
         .build_notice(&s.email, &r.subject, r.text, r.html)?;
     let attempts = app.settings.mail.smtp.max_attempts;
-    crate::delivery::with_retries(attempts, &app.metrics, || app.mailer.send(&message)).await?;
-    crate::metrics::inc(&app.metrics.notices_sent);
+    crate::edition::deliver::with_retries(attempts, &app.metrics, || app.mailer.send(&message))
+        .await?;
+    crate::telemetry::metrics::inc(&app.metrics.notices_sent);
     Ok(())
 }

@@ -19,9 +19,9 @@ use crate::app::App;
 use crate::config::SmtpSettings;
 use crate::domain::{EditionDate, Status, SubscriberId};
 use crate::mail::{Outgoing, SendError, Session};
-use crate::metrics::{self, Metrics};
 use crate::render::EditionTemplate;
 use crate::store::{Delivery, DeliveryState, GroupCommit, StoreError};
+use crate::telemetry::metrics::{self, Metrics};
 
 /// Permanent refusals in a row after which a subscriber is marked bounced and skipped.
 pub const BOUNCE_AFTER: u32 = 3;
@@ -274,7 +274,7 @@ impl Shared {
 }
 /// "sending edition 2025-12-09: 120/400" for systemd.
 fn progress(date: EditionDate, done: usize, total: usize) {
-    crate::service::status(&format!("sending edition {date}: {done}/{total}"));
+    crate::telemetry::systemd::status(&format!("sending edition {date}: {done}/{total}"));
 }
 
 fn tally(outcome: &mut SendOutcome, o: Outcome, m: &Metrics) {

@@ -1,6 +1,10 @@
 //! The commands that work on the store, written once for both ways they run: in the CLI's
-//! own process, or inside `serve` when the daemon holds the store (see [`crate::admin`]).
+//! own process, or inside `serve` when the daemon holds the store (see [`crate::commands::admin`]).
 //! They write to an [`Output`] instead of the terminal, so either caller can deliver it.
+
+pub mod admin;
+pub mod backup;
+pub mod transfer;
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -12,10 +16,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::app::App;
 use crate::cli::{Command, StoreCommand, SubscribersCommand};
-use crate::digest::Effective;
 use crate::domain::{
     EditionDate, Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
 };
+use crate::edition::select::Effective;
 use crate::edition::{self, DryRunPlan};
 
 /// What a command printed, the file it made, and its exit code.
@@ -123,7 +127,7 @@ pub async fn execute(
             explain(app, &SubscriberEmail::parse(email)?, date, out).await
         }
         Command::Backup { .. } => {
-            let bytes = crate::backup::backup(app).await?;
+            let bytes = crate::commands::backup::backup(app).await?;
             let _ = writeln!(out.stdout, "backup written: {} bytes", bytes.len());
             out.file = Some(bytes);
             Ok(())
@@ -321,7 +325,7 @@ async fn subscribers(
         SubscribersCommand::List { json } => {
             let all = app.store.subscribers()?;
             if *json {
-                let rows: Vec<_> = all.iter().map(crate::transfer::record).collect();
+                let rows: Vec<_> = all.iter().map(crate::commands::transfer::record).collect();
                 let _ = writeln!(out.stdout, "{}", serde_json::to_string_pretty(&rows)?);
             } else {
                 table(app, &all, &mut out.stdout);
@@ -350,11 +354,11 @@ async fn subscribers(
             app.store.flush().await?;
         }
         SubscribersCommand::Export { format } => {
-            out.stdout = crate::transfer::export(&app.store.subscribers()?, *format)?;
+            out.stdout = crate::commands::transfer::export(&app.store.subscribers()?, *format)?;
         }
         SubscribersCommand::Import { .. } => {
             let bytes = input.context("no file content to import")?;
-            let report = crate::transfer::import(&app.store, &bytes)?;
+            let report = crate::commands::transfer::import(&app.store, &bytes)?;
             app.store.flush().await?;
             let _ = writeln!(out.stdout, "{report}");
         }

@@ -5,6 +5,7 @@
 //! With `[mail.dkim]`, every message is signed as it is formatted (see [`dkim`]).
 
 pub mod dkim;
+pub mod smtp;
 
 use std::time::Duration;
 
@@ -424,7 +425,7 @@ pub struct Session {
 /// TCP without a login: the local relay a large list should send through).
 enum Connection {
     Lettre(Box<AsyncSmtpConnection>),
-    Plain(crate::smtp::Client),
+    Plain(crate::mail::smtp::Client),
 }
 
 impl Connection {
@@ -555,7 +556,8 @@ impl Session {
 /// Connects, says hello, secures the connection as configured and logs in.
 async fn connect(t: &SmtpTarget) -> Result<Connection, SendError> {
     if t.tls == Tls::None && t.credentials.is_none() {
-        let client = crate::smtp::Client::connect(&t.host, t.port, &t.hello.to_string()).await?;
+        let client =
+            crate::mail::smtp::Client::connect(&t.host, t.port, &t.hello.to_string()).await?;
         return Ok(Connection::Plain(client));
     }
     connect_lettre(t)
