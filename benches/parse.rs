@@ -42,7 +42,7 @@ fn bench_parse(c: &mut Criterion) {
     let addr = serve_fixture(&rt);
     let date = EditionDate::parse("2025-12-09").expect("a date");
     let source = HfSource::new(&SourceSettings {
-        url: Some(format!("http://{addr}/papers/trending")),
+        url: Some(format!("http://{addr}/papers/trending").try_into().unwrap()),
         // The page alone, as before the recent window: that is what is measured.
         recent_days: 0,
         // One attempt: an error must surface, not be retried inside the timing.

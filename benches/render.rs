@@ -22,7 +22,10 @@ fn bench_render(c: &mut Criterion) {
     let data = tempfile::tempdir().expect("a temporary directory");
     let settings = Settings {
         data_dir: data.path().to_path_buf(),
-        public_url: "https://papers.example.org/".into(),
+        public_url: "https://papers.example.org/"
+            .to_string()
+            .try_into()
+            .unwrap(),
         ..Settings::default()
     };
     let date = EditionDate::parse("2025-12-09").expect("a date");
@@ -59,7 +62,7 @@ fn bench_render(c: &mut Criterion) {
     assert_eq!(chosen.len(), CHOSEN);
 
     // The file transport only creates the outbox here; building a message touches no network.
-    let mailer = Mailer::from_settings(&settings).expect("a mailer");
+    let mailer = Mailer::new(&settings.mail, &settings.outbox_dir()).expect("a mailer");
     let message_id = mailer.message_id(date, subscriber.id);
 
     let template = EditionTemplate::new(date, &papers, base).expect("the edition renders");

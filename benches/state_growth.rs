@@ -21,11 +21,11 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use paperboy::app::App;
 use paperboy::config::Settings;
 use paperboy::domain::{
     EditionDate, Keywords, Paper, PaperId, Preferences, Subscriber, SubscriberEmail,
 };
+use paperboy::parts::Parts;
 use paperboy::store::{DeliveryState, EngineKind, GroupCommit, Store};
 
 const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
@@ -62,7 +62,7 @@ fn main() {
         ..Settings::default()
     };
     let retention = settings.digest.retention_days;
-    let app = App::open(settings).expect("the app opens");
+    let app = Parts::build(&settings).expect("the parts open");
     for i in 0..subscribers {
         app.store
             .add_subscriber(&subscriber(i))
@@ -98,7 +98,7 @@ fn main() {
         let date = EditionDate::from_naive(first.naive() + chrono::Days::new(day.into()));
         let papers = fresh_papers(&page, day);
         rt.block_on(paperboy::edition::plan(
-            &app,
+            &app.editions,
             date,
             &papers,
             &[],

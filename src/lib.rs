@@ -3,7 +3,6 @@
 //! The binary is a thin shell around [`cli::main`]; everything else is here so tests can
 //! drive it directly.
 
-pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -11,6 +10,7 @@ pub mod daemon;
 pub mod domain;
 pub mod edition;
 pub mod mail;
+pub mod parts;
 pub mod render;
 pub mod schedule;
 pub mod source;

@@ -54,6 +54,69 @@ impl std::fmt::Debug for TokenKey {
     }
 }
 
+/// The links every mail and page gives a subscriber, signed with the key and rooted at the
+/// public URL: built once at start, handed to whoever writes links.
+#[derive(Clone, Debug)]
+pub struct Links {
+    key: TokenKey,
+    /// The public URL without a trailing slash, ready for `format!("{base}/unsubscribe")`.
+    base: String,
+}
+
+impl Links {
+    pub fn new(key: TokenKey, public_url: &str) -> Self {
+        Self {
+            key,
+            base: public_url.trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// The key the links are signed with, for the pages that check them.
+    pub fn key(&self) -> &TokenKey {
+        &self.key
+    }
+
+    /// The public URL without a trailing slash.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn unsubscribe(&self, id: SubscriberId) -> String {
+        format!(
+            "{}/unsubscribe?token={}",
+            self.base,
+            self.key.sign(Purpose::Unsubscribe, id, None, 0)
+        )
+    }
+
+    pub fn preferences(&self, id: SubscriberId) -> String {
+        format!(
+            "{}/preferences?token={}",
+            self.base,
+            self.key.sign(Purpose::Preferences, id, None, 0)
+        )
+    }
+
+    /// A confirmation link: valid until `expires`, and only while the subscriber's
+    /// confirmation nonce is still `nonce`.
+    pub fn confirm(&self, id: SubscriberId, expires: DateTime<Utc>, nonce: u64) -> String {
+        format!(
+            "{}/confirm?token={}",
+            self.base,
+            self.key.sign(Purpose::Confirm, id, Some(expires), nonce)
+        )
+    }
+
+    /// The address of a subscriber's personal feed: the digests they were sent.
+    pub fn feed(&self, id: SubscriberId) -> String {
+        format!(
+            "{}/feed/{}.xml",
+            self.base,
+            self.key.sign(Purpose::Feed, id, None, 0)
+        )
+    }
+}
+
 impl TokenKey {
     pub fn from_bytes(bytes: Vec<u8>) -> anyhow::Result<Self> {
         anyhow::ensure!(

@@ -1,31 +1,29 @@
 //! The admin socket: how `subscribers …`, `backup`, `preview` and `run-once` work while
-//! `serve` holds the store. The CLI sends its arguments (and the content of a file it was
-//! given) as one JSON line to `data_dir/admin.sock`; the daemon runs the very same command
-//! code and answers with its output, file and exit code. The socket is mode 0600: only the
+//! `serve` holds the store. The CLI sends the parsed command (and the content of a file it
+//! was given) as one JSON line to `data_dir/admin.sock`; the daemon runs the very same
+//! command code and answers with its output, file and exit code. Only [`Command`]s travel:
+//! `serve`, `restore` and `check-config` cannot be asked of a running daemon. The socket is mode 0600: only the
 //! service's own user (and root) can use it.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use clap::Parser;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
-use crate::app::App;
-use crate::cli::{Cli, Command};
-use crate::commands::{self, Output};
+use super::{Command, Context, Output};
 
 /// The most a request may carry (an import file included).
 const MAX_REQUEST: usize = 64 * 1024 * 1024;
 
 #[derive(Serialize, Deserialize)]
 struct Request {
-    args: Vec<String>,
+    command: Command,
     input: Option<String>,
 }
 
@@ -36,7 +34,7 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
 /// Sends a command to the running daemon and returns what it produced.
 pub async fn request(
     data_dir: &Path,
-    args: Vec<String>,
+    command: &Command,
     input: Option<Vec<u8>>,
 ) -> anyhow::Result<Output> {
     let path = socket_path(data_dir);
@@ -45,7 +43,7 @@ pub async fn request(
         .with_context(|| format!("cannot connect to {}", path.display()))?;
     let (read, mut write) = stream.into_split();
     let req = Request {
-        args,
+        command: command.clone(),
         input: input.map(|b| STANDARD.encode(b)),
     };
     let mut line = serde_json::to_vec(&req)?;
@@ -57,9 +55,9 @@ pub async fn request(
     serde_json::from_str(&answer).context("the daemon's answer cannot be read")
 }
 
-/// Serves the admin socket until the process ends.
-pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
-    let path = socket_path(&app.settings.data_dir);
+/// Serves the admin socket of `data_dir` until the process ends.
+pub async fn serve(ctx: Arc<Context>, data_dir: &Path) -> anyhow::Result<()> {
+    let path = socket_path(data_dir);
     // A socket file left by a killed daemon: we hold the store lock, so it is not in use.
     let _ = std::fs::remove_file(&path);
     let listener =
@@ -71,16 +69,16 @@ pub async fn serve(app: Arc<App>) -> anyhow::Result<()> {
     }
     loop {
         let (stream, _) = listener.accept().await?;
-        let app = app.clone();
+        let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(app, stream).await {
+            if let Err(e) = handle(&ctx, stream).await {
                 tracing::warn!(error = %format!("{e:#}"), "admin request failed");
             }
         });
     }
 }
 
-async fn handle(app: Arc<App>, stream: UnixStream) -> anyhow::Result<()> {
+async fn handle(ctx: &Context, stream: UnixStream) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
@@ -89,21 +87,9 @@ async fn handle(app: Arc<App>, stream: UnixStream) -> anyhow::Result<()> {
         .context("the request did not arrive in time")??;
     let req: Request = serde_json::from_str(&line).context("a malformed request")?;
     let mut out = Output::default();
-    match Cli::try_parse_from(std::iter::once("paperboy".to_string()).chain(req.args)) {
-        Err(e) => {
-            out.stderr = e.to_string();
-            out.code = 2;
-        }
-        Ok(cli) => {
-            let input = req.input.map(|s| STANDARD.decode(s)).transpose()?;
-            if matches!(cli.command, Command::Serve | Command::Restore { .. }) {
-                out.stderr =
-                    "error: not while paperboy is serving from this data directory\n".into();
-                out.code = 1;
-            } else if let Err(e) = commands::execute(&app, &cli.command, input, &mut out).await {
-                out.fail(&e);
-            }
-        }
+    let input = req.input.map(|s| STANDARD.decode(s)).transpose()?;
+    if let Err(e) = super::execute(ctx, &req.command, input, &mut out).await {
+        out.fail(&e);
     }
     let mut answer = serde_json::to_vec(&out)?;
     answer.push(b'\n');

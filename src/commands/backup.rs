@@ -14,7 +14,6 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
 use crate::config::Settings;
 use crate::store::Store;
 
@@ -34,9 +33,9 @@ struct Entry {
     value: String,
 }
 
-pub async fn backup(app: &App) -> anyhow::Result<Vec<u8>> {
-    let _between_editions = app.edition_lock.lock().await;
-    let key_path = app.settings.secret_key_path();
+pub async fn backup(ctx: &super::Context) -> anyhow::Result<Vec<u8>> {
+    let _between_editions = ctx.editions.between_editions().await;
+    let key_path = ctx.secret_key.clone();
     let key = std::fs::read(&key_path)
         .with_context(|| format!("reading the signing key {}", key_path.display()))?;
     let mut out = Vec::new();
@@ -49,7 +48,7 @@ pub async fn backup(app: &App) -> anyhow::Result<Vec<u8>> {
         },
     )?;
     out.push(b'\n');
-    for (tree, k, v) in app.store.dump()? {
+    for (tree, k, v) in ctx.store.dump()? {
         serde_json::to_writer(
             &mut out,
             &Entry {

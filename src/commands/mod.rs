@@ -9,18 +9,23 @@ pub mod transfer;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::{Context as _, bail};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 
-use crate::app::App;
-use crate::cli::{Command, StoreCommand, SubscribersCommand};
+use std::path::PathBuf;
+
+use clap::Subcommand;
+
+use crate::config::{DigestSettings, ScheduleSettings};
 use crate::domain::{
     EditionDate, Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
 };
 use crate::edition::select::Effective;
-use crate::edition::{self, DryRunPlan};
+use crate::edition::{self, DryRunPlan, Editions};
+use crate::store::Store;
+use transfer::ExportFormat;
 
 /// What a command printed, the file it made, and its exit code.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -57,23 +62,158 @@ mod b64opt {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum ExportFormat {
-    Jsonl,
-    Csv,
+#[derive(Subcommand, Clone, Debug, Serialize, Deserialize)]
+/// The commands that work on an open store. The CLI runs them itself, or sends them to
+/// the daemon's admin socket when `serve` holds the store.
+pub enum Command {
+    /// Fetch the papers now and send the edition for DATE (default: today in the schedule's
+    /// time zone) to those on the server's schedule who are due for it; without --date, also
+    /// send to those whose own send time has come. Running it again sends nothing new.
+    RunOnce {
+        /// The edition date, YYYY-MM-DD
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+        /// Show what each subscriber would get; send and record nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Take this instant (RFC 3339) as the time now, for subscribers' own send times
+        #[arg(long, value_name = "TIME", hide = true)]
+        now: Option<String>,
+    },
+    /// Manage subscribers
+    #[command(subcommand)]
+    Subscribers(SubscribersCommand),
+    /// Print the text part of the digest EMAIL would get now; sends nothing
+    Preview { email: String },
+    /// List every paper of an edition with why it is or is not in EMAIL's digest (the
+    /// edition on record, else the page as it is now); sends and records nothing
+    Explain {
+        email: String,
+        /// The edition date, YYYY-MM-DD (default: today in the schedule's time zone)
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<String>,
+    },
+    /// Write a snapshot of the whole store and the link-signing key to FILE (works while
+    /// `serve` runs)
+    Backup { file: PathBuf },
+    /// Look after the store
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand, Clone, Debug, Serialize, Deserialize)]
+pub enum StoreCommand {
+    /// Rewrite the store so that it takes no more disk than its records need (sled; with
+    /// SQLite there is nothing to do). Editions do it on their own when the files have grown
+    /// past twice the records; the store is unavailable meanwhile (seconds)
+    Compact,
+}
+
+#[derive(Subcommand, Clone, Debug, Serialize, Deserialize)]
+pub enum SubscribersCommand {
+    /// Add a subscriber (pending until confirmed, unless --confirmed)
+    Add {
+        email: String,
+        /// Active at once, without the confirmation step
+        #[arg(long)]
+        confirmed: bool,
+        /// Only papers with at least this many upvotes
+        #[arg(long, value_name = "N")]
+        min_upvotes: Option<u32>,
+        /// Only papers matching any of these comma-separated keywords
+        #[arg(long, value_name = "a,b")]
+        keywords: Option<String>,
+        /// At most this many papers per digest
+        #[arg(long, value_name = "N")]
+        max_items: Option<u32>,
+        /// One digest a week, on this day (mon … sun): the week's best they were not sent
+        #[arg(long, value_name = "DAY")]
+        weekly: Option<String>,
+        /// Send at this hour (0-23) of the subscriber's own time zone instead of on the
+        /// server's schedule
+        #[arg(long, value_name = "HOUR")]
+        send_at: Option<String>,
+        /// The subscriber's IANA time zone for --send-at (default: the schedule's)
+        #[arg(long, value_name = "ZONE", requires = "send_at")]
+        timezone: Option<String>,
+    },
+    /// List subscribers
+    List {
+        /// One JSON object per subscriber, as a JSON array
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unsubscribe an address; with --forget, delete every trace of it instead
+    Remove {
+        email: String,
+        /// Delete the subscriber, their ledger and their deliveries (GDPR erasure)
+        #[arg(long)]
+        forget: bool,
+    },
+    /// Write every subscriber, with status and preferences, to stdout
+    Export {
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+    /// Add or update subscribers from FILE (JSON Lines or CSV, as export writes them);
+    /// a bad line is reported with its number and nothing of the file is applied
+    Import { file: PathBuf },
+}
+
+impl Command {
+    /// The file a command reads, which the CLI reads for it (the daemon may not see it).
+    pub fn input_file(&self) -> Option<&PathBuf> {
+        match self {
+            Command::Subscribers(SubscribersCommand::Import { file }) => Some(file),
+            _ => None,
+        }
+    }
+
+    /// The file a command writes, which the CLI writes for it.
+    pub fn output_file(&self) -> Option<&PathBuf> {
+        match self {
+            Command::Backup { file } => Some(file),
+            _ => None,
+        }
+    }
+}
+
+/// What the commands work on, handed over when the store is opened.
+pub struct Context {
+    store: Store,
+    editions: Arc<Editions>,
+    schedule: ScheduleSettings,
+    digest: DigestSettings,
+    /// The link-signing key's file, which a backup carries.
+    secret_key: PathBuf,
+}
+
+impl Context {
+    pub fn new(
+        store: Store,
+        editions: Arc<Editions>,
+        schedule: ScheduleSettings,
+        digest: DigestSettings,
+        secret_key: PathBuf,
+    ) -> Self {
+        Self {
+            store,
+            editions,
+            schedule,
+            digest,
+            secret_key,
+        }
+    }
 }
 
 pub async fn execute(
-    app: &Arc<App>,
+    ctx: &Context,
     command: &Command,
     input: Option<Vec<u8>>,
     out: &mut Output,
 ) -> anyhow::Result<()> {
-    let tz = app.settings.timezone()?;
+    let tz = ctx.schedule.tz();
     match command {
-        Command::Serve | Command::CheckConfig | Command::Restore { .. } => {
-            bail!("this command does not run on an open store")
-        }
         Command::RunOnce { date, dry_run, now } => {
             let now = match now {
                 Some(t) => chrono::DateTime::parse_from_rfc3339(t)
@@ -89,15 +229,15 @@ pub async fn execute(
                 ),
             };
             if *dry_run {
-                dry_run_report(app, date, out).await
+                dry_run_report(ctx, date, out).await
             } else {
-                run_once(app, date, tick.then_some(now), out).await
+                run_once(ctx, date, tick.then_some(now), out).await
             }
         }
-        Command::Subscribers(cmd) => subscribers(app, cmd, input, out).await,
+        Command::Subscribers(cmd) => subscribers(ctx, cmd, input, out).await,
         Command::Preview { email } => {
             let email = SubscriberEmail::parse(email)?;
-            let s = app
+            let s = ctx
                 .store
                 .subscriber(&email)?
                 .with_context(|| format!("{email} is not a subscriber"))?;
@@ -108,7 +248,7 @@ pub async fn execute(
                     s.status
                 );
             }
-            match edition::preview(app, EditionDate::today_in(tz), &s).await? {
+            match edition::preview(&ctx.editions, EditionDate::today_in(tz), &s).await? {
                 Some(r) => out.stdout.push_str(&r.text),
                 None => {
                     let _ = writeln!(
@@ -124,18 +264,18 @@ pub async fn execute(
                 Some(d) => EditionDate::parse(d).map_err(anyhow::Error::msg)?,
                 None => EditionDate::today_in(tz),
             };
-            explain(app, &SubscriberEmail::parse(email)?, date, out).await
+            explain(ctx, &SubscriberEmail::parse(email)?, date, out).await
         }
         Command::Backup { .. } => {
-            let bytes = crate::commands::backup::backup(app).await?;
+            let bytes = crate::commands::backup::backup(ctx).await?;
             let _ = writeln!(out.stdout, "backup written: {} bytes", bytes.len());
             out.file = Some(bytes);
             Ok(())
         }
         Command::Store(StoreCommand::Compact) => {
             // Between editions, like a backup.
-            let _between_editions = app.edition_lock.lock().await;
-            let store = app.store.clone();
+            let _between_editions = ctx.editions.between_editions().await;
+            let store = ctx.store.clone();
             let engine = store.engine();
             match tokio::task::spawn_blocking(move || store.compact()).await?? {
                 Some(c) => {
@@ -151,7 +291,7 @@ pub async fn execute(
                     let _ = writeln!(
                         out.stdout,
                         "nothing to compact: the {engine} store reuses its free space ({:.1} MB)",
-                        app.store.disk_bytes() as f64 / 1e6
+                        ctx.store.disk_bytes() as f64 / 1e6
                     );
                 }
             }
@@ -162,12 +302,12 @@ pub async fn execute(
 
 /// `explain`: one line per paper, the verdict first, so a reader can scan the reasons.
 async fn explain(
-    app: &Arc<App>,
+    ctx: &Context,
     email: &SubscriberEmail,
     date: EditionDate,
     out: &mut Output,
 ) -> anyhow::Result<()> {
-    let s = app
+    let s = ctx
         .store
         .subscriber(email)?
         .with_context(|| format!("{email} is not a subscriber"))?;
@@ -183,7 +323,7 @@ async fn explain(
             }
         );
     }
-    let e = edition::explain(app, date, &s, true)
+    let e = edition::explain(&ctx.editions, date, &s, true)
         .await?
         .expect("a fetch was allowed");
     let o = &mut out.stdout;
@@ -206,7 +346,7 @@ async fn explain(
     let _ = writeln!(
         o,
         "preferences: {}",
-        Effective::new(&s.preferences, &app.settings.digest).explain()
+        Effective::new(&s.preferences, &ctx.digest).explain()
     );
     for (paper, verdict) in &e.lines {
         let _ = writeln!(
@@ -224,14 +364,14 @@ async fn explain(
 /// The server's edition of `date`, then (given a time) the editions of those whose own
 /// send time has come by then.
 async fn run_once(
-    app: &Arc<App>,
+    ctx: &Context,
     date: EditionDate,
     tick: Option<chrono::DateTime<chrono::Utc>>,
     out: &mut Output,
 ) -> anyhow::Result<()> {
-    let mut reports = vec![(date, edition::run(app, date).await?)];
+    let mut reports = vec![(date, edition::run(&ctx.editions, date).await?)];
     if let Some(at) = tick {
-        reports.extend(edition::tick(app, at).await?);
+        reports.extend(edition::tick(&ctx.editions, at).await?);
     }
     let mut deferred = 0;
     let mut last_error = None;
@@ -249,8 +389,8 @@ async fn run_once(
     Ok(())
 }
 
-async fn dry_run_report(app: &Arc<App>, date: EditionDate, out: &mut Output) -> anyhow::Result<()> {
-    let (on_page, lines) = edition::dry_run(app, date).await?;
+async fn dry_run_report(ctx: &Context, date: EditionDate, out: &mut Output) -> anyhow::Result<()> {
+    let (on_page, lines) = edition::dry_run(&ctx.editions, date).await?;
     let o = &mut out.stdout;
     let _ = writeln!(
         o,
@@ -288,7 +428,7 @@ async fn dry_run_report(app: &Arc<App>, date: EditionDate, out: &mut Output) -> 
 }
 
 async fn subscribers(
-    app: &App,
+    ctx: &Context,
     cmd: &SubscribersCommand,
     input: Option<Vec<u8>>,
     out: &mut Output,
@@ -313,60 +453,60 @@ async fn subscribers(
             if let Some(hour) = send_at {
                 let zone = timezone
                     .clone()
-                    .unwrap_or_else(|| app.settings.schedule.timezone.clone());
+                    .unwrap_or_else(|| ctx.schedule.tz().name().to_string());
                 prefs.send_at = Some(SendAt::parse_parts(hour, &zone)?);
             }
-            crate::schedule::check_weekly(&prefs, &app.settings).map_err(anyhow::Error::msg)?;
+            crate::schedule::check_weekly(&prefs, &ctx.schedule).map_err(anyhow::Error::msg)?;
             let s = Subscriber::new(email, prefs, *confirmed);
-            app.store.add_subscriber(&s)?;
-            app.store.flush().await?;
+            ctx.store.add_subscriber(&s)?;
+            ctx.store.flush().await?;
             let _ = writeln!(out.stdout, "added {} ({})", s.email, s.status);
         }
         SubscribersCommand::List { json } => {
-            let all = app.store.subscribers()?;
+            let all = ctx.store.subscribers()?;
             if *json {
                 let rows: Vec<_> = all.iter().map(crate::commands::transfer::record).collect();
                 let _ = writeln!(out.stdout, "{}", serde_json::to_string_pretty(&rows)?);
             } else {
-                table(app, &all, &mut out.stdout);
+                table(ctx, &all, &mut out.stdout);
             }
         }
         SubscribersCommand::Remove { email, forget } => {
             let email = SubscriberEmail::parse(email)?;
             if *forget {
-                app.store.remove_subscriber(&email)?;
+                ctx.store.remove_subscriber(&email)?;
                 let _ = writeln!(
                     out.stdout,
                     "forgot {email}: nothing about it is left in the store"
                 );
             } else {
-                let mut s = app
+                let mut s = ctx
                     .store
                     .subscriber(&email)?
                     .with_context(|| format!("{email} is not a subscriber"))?;
                 s.unsubscribe(chrono::Utc::now());
-                app.store.update_subscriber(&s)?;
+                ctx.store.update_subscriber(&s)?;
                 let _ = writeln!(
                     out.stdout,
                     "unsubscribed {email} (use --forget to delete every trace)"
                 );
             }
-            app.store.flush().await?;
+            ctx.store.flush().await?;
         }
         SubscribersCommand::Export { format } => {
-            out.stdout = crate::commands::transfer::export(&app.store.subscribers()?, *format)?;
+            out.stdout = crate::commands::transfer::export(&ctx.store.subscribers()?, *format)?;
         }
         SubscribersCommand::Import { .. } => {
             let bytes = input.context("no file content to import")?;
-            let report = crate::commands::transfer::import(&app.store, &bytes)?;
-            app.store.flush().await?;
+            let report = crate::commands::transfer::import(&ctx.store, &bytes)?;
+            ctx.store.flush().await?;
             let _ = writeln!(out.stdout, "{report}");
         }
     }
     Ok(())
 }
 
-fn table(app: &App, all: &[Subscriber], o: &mut String) {
+fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
     if all.is_empty() {
         let _ = writeln!(
             o,
@@ -374,7 +514,7 @@ fn table(app: &App, all: &[Subscriber], o: &mut String) {
         );
         return;
     }
-    let d = &app.settings.digest;
+    let d = &ctx.digest;
     let width = all
         .iter()
         .map(|s| s.email.as_str().len())

@@ -8,11 +8,17 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::commands::ExportFormat;
 use crate::domain::{
     Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
 };
 use crate::store::Store;
+
+/// How `subscribers export` writes the list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+pub enum ExportFormat {
+    Jsonl,
+    Csv,
+}
 
 /// One subscriber as exported: address, status and preferences.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -4,12 +4,23 @@
 //! built-in defaults are used, which give a working first run (mail goes to files in
 //! `./data/outbox`). Unknown keys are errors: a typo must not silently fall back to a default.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+mod digest;
+mod mail;
+mod schedule;
+mod secret;
+mod source;
+mod web;
+
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
+
+pub use digest::DigestSettings;
+pub use mail::{DkimSettings, MailSettings, Sender, SmtpSettings, Tls, Transport};
+pub use schedule::{Cron, ScheduleSettings, TimeZone};
+pub use secret::Secret;
+pub use source::{AlsoSource, MAX_RECENT_DAYS, SourceKind, SourceSettings, UrlTemplate};
+pub use web::WebSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -23,11 +34,18 @@ pub enum ConfigError {
     Invalid { key: String, reason: String },
 }
 
-fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
+impl ConfigError {
+    /// The value of `key` cannot be used, for `reason`.
+    pub fn invalid(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self::Invalid {
+            key: key.into(),
+            reason: reason.into(),
+        }
     }
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(key, reason)
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -36,7 +54,7 @@ pub struct Settings {
     /// Where the store, the outbox and the signing key live. `$STATE_DIRECTORY` wins.
     pub data_dir: PathBuf,
     /// The base of every link in an email; must be reachable by readers.
-    pub public_url: String,
+    pub public_url: PublicUrl,
     /// A file holding the key that signs unsubscribe and preferences links (at least 32
     /// bytes). Without one, a key is created in `data_dir` on first start and kept.
     pub secret_file: Option<PathBuf>,
@@ -56,292 +74,6 @@ pub struct StoreSettings {
     pub engine: crate::store::EngineKind,
 }
 
-/// What a source's URL answers with, which decides how its body is read.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SourceKind {
-    /// A Hugging Face Papers page, read through its `DailyPapers` data island.
-    #[default]
-    HfPage,
-    /// The JSON of `GET /api/daily_papers`.
-    HfApi,
-}
-
-impl SourceKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SourceKind::HfPage => "hf-page",
-            SourceKind::HfApi => "hf-api",
-        }
-    }
-
-    /// The list read for an edition when no `url` is set.
-    pub fn default_url(self) -> &'static str {
-        match self {
-            SourceKind::HfPage => "https://huggingface.co/papers/trending",
-            SourceKind::HfApi => "https://huggingface.co/api/daily_papers",
-        }
-    }
-
-    /// One day's list, for the recent window, when no `recent_url` is set (its path goes on
-    /// the host of the source's `url`).
-    pub fn default_recent_url(self) -> &'static str {
-        match self {
-            SourceKind::HfPage => "https://huggingface.co/papers/date/{date}",
-            SourceKind::HfApi => "https://huggingface.co/api/daily_papers?date={date}",
-        }
-    }
-}
-
-impl std::fmt::Display for SourceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// The most days back the recent window may reach: each is one more request per edition.
-pub const MAX_RECENT_DAYS: u32 = 14;
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SourceSettings {
-    /// How the URL's answer is read.
-    pub kind: SourceKind,
-    /// The list to read; unset, the kind's default (see [`SourceSettings::url`]). `{date}` is
-    /// replaced by the edition date (YYYY-MM-DD).
-    pub url: Option<String>,
-    /// How many days before the edition's the daily lists are also read, for papers that
-    /// gain their upvotes late (0: none).
-    pub recent_days: u32,
-    /// One day's list, with `{date}`; unset, the kind's default.
-    pub recent_url: Option<String>,
-    pub timeout_secs: u64,
-    /// The most bytes paperboy reads from one response.
-    pub max_bytes: u64,
-    /// Attempts per fetch for temporary failures (timeouts, refused connections, 429, 5xx).
-    pub max_attempts: u32,
-    /// The longest paperboy waits before a retry, also when a 429's `Retry-After` asks for
-    /// more; a longer wait ends the run with the error instead.
-    pub max_retry_wait_secs: u64,
-    /// More sources, merged into the first by arXiv id, in the order of their names.
-    pub also: BTreeMap<String, AlsoSource>,
-}
-
-/// A source besides the first (`[source.also.NAME]`); the first's limits apply to it too.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlsoSource {
-    pub kind: SourceKind,
-    /// Unset: the kind's default.
-    pub url: Option<String>,
-}
-
-impl AlsoSource {
-    pub fn url(&self) -> &str {
-        self.url.as_deref().unwrap_or(self.kind.default_url())
-    }
-}
-
-impl SourceSettings {
-    /// The URL template of the first source: `url`, else the kind's default.
-    pub fn url(&self) -> &str {
-        self.url.as_deref().unwrap_or(self.kind.default_url())
-    }
-
-    /// The URL template of one day's list: `recent_url`, else the kind's default path on the
-    /// host `url` names (so a mirror or a local test server serves the days too).
-    pub fn recent_url(&self) -> String {
-        if let Some(url) = &self.recent_url {
-            return url.clone();
-        }
-        let default = self.kind.default_recent_url();
-        let origin = url::Url::parse(&self.url().replace("{date}", "2025-01-01"))
-            .ok()
-            .filter(|u| u.has_host())
-            .map(|u| u.origin().ascii_serialization());
-        let path_at = "https://huggingface.co".len();
-        match origin {
-            Some(origin) => format!("{origin}{}", &default[path_at..]),
-            None => default.to_string(),
-        }
-    }
-
-    /// The same settings with every URL spelled out, for `check-config`.
-    fn resolved(&self) -> Self {
-        let mut out = self.clone();
-        out.url = Some(self.url().to_string());
-        out.recent_url = Some(self.recent_url());
-        for also in out.also.values_mut() {
-            also.url = Some(also.url().to_string());
-        }
-        out
-    }
-
-    fn validate(&self) -> Result<(), ConfigError> {
-        check_source_url("source.url", self.url(), false)?;
-        if self.recent_days > MAX_RECENT_DAYS {
-            return Err(invalid(
-                "source.recent_days",
-                format!("must be between 0 and {MAX_RECENT_DAYS}"),
-            ));
-        }
-        check_source_url("source.recent_url", &self.recent_url(), true)?;
-        for (name, also) in &self.also {
-            let key = format!("source.also.{name}");
-            let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || "-_".contains(c);
-            if name.is_empty() || !name.chars().all(plain) {
-                return Err(invalid(
-                    key,
-                    "a source's name is lower-case letters, digits, - and _ (so that it can be set from the environment)",
-                ));
-            }
-            check_source_url(&format!("{key}.url"), also.url(), false)?;
-        }
-        Ok(())
-    }
-}
-
-/// An http(s) URL once `{date}` is filled in; `dated` ones must have the `{date}`.
-fn check_source_url(key: &str, template: &str, dated: bool) -> Result<(), ConfigError> {
-    let probe = template.replace("{date}", "2025-01-01");
-    match url::Url::parse(&probe) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
-        _ => {
-            return Err(invalid(key, format!("'{template}' is not an http(s) URL")));
-        }
-    }
-    if dated && !template.contains("{date}") {
-        return Err(invalid(
-            key,
-            format!("'{template}' has no {{date}}, so every day would be the same list"),
-        ));
-    }
-    Ok(())
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ScheduleSettings {
-    pub cron: String,
-    pub timezone: String,
-    /// After downtime across a scheduled time, the missed edition is still sent if paperboy
-    /// is back within this many hours (0: never); later it is skipped.
-    pub catch_up_hours: u32,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DigestSettings {
-    pub max_items: u32,
-    pub min_upvotes: u32,
-    /// Days a paper is remembered after it was last seen on the source; see the README.
-    pub retention_days: u32,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    File,
-    Smtp,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Tls {
-    None,
-    Starttls,
-    Tls,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct MailSettings {
-    pub from: String,
-    pub transport: Transport,
-    /// Where `transport = "file"` writes `.eml` files; default `{data_dir}/outbox`.
-    pub outbox_dir: Option<PathBuf>,
-    pub smtp: SmtpSettings,
-    /// Sign every message with DKIM; unset, messages go unsigned.
-    pub dkim: Option<DkimSettings>,
-}
-
-/// `[mail.dkim]`: the signing domain, the selector its public key is published under
-/// (`SELECTOR._domainkey.DOMAIN`), and the private key.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DkimSettings {
-    pub selector: String,
-    pub domain: String,
-    /// A PEM file with the private key (RSA or Ed25519); unset, the `dkim-key` systemd
-    /// credential.
-    pub key_file: Option<PathBuf>,
-    /// Filled from `key_file`; never read from the TOML file itself, never printed.
-    #[serde(skip)]
-    pub key: Option<Secret>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub tls: Tls,
-    pub concurrency: u32,
-    pub timeout_secs: u64,
-    /// Attempts per message for temporary failures (4xx, refused connections) in one run.
-    pub max_attempts: u32,
-    /// Hours after planning when a digest that is still refused for now is given up.
-    pub give_up_after_hours: u32,
-    /// Messages per second at most (0: no cap).
-    pub max_per_second: u32,
-    /// Messages per hour at most, evenly spaced (0: no cap).
-    pub max_per_hour: u32,
-    pub username: Option<String>,
-    pub password_file: Option<PathBuf>,
-    /// Filled from `password_file` or `$PAPERBOY_SMTP_PASSWORD`; never read from the TOML
-    /// file itself, never printed.
-    #[serde(skip)]
-    pub password: Option<Secret>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WebSettings {
-    pub listen: String,
-    /// Take the client address from the last `X-Forwarded-For` entry (behind a reverse proxy).
-    pub trust_forwarded_for: bool,
-    /// Subscribe requests one client address may make per hour.
-    pub subscribe_per_ip_per_hour: u32,
-    /// Subscribe requests for one email address per hour.
-    pub subscribe_per_address_per_hour: u32,
-    /// Subscribe requests per hour from everyone together.
-    pub subscribe_per_hour: u32,
-    /// `/healthz` fails when the last successful fetch is older than this.
-    pub health_max_fetch_age_hours: u32,
-}
-
-/// A secret value whose `Debug` shows nothing of it.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<String> for Secret {
-    fn from(value: String) -> Self {
-        Self(value)
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(********)")
-    }
-}
-
 /// Variables with the prefix that are not key overrides.
 const RESERVED_ENV: &[&str] = &[
     "PAPERBOY_CONFIG",
@@ -354,6 +86,46 @@ fn read(path: &Path) -> Result<String, ConfigError> {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
+}
+
+/// The settings a table holds, each value parsed into its type; toml's error names the key
+/// whose value would not parse ("… in `schedule.cron`").
+fn typed(table: toml::Table) -> Result<Settings, String> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| one_line(&e.to_string()))
+}
+
+/// The public URL readers reach paperboy at: http(s), with a host, no query or fragment.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Without a trailing slash, ready for `format!("{base}/unsubscribe")`.
+    pub fn base(&self) -> &str {
+        self.0.trim_end_matches('/')
+    }
+}
+
+impl TryFrom<String> for PublicUrl {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let url = url::Url::parse(&text).map_err(|e| format!("'{text}' is not a URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+            return Err(format!("'{text}' must be an http:// or https:// address"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(format!("'{text}' must not have a query or fragment"));
+        }
+        Ok(Self(text))
+    }
+}
+
+impl From<PublicUrl> for String {
+    fn from(u: PublicUrl) -> Self {
+        u.0
+    }
 }
 
 /// toml's messages span several lines with a source excerpt; keep them on one.
@@ -392,7 +164,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
-            public_url: "http://127.0.0.1:8080".into(),
+            public_url: PublicUrl::try_from("http://127.0.0.1:8080".to_string())
+                .expect("the default public URL parses"),
             secret_file: None,
             source: SourceSettings::default(),
             schedule: ScheduleSettings::default(),
@@ -400,86 +173,6 @@ impl Default for Settings {
             mail: MailSettings::default(),
             web: WebSettings::default(),
             store: StoreSettings::default(),
-        }
-    }
-}
-
-impl Default for SourceSettings {
-    fn default() -> Self {
-        Self {
-            kind: SourceKind::HfPage,
-            url: None,
-            recent_days: 3,
-            recent_url: None,
-            timeout_secs: 30,
-            max_bytes: 20 * 1024 * 1024,
-            max_attempts: 3,
-            max_retry_wait_secs: 60,
-            also: BTreeMap::new(),
-        }
-    }
-}
-
-impl Default for ScheduleSettings {
-    fn default() -> Self {
-        Self {
-            cron: "0 0 8 * * Mon-Fri".into(),
-            timezone: "UTC".into(),
-            catch_up_hours: 6,
-        }
-    }
-}
-
-impl Default for DigestSettings {
-    fn default() -> Self {
-        Self {
-            max_items: 10,
-            min_upvotes: 0,
-            retention_days: 180,
-        }
-    }
-}
-
-impl Default for MailSettings {
-    fn default() -> Self {
-        Self {
-            from: "paperboy <digest@example.org>".into(),
-            transport: Transport::File,
-            outbox_dir: None,
-            smtp: SmtpSettings::default(),
-            dkim: None,
-        }
-    }
-}
-
-impl Default for SmtpSettings {
-    fn default() -> Self {
-        Self {
-            host: "127.0.0.1".into(),
-            port: 25,
-            tls: Tls::None,
-            concurrency: 4,
-            timeout_secs: 30,
-            max_attempts: 3,
-            give_up_after_hours: 48,
-            max_per_second: 0,
-            max_per_hour: 0,
-            username: None,
-            password_file: None,
-            password: None,
-        }
-    }
-}
-
-impl Default for WebSettings {
-    fn default() -> Self {
-        Self {
-            listen: "127.0.0.1:8080".into(),
-            trust_forwarded_for: false,
-            subscribe_per_ip_per_hour: 20,
-            subscribe_per_address_per_hour: 5,
-            subscribe_per_hour: 500,
-            health_max_fetch_age_hours: 96,
         }
     }
 }
@@ -551,7 +244,10 @@ impl Settings {
     }
 
     pub fn from_toml(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| one_line(&e.to_string()))
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| one_line(&e.to_string()))?;
+        typed(table)
     }
 
     /// The file's settings with `PAPERBOY_SECTION__KEY=value` variables laid over them:
@@ -597,16 +293,13 @@ impl Settings {
             insert(&mut table, &path, typed).map_err(|e| format!("{name}: {e}"))?;
             applied.push(name);
         }
-        toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| {
-                let msg = one_line(&e.to_string());
-                if applied.is_empty() {
-                    msg
-                } else {
-                    format!("{msg} (with overrides from {})", applied.join(", "))
-                }
-            })
+        typed(table).map_err(|msg| {
+            if applied.is_empty() {
+                msg
+            } else {
+                format!("{msg} (with overrides from {})", applied.join(", "))
+            }
+        })
     }
 
     /// `smtp-password` and `secret-key` in a credentials directory, when the config names
@@ -645,49 +338,6 @@ impl Settings {
         Ok(())
     }
 
-    /// The DKIM signer the settings describe, if any; every way the key or names can be
-    /// wrong is an error naming the key.
-    pub fn dkim_signer(&self) -> Result<Option<crate::mail::dkim::Signer>, ConfigError> {
-        let Some(dkim) = &self.mail.dkim else {
-            return Ok(None);
-        };
-        // Both end up in DNS names (SELECTOR._domainkey.DOMAIN) and in the signature header.
-        let dns_name = |s: &str| {
-            !s.is_empty()
-                && !s.starts_with(['.', '-'])
-                && !s.ends_with(['.', '-'])
-                && s.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
-        };
-        if !dns_name(&dkim.selector) {
-            return Err(invalid(
-                "mail.dkim.selector",
-                format!("'{}' is not a DNS label like \"paperboy\"", dkim.selector),
-            ));
-        }
-        if !dns_name(&dkim.domain) || !dkim.domain.contains('.') {
-            return Err(invalid(
-                "mail.dkim.domain",
-                format!("'{}' is not a domain like example.org", dkim.domain),
-            ));
-        }
-        let Some(pem) = &dkim.key else {
-            return Err(invalid(
-                "mail.dkim.key_file",
-                "not set, and no dkim-key credential: DKIM needs a private key",
-            ));
-        };
-        crate::mail::dkim::Signer::new(&dkim.selector, &dkim.domain, pem.expose())
-            .map(Some)
-            .map_err(|e| {
-                let file = dkim
-                    .key_file
-                    .as_ref()
-                    .map_or_else(String::new, |f| format!("{}: ", f.display()));
-                invalid("mail.dkim.key_file", format!("{file}{e}"))
-            })
-    }
-
     fn load_password(&mut self) -> Result<(), ConfigError> {
         let smtp = &mut self.mail.smtp;
         if let Some(file) = &smtp.password_file {
@@ -706,161 +356,22 @@ impl Settings {
         Ok(())
     }
 
+    /// The checks a value's type cannot make alone (ranges, and rules across keys), section
+    /// by section; every error names its key.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "must not be empty"));
         }
-        let public = url::Url::parse(&self.public_url).map_err(|e| {
-            invalid(
-                "public_url",
-                format!("'{}' is not a URL: {e}", self.public_url),
-            )
-        })?;
-        if !matches!(public.scheme(), "http" | "https") || public.host_str().is_none() {
-            return Err(invalid(
-                "public_url",
-                "must be an http:// or https:// address",
-            ));
-        }
-        if public.query().is_some() || public.fragment().is_some() {
-            return Err(invalid("public_url", "must not have a query or fragment"));
-        }
-        self.source.validate()?;
-        if !(1..=600).contains(&self.source.timeout_secs) {
-            return Err(invalid("source.timeout_secs", "must be between 1 and 600"));
-        }
-        if self.source.max_bytes < 1024 {
-            return Err(invalid("source.max_bytes", "must be at least 1024"));
-        }
-        if !(1..=10).contains(&self.source.max_attempts) {
-            return Err(invalid("source.max_attempts", "must be between 1 and 10"));
-        }
-        if self.source.max_retry_wait_secs > 3600 {
-            return Err(invalid(
-                "source.max_retry_wait_secs",
-                "must be at most 3600",
-            ));
-        }
-        cron::Schedule::from_str(&self.schedule.cron).map_err(|e| {
-            invalid(
-                "schedule.cron",
-                format!(
-                    "'{}' is not a schedule ({e}); use 6 or 7 fields, seconds first, e.g. \"0 0 8 * * Mon-Fri\"",
-                    self.schedule.cron
-                ),
-            )
-        })?;
-        self.timezone()?;
-        if self.schedule.catch_up_hours > 48 {
-            return Err(invalid("schedule.catch_up_hours", "must be at most 48"));
-        }
-        let max = crate::domain::MAX_ITEMS_CAP;
-        if !(1..=max).contains(&self.digest.max_items) {
-            return Err(invalid(
-                "digest.max_items",
-                format!("must be between 1 and {max}"),
-            ));
-        }
-        if self.digest.retention_days < 90 {
-            return Err(invalid(
-                "digest.retention_days",
-                "must be at least 90, or papers could be sent twice",
-            ));
-        }
-        self.from_mailbox()?;
-        self.dkim_signer()?;
-        let smtp = &self.mail.smtp;
-        if smtp.host.trim().is_empty() {
-            return Err(invalid("mail.smtp.host", "must not be empty"));
-        }
-        if smtp.port == 0 {
-            return Err(invalid("mail.smtp.port", "must not be 0"));
-        }
-        if !(1..=64).contains(&smtp.concurrency) {
-            return Err(invalid("mail.smtp.concurrency", "must be between 1 and 64"));
-        }
-        if !(1..=600).contains(&smtp.timeout_secs) {
-            return Err(invalid(
-                "mail.smtp.timeout_secs",
-                "must be between 1 and 600",
-            ));
-        }
-        if !(1..=20).contains(&smtp.max_attempts) {
-            return Err(invalid(
-                "mail.smtp.max_attempts",
-                "must be between 1 and 20",
-            ));
-        }
-        if !(1..=720).contains(&smtp.give_up_after_hours) {
-            return Err(invalid(
-                "mail.smtp.give_up_after_hours",
-                "must be between 1 and 720",
-            ));
-        }
-        if smtp.password.is_some() && smtp.username.is_none() {
-            return Err(invalid(
-                "mail.smtp.username",
-                "a password is set, but no username to go with it",
-            ));
-        }
-        for (key, value) in [
-            (
-                "web.subscribe_per_ip_per_hour",
-                self.web.subscribe_per_ip_per_hour,
-            ),
-            (
-                "web.subscribe_per_address_per_hour",
-                self.web.subscribe_per_address_per_hour,
-            ),
-            ("web.subscribe_per_hour", self.web.subscribe_per_hour),
-            (
-                "web.health_max_fetch_age_hours",
-                self.web.health_max_fetch_age_hours,
-            ),
-        ] {
-            if value == 0 {
-                return Err(invalid(key, "must be at least 1"));
-            }
-        }
-        SocketAddr::from_str(&self.web.listen).map_err(|_| {
-            invalid(
-                "web.listen",
-                format!(
-                    "'{}' is not an address:port like 127.0.0.1:8080",
-                    self.web.listen
-                ),
-            )
-        })?;
-        Ok(())
-    }
-
-    pub fn timezone(&self) -> Result<chrono_tz::Tz, ConfigError> {
-        self.schedule.timezone.parse().map_err(|_| {
-            invalid(
-                "schedule.timezone",
-                format!(
-                    "'{}' is not an IANA time zone name like Europe/Berlin",
-                    self.schedule.timezone
-                ),
-            )
-        })
-    }
-
-    pub fn from_mailbox(&self) -> Result<lettre::message::Mailbox, ConfigError> {
-        self.mail.from.parse().map_err(|_| {
-            invalid(
-                "mail.from",
-                format!(
-                    "'{}' is not a mailbox like \"paperboy <digest@example.org>\"",
-                    self.mail.from
-                ),
-            )
-        })
+        self.source.check()?;
+        self.schedule.check()?;
+        self.digest.check()?;
+        self.mail.check()?;
+        self.web.check()
     }
 
     /// The public URL without a trailing slash, ready for `format!("{base}/unsubscribe")`.
     pub fn public_base(&self) -> &str {
-        self.public_url.trim_end_matches('/')
+        self.public_url.base()
     }
 
     /// Where the link-signing key is: `secret_file`, else `data_dir/secret.key`.
@@ -953,9 +464,14 @@ mod tests {
             ),
         ];
         for (toml, key) in cases {
-            let s = Settings::from_toml(toml).unwrap();
-            let e = s.validate().unwrap_err().to_string();
+            let e = match Settings::from_toml(toml) {
+                // Values that do not parse are refused as the file is read...
+                Err(e) => e,
+                // ...those of the right type but out of range, by the checks after.
+                Ok(s) => s.validate().unwrap_err().to_string(),
+            };
             assert!(e.contains(key), "{toml}: {e}");
+            assert_eq!(e.matches(key).count(), 1, "the key once: {e}");
         }
         let e = Settings::from_toml("[mail]\ntransport = \"pigeon\"").unwrap_err();
         assert!(e.contains("pigeon") || e.contains("transport"), "{e}");
@@ -970,7 +486,9 @@ mod tests {
             "https://huggingface.co/papers/date/{date}"
         );
         let mut mirror = Settings::default();
-        mirror.source.url = Some("http://127.0.0.1:8000/papers/trending".into());
+        mirror.source.url = Some(
+            UrlTemplate::try_from("http://127.0.0.1:8000/papers/trending".to_string()).unwrap(),
+        );
         assert_eq!(
             mirror.source.recent_url(),
             "http://127.0.0.1:8000/papers/date/{date}"
@@ -1032,7 +550,7 @@ mod tests {
         assert_eq!(s.mail.smtp.port, 2525);
         assert_eq!(s.mail.transport, Transport::Smtp);
         assert!(s.web.trust_forwarded_for);
-        assert_eq!(s.public_url, "https://papers.example.org");
+        assert_eq!(s.public_base(), "https://papers.example.org");
         assert_eq!(s.mail.smtp.username.as_deref(), Some("pb"));
 
         let bad = |k: &str, v: &str| {
@@ -1075,6 +593,9 @@ mod tests {
             s.use_credentials(dir.path());
             s.load_dkim_key()?;
             s.validate()?;
+            if let Some(dkim) = &s.mail.dkim {
+                crate::mail::dkim::Signer::from_settings(dkim)?;
+            }
             Ok(s)
         };
         let err = |toml: &str| load(toml).unwrap_err().to_string();
@@ -1091,7 +612,7 @@ mod tests {
         // The systemd credential fills in for key_file, and the key is never shown.
         std::fs::copy(&key, dir.path().join("dkim-key")).unwrap();
         let s = load(no_key).unwrap();
-        assert!(s.dkim_signer().unwrap().is_some());
+        assert!(crate::mail::dkim::Signer::from_settings(s.mail.dkim.as_ref().unwrap()).is_ok());
         let shown = s.to_masked_toml();
         assert!(
             shown.contains("# mail.dkim key: ******** (from "),
@@ -1099,7 +620,7 @@ mod tests {
         );
         assert!(!shown.contains("PRIVATE KEY") && !format!("{s:?}").contains("PRIVATE KEY"));
         // No table, no signing.
-        assert!(load("").unwrap().dkim_signer().unwrap().is_none());
+        assert!(load("").unwrap().mail.dkim.is_none());
     }
 
     #[test]

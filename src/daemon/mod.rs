@@ -8,31 +8,71 @@ pub mod watchdog;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::app::App;
-use crate::config::Settings;
+use crate::commands;
+use crate::config::{ScheduleSettings, Settings};
+use crate::edition::Editions;
+use crate::parts::Parts;
+use crate::source::Source;
+use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
+use crate::tokens::Links;
+use crate::web::notices::Notices;
 
 pub struct Application {
-    app: Arc<App>,
+    store: Store,
+    editions: Arc<Editions>,
+    source: Arc<Source>,
+    links: Links,
+    metrics: Arc<Metrics>,
+    commands: Arc<commands::Context>,
+    router: axum::Router,
+    schedule: ScheduleSettings,
+    data_dir: PathBuf,
     listener: TcpListener,
     addr: SocketAddr,
 }
 
 impl Application {
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let app = Arc::new(App::open(settings)?);
-        let listen = app.settings.web.listen.clone();
-        let listener = TcpListener::bind(&listen)
+        let parts = Parts::build(&settings)?;
+        let listen = settings.web.listen;
+        let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("web.listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        let router = crate::web::router(crate::web::Parts {
+            store: parts.store.clone(),
+            editions: parts.editions.clone(),
+            source: parts.source.clone(),
+            links: parts.links.clone(),
+            notices: Notices::new(
+                parts.mailer,
+                parts.links.clone(),
+                parts.metrics.clone(),
+                settings.mail.smtp.max_attempts,
+            ),
+            settings: settings.web.clone(),
+            schedule: settings.schedule.clone(),
+            digest: settings.digest.clone(),
+            metrics: parts.metrics.clone(),
+        });
         Ok(Self {
-            app,
+            store: parts.store,
+            editions: parts.editions,
+            source: parts.source,
+            links: parts.links,
+            metrics: parts.metrics,
+            commands: parts.commands,
+            router,
+            schedule: settings.schedule,
+            data_dir: settings.data_dir,
             listener,
             addr,
         })
@@ -42,9 +82,23 @@ impl Application {
         self.addr.port()
     }
 
-    /// The opened application, for tests that drive editions directly.
-    pub fn app(&self) -> Arc<App> {
-        self.app.clone()
+    /// The store, for tests that look at what was recorded.
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
+    /// The edition runner, for tests that drive editions directly.
+    pub fn editions(&self) -> Arc<Editions> {
+        self.editions.clone()
+    }
+
+    /// The links, for tests that make tokens of their own.
+    pub fn links(&self) -> Links {
+        self.links.clone()
+    }
+
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// Serves until `shutdown` completes, then stops taking requests, lets a send in flight
@@ -54,39 +108,44 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let app = self.app.clone();
+        let editions = self.editions.clone();
         tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing the messages in flight");
             crate::telemetry::systemd::stopping();
-            app.request_stop();
+            editions.request_stop();
             let _ = stop_tx.send(true);
         });
-        let router = crate::web::router(self.app.clone());
         let mut web_stop = stop_rx.clone();
         let web = axum::serve(
             self.listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
             let _ = web_stop.wait_for(|s| *s).await;
         });
         tracing::info!(addr = %self.addr, "serving");
         crate::telemetry::systemd::ready();
-        crate::daemon::watchdog::spawn(self.app.store.clone());
-        tokio::spawn(first_look(self.app.clone()));
-        let admin_app = self.app.clone();
+        watchdog::spawn(self.store.clone());
+        tokio::spawn(first_look(self.source.clone(), self.schedule.tz()));
+        let (commands, data_dir) = (self.commands.clone(), self.data_dir.clone());
         tokio::spawn(async move {
-            if let Err(e) = crate::commands::admin::serve(admin_app).await {
+            if let Err(e) = crate::commands::admin::serve(commands, &data_dir).await {
                 tracing::error!(error = %format!("{e:#}"), "the admin socket is not available");
             }
         });
-        let scheduler = crate::schedule::run(self.app.clone(), stop_rx);
+        let scheduler = crate::schedule::run(
+            self.editions.clone(),
+            self.store.clone(),
+            &self.schedule,
+            stop_rx,
+        );
         let (web, ()) = tokio::join!(async { web.await }, scheduler);
         web.context("the web server failed")?;
         // An edition started through the admin socket finishes its messages in flight too.
-        let _no_edition_running = self.app.edition_lock.lock().await;
-        self.app.store.flush().await?;
+        let _no_edition_running = self.editions.between_editions().await;
+        self.store.flush().await?;
         tracing::info!("stopped");
         Ok(())
     }
@@ -94,10 +153,9 @@ impl Application {
 
 /// Reads the page once at start, sending nothing: the subscribe page gets its sample and
 /// `/healthz` learns at once whether the source is reachable.
-async fn first_look(app: Arc<App>) {
-    let tz = app.settings.timezone().expect("validated at start");
+async fn first_look(source: Arc<Source>, tz: chrono_tz::Tz) {
     let today = crate::domain::EditionDate::today_in(tz);
-    match app.fetch(today).await {
+    match source.fetch(today).await {
         Ok(listing) => tracing::info!(papers = listing.papers.len(), "source reachable"),
         Err(e) => tracing::warn!(error = %e, "the source cannot be read right now"),
     }

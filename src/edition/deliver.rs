@@ -15,10 +15,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use crate::app::App;
+use super::Editions;
 use crate::config::SmtpSettings;
 use crate::domain::{EditionDate, Status, SubscriberId};
-use crate::mail::{Outgoing, SendError, Session};
+use crate::mail::{Outgoing, SendError, Session, with_retries};
 use crate::render::EditionTemplate;
 use crate::store::{Delivery, DeliveryState, GroupCommit, StoreError};
 use crate::telemetry::metrics::{self, Metrics};
@@ -105,15 +105,15 @@ impl Pacer {
 /// outcome is durable before taking another; their waits share flushes (group commit), so
 /// the store syncs once per round of acceptances rather than once per message.
 pub async fn send_pending(
-    app: &Arc<App>,
+    editions: &Arc<Editions>,
     date: EditionDate,
     template: &Arc<EditionTemplate>,
 ) -> Result<SendOutcome, StoreError> {
     let mut outcome = SendOutcome::default();
-    let give_up = chrono::Duration::hours(app.settings.mail.smtp.give_up_after_hours.into());
+    let give_up = chrono::Duration::hours(editions.smtp.give_up_after_hours.into());
     // Only who is still open is kept in memory; each worker reads the record it sends.
     let mut queue = Vec::new();
-    for d in app.store.deliveries_iter(date) {
+    for d in editions.store.deliveries_iter(date) {
         let mut d = d?;
         if !d.state.is_open() {
             continue;
@@ -128,23 +128,27 @@ pub async fn send_pending(
                 d.last_error.as_deref().unwrap_or("none")
             ));
             d.updated_at = Utc::now();
-            app.store.update_delivery(&d)?;
+            editions.store.update_delivery(&d)?;
             tally(
                 &mut outcome,
                 Outcome::Failed(d.last_error.clone().unwrap_or_default()),
-                &app.metrics,
+                &editions.metrics,
             );
             continue;
         }
         queue.push(d.subscriber);
     }
-    app.store.flush().await?;
+    editions.store.flush().await?;
     if queue.is_empty() {
         return Ok(outcome);
     }
-    let smtp = &app.settings.mail.smtp;
+    let smtp = &editions.smtp;
     // Find out once, not once per message, whether the server is there at all.
-    if let Err(e) = with_retries(smtp.max_attempts, &app.metrics, || app.mailer.check()).await {
+    if let Err(e) = with_retries(smtp.max_attempts, &editions.metrics, || {
+        editions.mailer.check()
+    })
+    .await
+    {
         outcome.deferred = queue.len();
         outcome.last_error = Some(e.to_string());
         return Ok(outcome);
@@ -160,10 +164,10 @@ pub async fn send_pending(
     let total = queue.len();
     let concurrency = smtp.concurrency;
     let shared = Arc::new(Shared {
-        app: app.clone(),
+        editions: editions.clone(),
         template: template.clone(),
         pacer: Pacer::new(smtp),
-        commit: GroupCommit::new(app.store.clone()),
+        commit: GroupCommit::new(editions.store.clone()),
         date,
         queue,
         next: AtomicUsize::new(0),
@@ -180,7 +184,7 @@ pub async fn send_pending(
     let mut finished = 0;
     let mut last_report = Instant::now();
     while let Some(result) = received.recv().await {
-        tally(&mut outcome, result?, &app.metrics);
+        tally(&mut outcome, result?, &editions.metrics);
         finished += 1;
         if last_report.elapsed() >= PROGRESS_EVERY || finished == total {
             progress(date, finished, total);
@@ -200,7 +204,7 @@ const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 
 /// What the send workers of one edition share.
 struct Shared {
-    app: Arc<App>,
+    editions: Arc<Editions>,
     template: Arc<EditionTemplate>,
     pacer: Pacer,
     commit: GroupCommit,
@@ -215,7 +219,7 @@ struct Shared {
 
 impl Shared {
     async fn work(&self, results: mpsc::UnboundedSender<Result<Outcome, StoreError>>) {
-        let session = self.app.mailer.session();
+        let session = self.editions.mailer.session();
         self.work_with(&session, results).await;
         session.close().await;
     }
@@ -245,14 +249,14 @@ impl Shared {
     ) {
         loop {
             if self.failing_in_a_row.load(Ordering::SeqCst) >= self.concurrency
-                || self.app.is_stopping()
+                || self.editions.is_stopping()
             {
                 return;
             }
             let Some(&subscriber) = self.queue.get(self.next.fetch_add(1, Ordering::SeqCst)) else {
                 return;
             };
-            let result = match self.app.store.delivery(self.date, subscriber) {
+            let result = match self.editions.store.delivery(self.date, subscriber) {
                 Ok(Some(d)) if d.state.is_open() => self.send_one(session, d, unsynced).await,
                 // Sent by someone else since the queue was read: nothing to do.
                 Ok(_) => Ok(Outcome::Skipped),
@@ -308,8 +312,8 @@ impl Shared {
         mut d: Delivery,
         unsynced: &mut Option<u64>,
     ) -> Result<Outcome, StoreError> {
-        let app = &self.app;
-        let store = &app.store;
+        let editions = &self.editions;
+        let store = &editions.store;
         let Some(mut sub) = store
             .subscriber_by_id(d.subscriber)?
             .filter(|s| s.receives_digests())
@@ -321,14 +325,14 @@ impl Shared {
             return Ok(Outcome::Skipped);
         };
         let domain = sub.email.domain().to_string();
-        let mut personal = app.personal(&sub);
+        let mut personal = editions.personal(&sub);
         personal.late = d.late.clone();
         let message = self
             .template
             .digest(&d.papers, &personal)
             .map_err(|e| SendError::Permanent(e.to_string()))
             .and_then(|r| {
-                app.mailer.build(Outgoing {
+                editions.mailer.build(Outgoing {
                     to: &sub.email,
                     subject: &r.subject,
                     text: r.text,
@@ -351,7 +355,7 @@ impl Shared {
         // recorded with its outcome.
         d.attempts += 1;
 
-        let attempts = app.settings.mail.smtp.max_attempts;
+        let attempts = editions.smtp.max_attempts;
         let previous = *unsynced;
         let previous_on_disk = || async move {
             match previous {
@@ -365,7 +369,7 @@ impl Shared {
             self.pacer.wait().await;
             session.send_gated(&message, previous_on_disk()).await
         };
-        match with_retries(attempts, &app.metrics, paced_send).await {
+        match with_retries(attempts, &editions.metrics, paced_send).await {
             Ok(()) => {
                 d.state = DeliveryState::Sent;
                 d.last_error = None;
@@ -406,7 +410,7 @@ impl Shared {
         sub: &mut crate::domain::Subscriber,
         error: String,
     ) -> Result<Outcome, StoreError> {
-        let store = &self.app.store;
+        let store = &self.editions.store;
         d.state = DeliveryState::Failed;
         d.last_error = Some(error.clone());
         d.updated_at = Utc::now();
@@ -428,37 +432,6 @@ impl Shared {
     }
 }
 
-/// Runs `op` until it succeeds, fails permanently, or has failed temporarily `attempts`
-/// times, waiting with exponential backoff and jitter in between.
-pub async fn with_retries<F, Fut>(attempts: u32, m: &Metrics, mut op: F) -> Result<(), SendError>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), SendError>>,
-{
-    let mut attempt = 1;
-    loop {
-        let result = op().await;
-        if result.is_err() {
-            metrics::inc(&m.smtp_errors);
-        }
-        match result {
-            Err(SendError::Transient(_)) if attempt < attempts => {
-                tokio::time::sleep(backoff(attempt)).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
-}
-
-/// 0.5 s, 1 s, 2 s, … capped at 30 s, each ±25 % so parallel senders do not retry in step.
-fn backoff(attempt: u32) -> Duration {
-    let base = 500u64.saturating_mul(1 << attempt.saturating_sub(1).min(10));
-    let capped = base.min(30_000) as f64;
-    let jitter = 0.75 + rand::random::<f64>() * 0.5;
-    Duration::from_millis((capped * jitter) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,33 +446,5 @@ mod tests {
         assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(1800)));
         smtp.max_per_hour = 0;
         assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(900)));
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(625));
-        assert!(backoff(3) >= Duration::from_millis(1500));
-        assert!(backoff(30) <= Duration::from_millis(37_500));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn retries_only_what_is_temporary() {
-        let mut calls = 0;
-        let r = with_retries(3, &Metrics::default(), || {
-            calls += 1;
-            async { Err(SendError::Transient("421".into())) }
-        })
-        .await;
-        assert!(matches!(r, Err(SendError::Transient(_))));
-        assert_eq!(calls, 3);
-
-        let mut calls = 0;
-        let r = with_retries(3, &Metrics::default(), || {
-            calls += 1;
-            async { Err(SendError::Permanent("550".into())) }
-        })
-        .await;
-        assert!(matches!(r, Err(SendError::Permanent(_))));
-        assert_eq!(calls, 1);
     }
 }

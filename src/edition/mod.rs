@@ -10,20 +10,103 @@ pub mod due;
 pub mod select;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::app::App;
+use crate::config::{DigestSettings, SmtpSettings};
 use crate::domain::{EditionDate, Keywords, Paper, PaperId, SentOn, Subscriber};
 use crate::edition::due::{Occasion, due};
 use crate::edition::select::{Effective, Pool, Verdict, judge, matches_keywords, picked};
+use crate::mail::Mailer;
 use crate::render::{EditionTemplate, Personal, RenderError, Rendered};
-use crate::source::SourceError;
-use crate::store::{Delivery, DeliveryState, EditionRecord, PageIndex, SentBefore, StoreError};
+use crate::source::{Source, SourceError};
+use crate::store::{
+    Delivery, DeliveryState, EditionRecord, PageIndex, SentBefore, Store, StoreError,
+};
 use crate::telemetry::metrics;
+use crate::telemetry::metrics::Metrics;
+use crate::tokens::Links;
 use deliver::SendOutcome;
+
+/// What editions are made with: the store, the source, the mailer and the links, each
+/// built from its own settings at start and handed over here. One per process; the
+/// scheduler, `run-once` and the pages share it.
+pub struct Editions {
+    store: Store,
+    source: Arc<Source>,
+    mailer: Mailer,
+    links: Links,
+    /// The operator's defaults for what a subscriber did not choose.
+    digest: DigestSettings,
+    /// Concurrency, attempts, rate caps and when to give up.
+    smtp: SmtpSettings,
+    /// How far back a subscriber's own send time may have come and still be kept.
+    catch_up: chrono::Duration,
+    metrics: Arc<Metrics>,
+    /// Held while an edition runs (and while a backup is taken): the scheduler and a
+    /// `run-once` sent through the admin socket must never send one edition side by side.
+    one_at_a_time: tokio::sync::Mutex<()>,
+    /// Set on shutdown: no new message is started, those in flight finish and are recorded.
+    stopping: AtomicBool,
+}
+
+/// The parts [`Editions::new`] takes.
+pub struct Parts {
+    pub store: Store,
+    pub source: Arc<Source>,
+    pub mailer: Mailer,
+    pub links: Links,
+    pub digest: DigestSettings,
+    pub smtp: SmtpSettings,
+    pub catch_up_hours: u32,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Editions {
+    pub fn new(parts: Parts) -> Self {
+        Self {
+            store: parts.store,
+            source: parts.source,
+            mailer: parts.mailer,
+            links: parts.links,
+            digest: parts.digest,
+            smtp: parts.smtp,
+            catch_up: chrono::Duration::hours(parts.catch_up_hours.into()),
+            metrics: parts.metrics,
+            one_at_a_time: tokio::sync::Mutex::new(()),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Waits until no edition runs and keeps it so while the guard lives: for a backup, a
+    /// compaction, or the end of the process.
+    pub async fn between_editions(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.one_at_a_time.lock().await
+    }
+
+    /// No new message is started from now on; those in flight finish and are recorded.
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// The parts of a digest that are a subscriber's own: why they get it, and their links.
+    pub fn personal(&self, s: &Subscriber) -> Personal {
+        Personal {
+            why: Effective::new(&s.preferences, &self.digest).explain(),
+            unsubscribe_url: self.links.unsubscribe(s.id),
+            preferences_url: self.links.preferences(s.id),
+            late: Vec::new(),
+            weekly: !s.preferences.frequency.is_daily(),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -89,7 +172,7 @@ struct Page<'a> {
 
 impl<'a> Page<'a> {
     fn new(
-        app: &App,
+        editions: &Editions,
         date: EditionDate,
         page: &[Paper],
         recent: &[Paper],
@@ -106,7 +189,7 @@ impl<'a> Page<'a> {
         Ok(Self {
             date,
             on_page: page.len(),
-            index: app.store.page_index(&ids)?,
+            index: editions.store.page_index(&ids)?,
             papers,
             template,
             keyword_matches: Mutex::default(),
@@ -154,7 +237,7 @@ impl<'a> Page<'a> {
 /// The pages an edition's subscribers are chosen from: the day's (with recent lists), and
 /// the week's, built when the first weekly subscriber needs it.
 struct Pages<'a> {
-    app: &'a App,
+    editions: &'a Editions,
     papers: &'a [Paper],
     recent: &'a [Paper],
     template: &'a EditionTemplate,
@@ -164,16 +247,16 @@ struct Pages<'a> {
 
 impl<'a> Pages<'a> {
     fn new(
-        app: &'a App,
+        editions: &'a Editions,
         date: EditionDate,
         papers: &'a [Paper],
         recent: &'a [Paper],
         template: &'a EditionTemplate,
     ) -> Result<Self, RunError> {
         Ok(Self {
-            daily: Page::new(app, date, papers, recent, template)?,
+            daily: Page::new(editions, date, papers, recent, template)?,
             weekly: None,
-            app,
+            editions,
             papers,
             recent,
             template,
@@ -187,8 +270,8 @@ impl<'a> Pages<'a> {
         if self.weekly.is_none() {
             let date = self.daily.date;
             let mut pool = self.papers.to_vec();
-            pool.extend(week_before(self.app, date, self.papers)?);
-            let page = Page::new(self.app, date, &pool, self.recent, self.template)?;
+            pool.extend(week_before(self.editions, date, self.papers)?);
+            let page = Page::new(self.editions, date, &pool, self.recent, self.template)?;
             self.weekly = Some(page);
         }
         Ok(self.weekly.as_ref().expect("just built"))
@@ -199,25 +282,25 @@ impl<'a> Pages<'a> {
 /// would not fit stay unsent and can come in a later digest. Empty means no email. The
 /// late bloomers among them are put in `personal`, which the digest marks them from.
 fn choose(
-    app: &App,
+    editions: &Editions,
     page: &Page<'_>,
     s: &Subscriber,
     before: &SentBefore,
     personal: &mut Personal,
 ) -> Vec<PaperId> {
-    decide(app, page, s, &before.among(&page.index), personal).1
+    decide(editions, page, s, &before.among(&page.index), personal).1
 }
 
 /// [`choose`], with the verdict on every paper of the page (those the size budget left out
 /// marked so).
 fn decide<'p>(
-    app: &App,
+    editions: &Editions,
     page: &'p Page<'_>,
     s: &Subscriber,
     sent: &SentOn,
     personal: &mut Personal,
 ) -> (Vec<(&'p Paper, Verdict)>, Vec<PaperId>) {
-    let effective = Effective::new(&s.preferences, &app.settings.digest);
+    let effective = Effective::new(&s.preferences, &editions.digest);
     let mut judged = page.judge(&effective, sent);
     let picked = picked(&judged);
     personal.late = picked
@@ -241,57 +324,62 @@ fn decide<'p>(
 const TICK_FETCH_MAX_AGE: Duration = Duration::from_secs(30 * 60);
 
 /// Fetches, plans and sends the server's edition for `date` to those due for it.
-pub async fn run(app: &Arc<App>, date: EditionDate) -> Result<Report, RunError> {
-    run_for(app, date, Occasion::Scheduled(date)).await
+pub async fn run(editions: &Arc<Editions>, date: EditionDate) -> Result<Report, RunError> {
+    run_for(editions, date, Occasion::Scheduled(date)).await
 }
 
 /// Runs the editions that subscribers with a send time of their own are due for at `at`
 /// (usually none: then nothing is fetched). One edition per local date that came due.
 pub async fn tick(
-    app: &Arc<App>,
+    editions: &Arc<Editions>,
     at: DateTime<Utc>,
 ) -> Result<Vec<(EditionDate, Report)>, RunError> {
     let occasion = Occasion::Tick {
         at,
-        window: chrono::Duration::hours(app.settings.schedule.catch_up_hours.into()),
+        window: editions.catch_up,
     };
     let mut dates = std::collections::BTreeSet::new();
-    for s in app.store.subscribers_by_id() {
+    for s in editions.store.subscribers_by_id() {
         let s = s?;
         if s.preferences.send_at.is_none() || !s.receives_digests() {
             continue;
         }
-        let before = app.store.sent_before(s.id)?;
+        let before = editions.store.sent_before(s.id)?;
         if let Some(d) = due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) {
             dates.insert(d);
         }
     }
     let mut reports = Vec::new();
     for date in dates {
-        reports.push((date, run_for(app, date, occasion).await?));
+        reports.push((date, run_for(editions, date, occasion).await?));
     }
     Ok(reports)
 }
 
 /// Fetches, plans and sends the edition for `date` to those due for it at `occasion`.
 async fn run_for(
-    app: &Arc<App>,
+    editions: &Arc<Editions>,
     date: EditionDate,
     occasion: Occasion,
 ) -> Result<Report, RunError> {
-    let _one_at_a_time = app.edition_lock.lock().await;
+    let _one_at_a_time = editions.one_at_a_time.lock().await;
     let started = Instant::now();
-    let store = &app.store;
+    let store = &editions.store;
     let listing = match occasion {
-        Occasion::Scheduled(_) => app.fetch(date).await?,
+        Occasion::Scheduled(_) => editions.source.fetch(date).await?,
         // Ticks come every quarter hour and may find someone due each time.
-        Occasion::Tick { .. } => app.fetch_within(date, TICK_FETCH_MAX_AGE).await?,
+        Occasion::Tick { .. } => {
+            editions
+                .source
+                .fetch_within(date, TICK_FETCH_MAX_AGE)
+                .await?
+        }
     };
     if listing.skipped > 0 {
         tracing::warn!(edition = %date, skipped = listing.skipped, "entries on the page could not be read as papers");
     }
     let (mut report, template) =
-        plan(app, date, &listing.papers, &listing.recent, occasion).await?;
+        plan(editions, date, &listing.papers, &listing.recent, occasion).await?;
     tracing::info!(
         edition = %date,
         planned = report.planned,
@@ -304,18 +392,18 @@ async fn run_for(
         let Some(edition) = store.edition(earlier)? else {
             continue;
         };
-        let template = Arc::new(template_for(app, &edition)?);
-        let outcome = deliver::send_pending(app, earlier, &template).await?;
+        let template = Arc::new(template_for(editions, &edition)?);
+        let outcome = deliver::send_pending(editions, earlier, &template).await?;
         tracing::info!(edition = %earlier, sent = outcome.sent, deferred = outcome.deferred, "earlier edition's waiting digests");
         report.send.add(outcome);
     }
     report
         .send
-        .add(deliver::send_pending(app, date, &template).await?);
-    let pruned = store.prune(date, app.settings.digest.retention_days)?;
+        .add(deliver::send_pending(editions, date, &template).await?);
+    let pruned = store.prune(date, editions.digest.retention_days)?;
     store.flush().await?;
     compact_if_grown(store).await;
-    metrics::inc(&app.metrics.editions);
+    metrics::inc(&editions.metrics.editions);
     report.elapsed = started.elapsed();
     tracing::info!(
         edition = %date,
@@ -363,11 +451,15 @@ pub fn week_before_dates(date: EditionDate) -> impl Iterator<Item = EditionDate>
 
 /// The papers of the [`week_before_dates`] editions that are not among `page`, newest
 /// snapshot first.
-fn week_before(app: &App, date: EditionDate, page: &[Paper]) -> Result<Vec<Paper>, RunError> {
+fn week_before(
+    editions: &Editions,
+    date: EditionDate,
+    page: &[Paper],
+) -> Result<Vec<Paper>, RunError> {
     let mut seen: std::collections::HashSet<PaperId> = page.iter().map(|p| p.id.clone()).collect();
     let mut week = Vec::new();
     for day in week_before_dates(date) {
-        if let Some(e) = app.store.edition(day)? {
+        if let Some(e) = editions.store.edition(day)? {
             week.extend(e.papers.into_iter().filter(|p| seen.insert(p.id.clone())));
         }
     }
@@ -376,19 +468,19 @@ fn week_before(app: &App, date: EditionDate, page: &[Paper]) -> Result<Vec<Paper
 
 /// Every paper a digest of this edition can hold: its page's, its recent ones and those of
 /// the week before (for weekly digests).
-fn digest_papers(app: &App, edition: &EditionRecord) -> Result<Vec<Paper>, RunError> {
+fn digest_papers(editions: &Editions, edition: &EditionRecord) -> Result<Vec<Paper>, RunError> {
     let mut papers = edition.all_papers();
-    papers.extend(week_before(app, edition.date, &papers)?);
+    papers.extend(week_before(editions, edition.date, &papers)?);
     Ok(papers)
 }
 
 /// The template every digest of an edition is cut from, with all its [`digest_papers`], so
 /// a retry renders what was planned.
-fn template_for(app: &App, edition: &EditionRecord) -> Result<EditionTemplate, RunError> {
+fn template_for(editions: &Editions, edition: &EditionRecord) -> Result<EditionTemplate, RunError> {
     Ok(EditionTemplate::new(
         edition.date,
-        &digest_papers(app, edition)?,
-        app.settings.public_base(),
+        &digest_papers(editions, edition)?,
+        editions.links.base(),
     )?)
 }
 
@@ -396,25 +488,25 @@ fn template_for(app: &App, edition: &EditionRecord) -> Result<EditionTemplate, R
 /// at `occasion` who has something new, durably, before anything is sent. Running it again
 /// for the same date plans only for subscribers who have no delivery of that edition yet.
 pub async fn plan(
-    app: &App,
+    editions: &Editions,
     date: EditionDate,
     papers: &[Paper],
     recent: &[Paper],
     occasion: Occasion,
 ) -> Result<(Report, Arc<EditionTemplate>), RunError> {
-    let store = &app.store;
+    let store = &editions.store;
     let mut report = Report {
         papers_on_page: papers.len(),
         ..Report::default()
     };
-    let retention = app.settings.digest.retention_days;
+    let retention = editions.digest.retention_days;
     store.clear_deliveries_before(date, date.minus_days(retention))?;
     store.record_papers(date, papers)?;
     store.record_papers(date, recent)?;
     let edition = store.freeze_edition(date, papers, recent)?;
-    let template = Arc::new(template_for(app, &edition)?);
+    let template = Arc::new(template_for(editions, &edition)?);
 
-    let mut pages = Pages::new(app, date, papers, recent, &template)?;
+    let mut pages = Pages::new(editions, date, papers, recent, &template)?;
     let mut planner = store.planner(date)?;
     for s in store.subscribers_by_id() {
         let s = s?;
@@ -431,8 +523,8 @@ pub async fn plan(
             continue;
         }
         let page = pages.for_subscriber(&s)?;
-        let mut personal = app.personal(&s);
-        let chosen = choose(app, page, &s, &before, &mut personal);
+        let mut personal = editions.personal(&s);
+        let chosen = choose(editions, page, &s, &before, &mut personal);
         if chosen.is_empty() {
             report.nothing_new += 1;
             continue;
@@ -442,7 +534,7 @@ pub async fn plan(
                 date,
                 subscriber: s.id,
                 papers: chosen,
-                message_id: app.mailer.message_id(date, s.id),
+                message_id: editions.mailer.message_id(date, s.id),
                 state: DeliveryState::Pending,
                 attempts: 0,
                 last_error: None,
@@ -478,26 +570,26 @@ pub enum DryRunPlan {
 }
 
 pub async fn dry_run(
-    app: &Arc<App>,
+    editions: &Arc<Editions>,
     date: EditionDate,
 ) -> Result<(usize, Vec<DryRunLine>), RunError> {
-    let listing = app.source.fetch(date).await?;
+    let listing = editions.source.peek(date).await?;
     // The edition as a real run would freeze it, built in memory only.
-    let mut edition = app
+    let mut edition = editions
         .store
         .edition(date)?
         .unwrap_or_else(|| EditionRecord::new(date));
     edition.merge(&listing.papers, &listing.recent);
-    let template = template_for(app, &edition)?;
-    let mut pages = Pages::new(app, date, &listing.papers, &edition.recent, &template)?;
+    let template = template_for(editions, &edition)?;
+    let mut pages = Pages::new(editions, date, &listing.papers, &edition.recent, &template)?;
     let occasion = Occasion::Scheduled(date);
     let mut lines = Vec::new();
-    for s in app.store.subscribers()? {
+    for s in editions.store.subscribers()? {
         if !s.receives_digests() {
             continue;
         }
-        let before = app.store.sent_before(s.id)?;
-        let plan = if let Some(d) = app.store.delivery(date, s.id)? {
+        let before = editions.store.sent_before(s.id)?;
+        let plan = if let Some(d) = editions.store.delivery(date, s.id)? {
             DryRunPlan::AlreadyHas(d.state)
         } else if before.has_edition(date) {
             // Planned and since cleared from the outbox: done, whichever way it went.
@@ -505,8 +597,14 @@ pub async fn dry_run(
         } else if due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) != Some(date) {
             DryRunPlan::NotDue
         } else {
-            let mut personal = app.personal(&s);
-            let chosen = choose(app, pages.for_subscriber(&s)?, &s, &before, &mut personal);
+            let mut personal = editions.personal(&s);
+            let chosen = choose(
+                editions,
+                pages.for_subscriber(&s)?,
+                &s,
+                &before,
+                &mut personal,
+            );
             if chosen.is_empty() {
                 DryRunPlan::NothingNew
             } else {
@@ -528,18 +626,24 @@ pub async fn dry_run(
 
 /// The digest a subscriber would get from the page right now, for `preview`.
 pub async fn preview(
-    app: &Arc<App>,
+    editions: &Arc<Editions>,
     date: EditionDate,
     s: &Subscriber,
 ) -> Result<Option<Rendered>, RunError> {
-    let listing = app.source.fetch(date).await?;
+    let listing = editions.source.peek(date).await?;
     let mut edition = EditionRecord::new(date);
     edition.merge(&listing.papers, &listing.recent);
-    let template = template_for(app, &edition)?;
-    let mut personal = app.personal(s);
-    let mut pages = Pages::new(app, date, &listing.papers, &listing.recent, &template)?;
-    let before = app.store.sent_before(s.id)?;
-    let chosen = choose(app, pages.for_subscriber(s)?, s, &before, &mut personal);
+    let template = template_for(editions, &edition)?;
+    let mut personal = editions.personal(s);
+    let mut pages = Pages::new(editions, date, &listing.papers, &listing.recent, &template)?;
+    let before = editions.store.sent_before(s.id)?;
+    let chosen = choose(
+        editions,
+        pages.for_subscriber(s)?,
+        s,
+        &before,
+        &mut personal,
+    );
     if chosen.is_empty() {
         return Ok(None);
     }
@@ -568,30 +672,30 @@ impl Explanation {
 /// record if there is one, else (with `fetch`) the page as it is now. Nothing is written.
 /// Papers already in the subscriber's digest of that edition show as sent on that date.
 pub async fn explain(
-    app: &Arc<App>,
+    editions: &Arc<Editions>,
     date: EditionDate,
     s: &Subscriber,
     fetch: bool,
 ) -> Result<Option<Explanation>, RunError> {
-    let (edition, on_record) = match app.store.edition(date)? {
+    let (edition, on_record) = match editions.store.edition(date)? {
         Some(e) => (e, true),
         None if fetch => {
-            let listing = app.source.fetch(date).await?;
+            let listing = editions.source.peek(date).await?;
             let mut e = EditionRecord::new(date);
             e.merge(&listing.papers, &listing.recent);
             (e, false)
         }
         None => return Ok(None),
     };
-    let template = template_for(app, &edition)?;
-    let mut pages = Pages::new(app, date, &edition.papers, &edition.recent, &template)?;
+    let template = template_for(editions, &edition)?;
+    let mut pages = Pages::new(editions, date, &edition.papers, &edition.recent, &template)?;
     let page = pages.for_subscriber(s)?;
-    let before = app.store.sent_before(s.id)?;
+    let before = editions.store.sent_before(s.id)?;
     // Judged as when this edition was planned: what its own digest carried was not sent
     // before it.
     let mut sent = before.among(&page.index);
     sent.retain(|_, on| *on != Some(date));
-    let (judged, _) = decide(app, page, s, &sent, &mut app.personal(s));
+    let (judged, _) = decide(editions, page, s, &sent, &mut editions.personal(s));
     let lines = judged.into_iter().map(|(p, v)| (p.clone(), v)).collect();
     Ok(Some(Explanation {
         date,

@@ -17,6 +17,8 @@ use rsa::pkcs8::der::SecretDocument;
 use rsa::pkcs8::{DecodePrivateKey, ObjectIdentifier, PrivateKeyInfo};
 use rsa::traits::PublicKeyParts;
 
+use crate::config::{ConfigError, DkimSettings};
+
 /// The headers a signature covers. RFC 8058 requires `List-Unsubscribe` and
 /// `List-Unsubscribe-Post` to be signed for one-click unsubscription to be trusted; the rest
 /// is what a reader sees and what makes the message MIME. A header a message lacks (notices
@@ -63,6 +65,44 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
+    /// The signer `[mail.dkim]` describes; every way the key or names can be wrong is an
+    /// error naming the key.
+    pub fn from_settings(dkim: &DkimSettings) -> Result<Self, ConfigError> {
+        // Both end up in DNS names (SELECTOR._domainkey.DOMAIN) and in the signature header.
+        let dns_name = |s: &str| {
+            !s.is_empty()
+                && !s.starts_with(['.', '-'])
+                && !s.ends_with(['.', '-'])
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        };
+        if !dns_name(&dkim.selector) {
+            return Err(ConfigError::invalid(
+                "mail.dkim.selector",
+                format!("'{}' is not a DNS label like \"paperboy\"", dkim.selector),
+            ));
+        }
+        if !dns_name(&dkim.domain) || !dkim.domain.contains('.') {
+            return Err(ConfigError::invalid(
+                "mail.dkim.domain",
+                format!("'{}' is not a domain like example.org", dkim.domain),
+            ));
+        }
+        let Some(pem) = &dkim.key else {
+            return Err(ConfigError::invalid(
+                "mail.dkim.key_file",
+                "not set, and no dkim-key credential: DKIM needs a private key",
+            ));
+        };
+        Self::new(&dkim.selector, &dkim.domain, pem.expose()).map_err(|e| {
+            let file = dkim
+                .key_file
+                .as_ref()
+                .map_or_else(String::new, |f| format!("{}: ", f.display()));
+            ConfigError::invalid("mail.dkim.key_file", format!("{file}{e}"))
+        })
+    }
+
     /// A signer for `d=domain; s=selector` with the private key in `pem`: PKCS#1 RSA
     /// (`BEGIN RSA PRIVATE KEY`), or PKCS#8 (`BEGIN PRIVATE KEY`) RSA or Ed25519.
     pub fn new(selector: &str, domain: &str, pem: &str) -> Result<Self, KeyError> {
@@ -182,7 +222,7 @@ mod tests {
         });
         settings.load_dkim_key().unwrap();
         settings.validate().unwrap();
-        Mailer::from_settings(&settings).unwrap()
+        Mailer::new(&settings.mail, &settings.outbox_dir()).unwrap()
     }
 
     fn digest(mailer: &Mailer) -> Formatted {

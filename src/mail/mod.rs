@@ -5,7 +5,10 @@
 //! With `[mail.dkim]`, every message is signed as it is formatted (see [`dkim`]).
 
 pub mod dkim;
+mod retry;
 pub mod smtp;
+
+pub use retry::with_retries;
 
 use std::time::Duration;
 
@@ -20,7 +23,9 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::net::TcpStream;
 
-use crate::config::{Settings, Tls, Transport};
+use std::path::Path;
+
+use crate::config::{MailSettings, Tls, Transport};
 use crate::domain::{EditionDate, SubscriberEmail, SubscriberId};
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -31,6 +36,16 @@ pub enum SendError {
     /// 5xx for this recipient or message: retrying will not help.
     #[error("permanent failure: {0}")]
     Permanent(String),
+}
+
+impl From<smtp::Error> for SendError {
+    fn from(e: smtp::Error) -> Self {
+        if e.permanent {
+            SendError::Permanent(e.to_string())
+        } else {
+            SendError::Transient(e.to_string())
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -103,18 +118,32 @@ pub struct Outgoing<'a> {
 }
 
 impl Mailer {
-    pub fn from_settings(settings: &Settings) -> anyhow::Result<Self> {
+    /// Checks what [`Mailer::new`] would build from `[mail]` (the sender, TLS, the DKIM
+    /// key), writing nothing: for `check-config`.
+    pub fn verify_settings(settings: &MailSettings) -> anyhow::Result<()> {
         use anyhow::Context;
-        let from = settings.from_mailbox()?;
-        let inner = match settings.mail.transport {
+        if settings.transport == Transport::Smtp && settings.smtp.tls != Tls::None {
+            TlsParameters::new(settings.smtp.host.clone()).context("mail.smtp: setting up TLS")?;
+        }
+        if let Some(dkim) = &settings.dkim {
+            dkim::Signer::from_settings(dkim)?;
+        }
+        Ok(())
+    }
+
+    /// The mailer `[mail]` describes; `.eml` files go to `outbox` with the file transport.
+    pub fn new(settings: &MailSettings, outbox: &Path) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let from = settings.from.mailbox().clone();
+        let inner = match settings.transport {
             Transport::File => {
-                let dir = settings.outbox_dir();
-                std::fs::create_dir_all(&dir)
+                let dir = outbox;
+                std::fs::create_dir_all(dir)
                     .with_context(|| format!("creating the outbox {}", dir.display()))?;
                 Inner::File(AsyncFileTransport::new(dir))
             }
             Transport::Smtp => {
-                let smtp = &settings.mail.smtp;
+                let smtp = &settings.smtp;
                 if smtp.tls != Tls::None {
                     // Fail at start-up, not at the first send, when TLS cannot be set up.
                     TlsParameters::new(smtp.host.clone()).context("mail.smtp: setting up TLS")?;
@@ -134,7 +163,12 @@ impl Mailer {
                 }))
             }
         };
-        let dkim = settings.dkim_signer()?.map(std::sync::Arc::new);
+        let dkim = settings
+            .dkim
+            .as_ref()
+            .map(dkim::Signer::from_settings)
+            .transpose()?
+            .map(std::sync::Arc::new);
         if let Some(signer) = &dkim {
             tracing::debug!(algorithm = signer.algorithm(), "messages are DKIM-signed");
         }
@@ -467,9 +501,9 @@ impl Connection {
                     .await
                     .map_err(|_| late())??;
                 gate.await?;
-                tokio::time::timeout(timeout, c.finish())
+                Ok(tokio::time::timeout(timeout, c.finish())
                     .await
-                    .map_err(|_| late())?
+                    .map_err(|_| late())??)
             }
         }
     }
@@ -627,11 +661,11 @@ mod tests {
     use crate::render::{EditionTemplate, Personal};
 
     fn mailer(dir: &std::path::Path) -> Mailer {
-        let settings = Settings {
+        let settings = crate::config::Settings {
             data_dir: dir.to_path_buf(),
-            ..Settings::default()
+            ..crate::config::Settings::default()
         };
-        Mailer::from_settings(&settings).unwrap()
+        Mailer::new(&settings.mail, &settings.outbox_dir()).unwrap()
     }
 
     fn to() -> SubscriberEmail {
@@ -684,16 +718,16 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(login_server(listener));
         let dir = tempfile::tempdir().unwrap();
-        let mut settings = Settings {
+        let mut settings = crate::config::Settings {
             data_dir: dir.path().to_path_buf(),
-            ..Settings::default()
+            ..crate::config::Settings::default()
         };
         settings.mail.transport = Transport::Smtp;
         settings.mail.smtp.host = "127.0.0.1".into();
         settings.mail.smtp.port = port;
         settings.mail.smtp.username = Some("pb".into());
         settings.mail.smtp.password = Some("secret".to_string().into());
-        let mailer = Mailer::from_settings(&settings).unwrap();
+        let mailer = Mailer::new(&settings.mail, &settings.outbox_dir()).unwrap();
         let message = mailer
             .build_notice(&to(), "Hello", "Hi.".into(), "<p>Hi.</p>".into())
             .unwrap();

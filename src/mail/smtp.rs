@@ -6,14 +6,38 @@
 //! the three commands in one write when the server offers PIPELINING (RFC 2920), so a message
 //! costs two round trips instead of four, and escapes dots by searching for line starts. It
 //! also lets the send loop hold a message's final dot until the previous acceptance is on
-//! disk (see `delivery`), so the disk sync overlaps the next message's transfer. TLS and
+//! disk (see `edition::deliver`), so the disk sync overlaps the next message's transfer. TLS and
 //! logins still go through lettre (see `mail::Session`).
 
 use lettre::address::Envelope;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-use crate::mail::SendError;
+/// A failure, and whether trying again could help: a 5xx reply is permanent; a 4xx, a
+/// dropped connection or a reply that cannot be read is not. The mailer sorts it with the
+/// failures of its other transports.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{text}")]
+pub struct Error {
+    pub permanent: bool,
+    text: String,
+}
+
+impl Error {
+    fn permanent(text: impl Into<String>) -> Self {
+        Self {
+            permanent: true,
+            text: text.into(),
+        }
+    }
+
+    fn transient(text: impl Into<String>) -> Self {
+        Self {
+            permanent: false,
+            text: text.into(),
+        }
+    }
+}
 
 /// Longest reply accepted, all lines together: a server that talks on and on is broken.
 const MAX_REPLY: usize = 64 * 1024;
@@ -34,33 +58,33 @@ struct Reply {
 }
 
 impl Reply {
-    fn check(self, expected: u16) -> Result<Self, SendError> {
+    fn check(self, expected: u16) -> Result<Self, Error> {
         if self.code == expected {
             return Ok(self);
         }
         let text = format!("{} {}", self.code, self.text);
         Err(if (500..600).contains(&self.code) {
-            SendError::Permanent(text)
+            Error::permanent(text)
         } else {
-            SendError::Transient(text)
+            Error::transient(text)
         })
     }
 }
 
-fn network(e: std::io::Error) -> SendError {
-    SendError::Transient(format!("connection lost: {e}"))
+fn network(e: std::io::Error) -> Error {
+    Error::transient(format!("connection lost: {e}"))
 }
 
 impl Client {
     /// Connects to `host:port`, reads the greeting and says EHLO as `hello`.
-    pub async fn connect(host: &str, port: u16, hello: &str) -> Result<Self, SendError> {
+    pub async fn connect(host: &str, port: u16, hello: &str) -> Result<Self, Error> {
         let tcp = TcpStream::connect((host, port))
             .await
-            .map_err(|e| SendError::Transient(format!("connecting to {host}:{port}: {e}")))?;
+            .map_err(|e| Error::transient(format!("connecting to {host}:{port}: {e}")))?;
         // A message's last write is small: without this it would wait for the server's
         // delayed ACK (40 ms) every time.
         tcp.set_nodelay(true)
-            .map_err(|e| SendError::Transient(format!("setting up the connection: {e}")))?;
+            .map_err(|e| Error::transient(format!("setting up the connection: {e}")))?;
         let mut client = Self {
             stream: BufReader::new(tcp),
             pipelining: false,
@@ -89,7 +113,7 @@ impl Client {
     }
 
     /// Sends one message: [`Client::start`] then [`Client::finish`].
-    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+    pub async fn send(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Error> {
         self.start(envelope, message).await?;
         self.finish().await
     }
@@ -98,7 +122,7 @@ impl Client {
     /// DATA (in one write when the server pipelines), then the message, dot-escaped. The
     /// server accepts nothing before [`Client::finish`]; a session dropped in between
     /// delivers nothing.
-    pub async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), SendError> {
+    pub async fn start(&mut self, envelope: &Envelope, message: &[u8]) -> Result<(), Error> {
         // Any failure leaves the server in a state not worth guessing: the caller opens a
         // new session.
         self.broken = true;
@@ -110,16 +134,16 @@ impl Client {
             .map(|a| a.as_ref());
         if addresses.clone().any(|a: &str| !a.is_ascii()) {
             if !self.smtputf8 {
-                return Err(SendError::Permanent(
-                    "the address is not ASCII and the server does not take SMTPUTF8".into(),
+                return Err(Error::permanent(
+                    "the address is not ASCII and the server does not take SMTPUTF8",
                 ));
             }
             params.push_str(" SMTPUTF8");
         }
         if !message.is_ascii() {
             if !self.eight_bit {
-                return Err(SendError::Permanent(
-                    "the message is not 7-bit and the server does not take 8BITMIME".into(),
+                return Err(Error::permanent(
+                    "the message is not 7-bit and the server does not take 8BITMIME",
                 ));
             }
             params.push_str(" BODY=8BITMIME");
@@ -152,7 +176,7 @@ impl Client {
     }
 
     /// Ends the message [`Client::start`] sent with its final dot, and reads the verdict.
-    pub async fn finish(&mut self) -> Result<(), SendError> {
+    pub async fn finish(&mut self) -> Result<(), Error> {
         self.write(b".\r\n").await?;
         self.reply().await?.check(250)?;
         self.broken = false;
@@ -166,14 +190,14 @@ impl Client {
         }
     }
 
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), SendError> {
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), Error> {
         let stream = self.stream.get_mut();
         stream.write_all(bytes).await.map_err(network)?;
         stream.flush().await.map_err(network)
     }
 
     /// Reads one reply, all its lines ("250-…" continues, "250 …" ends).
-    async fn reply(&mut self) -> Result<Reply, SendError> {
+    async fn reply(&mut self) -> Result<Reply, Error> {
         let mut text = String::new();
         let mut line = String::new();
         loop {
@@ -184,27 +208,21 @@ impl Client {
                 .await
                 .map_err(network)?;
             if n == 0 {
-                return Err(SendError::Transient(
-                    "the server closed the connection".into(),
-                ));
+                return Err(Error::transient("the server closed the connection"));
             }
             let trimmed = line.trim_end_matches(['\r', '\n']);
             let code = trimmed
                 .get(..3)
                 .and_then(|c| c.parse::<u16>().ok())
                 .filter(|c| (200..600).contains(c))
-                .ok_or_else(|| {
-                    SendError::Transient(format!("not an SMTP reply: {:.80}", trimmed))
-                })?;
+                .ok_or_else(|| Error::transient(format!("not an SMTP reply: {:.80}", trimmed)))?;
             let rest = &trimmed[3..];
             if !text.is_empty() {
                 text.push('\n');
             }
             text.push_str(rest.get(1..).unwrap_or(""));
             if text.len() > MAX_REPLY {
-                return Err(SendError::Transient(
-                    "the server's reply is too long".into(),
-                ));
+                return Err(Error::transient("the server's reply is too long"));
             }
             if !rest.starts_with('-') {
                 return Ok(Reply { code, text });
@@ -321,7 +339,7 @@ mod tests {
             .unwrap();
         assert!(!client.has_broken());
         match client.send(&envelope, b"Subject: y\r\n\r\nbody").await {
-            Err(SendError::Permanent(e)) => assert!(e.starts_with("550 no such user"), "{e}"),
+            Err(e) if e.permanent => assert!(e.to_string().starts_with("550 no such user"), "{e}"),
             other => panic!("{other:?}"),
         }
         assert!(client.has_broken());
@@ -344,7 +362,7 @@ mod tests {
             socket.write_all(b"421 too busy\r\n").await.unwrap();
         });
         match Client::connect("127.0.0.1", port, "paperboy.test").await {
-            Err(SendError::Transient(e)) => assert!(e.starts_with("421"), "{e}"),
+            Err(e) if !e.permanent => assert!(e.to_string().starts_with("421"), "{e}"),
             Err(e) => panic!("{e:?}"),
             Ok(_) => panic!("connected to a server that refused"),
         }

@@ -4,7 +4,6 @@
 //!
 //! The decisions are pure functions of a given "now", so tests drive them with any clock.
 
-use std::str::FromStr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -12,10 +11,10 @@ use chrono_tz::Tz;
 use cron::Schedule;
 use tokio::sync::watch;
 
-use crate::app::App;
-use crate::config::Settings;
+use crate::config::ScheduleSettings;
 use crate::domain::{EditionDate, Frequency, Preferences, day_code};
-use crate::edition;
+use crate::edition::{self, Editions};
+use crate::store::Store;
 
 /// What to do at start about scheduled times that passed while paperboy was down.
 #[derive(Debug, PartialEq, Eq)]
@@ -81,15 +80,11 @@ pub fn weekdays(schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> Vec<chrono::
 
 /// A weekly subscriber on the site's schedule must have chosen a day the schedule sends
 /// on, or they would never get a digest.
-pub fn check_weekly(prefs: &Preferences, settings: &Settings) -> Result<(), String> {
+pub fn check_weekly(prefs: &Preferences, settings: &ScheduleSettings) -> Result<(), String> {
     let (Frequency::Weekly(day), None) = (prefs.frequency, prefs.send_at) else {
         return Ok(());
     };
-    let Ok(schedule) = Schedule::from_str(&settings.schedule.cron) else {
-        return Ok(());
-    };
-    let tz = settings.timezone().map_err(|e| e.to_string())?;
-    let days = weekdays(&schedule, tz, Utc::now());
+    let days = weekdays(settings.cron.schedule(), settings.tz(), Utc::now());
     if days.contains(&day) {
         return Ok(());
     }
@@ -108,17 +103,24 @@ pub fn edition_of(t: &DateTime<Tz>) -> EditionDate {
     EditionDate::from_naive(t.date_naive())
 }
 
-pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
-    let schedule = Schedule::from_str(&app.settings.schedule.cron).expect("validated at start");
-    let tz = app.settings.timezone().expect("validated at start");
-    let window = Duration::hours(app.settings.schedule.catch_up_hours.into());
-    let handled = app.store.schedule_handled_until().unwrap_or(None);
+/// The loop of `serve`: runs `editions` on the schedule until `stop` turns true. The store
+/// keeps how far the schedule was handled, so a restart knows what it missed.
+pub async fn run(
+    editions: Arc<Editions>,
+    store: Store,
+    settings: &ScheduleSettings,
+    mut stop: watch::Receiver<bool>,
+) {
+    let schedule = settings.cron.schedule();
+    let tz = settings.tz();
+    let window = Duration::hours(settings.catch_up_hours.into());
+    let handled = store.schedule_handled_until().unwrap_or(None);
     let mut last_edition = None;
-    match missed(&schedule, tz, Utc::now(), handled, window) {
+    match missed(schedule, tz, Utc::now(), handled, window) {
         Missed::Nothing => {}
         Missed::CatchUp(t) => {
             tracing::info!(scheduled = %t.to_rfc3339(), "catching up the edition missed while down");
-            last_edition = Some(run_edition(&app, edition_of(&t)).await);
+            last_edition = Some(run_edition(&editions, edition_of(&t)).await);
         }
         Missed::TooLate { latest, also } => tracing::warn!(
             scheduled = %latest.to_rfc3339(),
@@ -127,8 +129,8 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             "skipping the edition missed while down: too late to be news"
         ),
     }
-    mark_handled(&app, Utc::now());
-    tick(&app, Utc::now()).await;
+    mark_handled(&store, Utc::now());
+    tick(&editions, Utc::now()).await;
     let mut announced = None;
     loop {
         let next = schedule.upcoming(tz).next();
@@ -158,15 +160,15 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             if last_edition == Some(date) {
                 tracing::info!(edition = %date, "second scheduled time for the same edition; nothing to do");
             } else {
-                last_edition = Some(run_edition(&app, date).await);
+                last_edition = Some(run_edition(&editions, date).await);
             }
-            mark_handled(&app, next.with_timezone(&Utc));
+            mark_handled(&store, next.with_timezone(&Utc));
         }
-        if app.is_stopping() {
+        if editions.is_stopping() {
             return;
         }
-        tick(&app, Utc::now()).await;
-        if app.is_stopping() {
+        tick(&editions, Utc::now()).await;
+        if editions.is_stopping() {
             return;
         }
     }
@@ -180,8 +182,8 @@ pub fn next_quarter(t: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 /// Sends the digests of subscribers whose own send time has come.
-async fn tick(app: &Arc<App>, at: DateTime<Utc>) {
-    match edition::tick(app, at).await {
+async fn tick(editions: &Arc<Editions>, at: DateTime<Utc>) {
+    match edition::tick(editions, at).await {
         Ok(reports) => {
             for (date, report) in reports {
                 tracing::info!("own send times: {}", report.summary(date));
@@ -191,8 +193,8 @@ async fn tick(app: &Arc<App>, at: DateTime<Utc>) {
     }
 }
 
-async fn run_edition(app: &Arc<App>, date: EditionDate) -> EditionDate {
-    match edition::run(app, date).await {
+async fn run_edition(editions: &Arc<Editions>, date: EditionDate) -> EditionDate {
+    match edition::run(editions, date).await {
         Ok(report) => tracing::info!("{}", report.summary(date)),
         Err(e) => tracing::error!(edition = %date, error = %e, "edition failed"),
     }
@@ -200,14 +202,16 @@ async fn run_edition(app: &Arc<App>, date: EditionDate) -> EditionDate {
     date
 }
 
-fn mark_handled(app: &App, at: DateTime<Utc>) {
-    if let Err(e) = app.store.set_schedule_handled_until(at) {
+fn mark_handled(store: &Store, at: DateTime<Utc>) {
+    if let Err(e) = store.set_schedule_handled_until(at) {
         tracing::warn!(error = %e, "could not record the schedule's progress");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::str::FromStr;
+
     use super::*;
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -289,7 +293,7 @@ mod tests {
         let days = weekdays(&weekdays_at_8(), tz, utc("2026-03-28T12:00:00Z"));
         assert_eq!(days.len(), 5);
         assert!(!days.contains(&chrono::Weekday::Sat));
-        let settings = Settings::default();
+        let settings = ScheduleSettings::default();
         let mut prefs = Preferences {
             frequency: Frequency::parse("weekly:sat").unwrap(),
             ..Default::default()

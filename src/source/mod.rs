@@ -8,6 +8,7 @@
 mod fetch;
 mod merge;
 mod parse;
+mod recorded;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use futures_util::future::{join_all, try_join_all};
 
 pub use merge::{merge, recent_only};
 pub use parse::{Listing, ParseError, clean, parse_as, parse_listing};
+pub use recorded::Source;
 
 use crate::config::SourceSettings;
 use crate::domain::{EditionDate, Paper};

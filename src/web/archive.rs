@@ -67,7 +67,7 @@ pub async fn index(
 ) -> Result<Response, WebError> {
     let before = q.before.as_deref().map(date_in_url).transpose()?;
     // One more than shown: whether there is an older page.
-    let mut summaries = state.app.store.edition_summaries(before, PER_PAGE + 1)?;
+    let mut summaries = state.store.edition_summaries(before, PER_PAGE + 1)?;
     let older = (summaries.len() > PER_PAGE).then(|| {
         summaries.truncate(PER_PAGE);
         summaries[PER_PAGE - 1].date.to_string()
@@ -103,7 +103,7 @@ pub async fn edition(
     Path(raw): Path<String>,
 ) -> Result<Response, WebError> {
     let date = date_in_url(&raw)?;
-    let edition = state.app.store.edition(date)?.ok_or(WebError::NotFound)?;
+    let edition = state.store.edition(date)?.ok_or(WebError::NotFound)?;
     let papers: Vec<PaperView> = ranked(&edition.papers)
         .into_iter()
         .map(PaperView::new)

@@ -15,7 +15,6 @@ use chrono::{DateTime, Utc};
 use super::archive::{paper_count, ranked};
 use super::atom::{self, Entry, Feed};
 use super::{WebError, WebState};
-use crate::app::App;
 use crate::domain::{EditionDate, Paper, PaperId, Status, Subscriber, SubscriberId};
 use crate::edition::week_before_dates;
 use crate::render::{PaperView, edition_url, trim_at_word};
@@ -68,8 +67,8 @@ fn updated(entries: &[Entry], otherwise: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub async fn general(State(state): State<Arc<WebState>>) -> Result<Response, WebError> {
-    let app = &state.app;
-    let base = app.settings.public_base();
+    let app = &*state;
+    let base = app.links.base();
     let entries = app
         .store
         .latest_editions(ENTRIES)?
@@ -107,10 +106,11 @@ pub async fn general(State(state): State<Arc<WebState>>) -> Result<Response, Web
 
 /// The subscriber a feed token belongs to: a bad token is "not valid", an address that is
 /// gone "not found", and a subscription that ended "gone".
-fn feed_owner(app: &App, file: &str) -> Result<Subscriber, WebError> {
+fn feed_owner(app: &WebState, file: &str) -> Result<Subscriber, WebError> {
     let token = file.strip_suffix(".xml").ok_or(WebError::NotFound)?;
     let id: SubscriberId = app
-        .tokens
+        .links
+        .key()
         .verify(Purpose::Feed, token, Utc::now(), 0)
         .map_err(|_| WebError::BadToken)?;
     let s = app.store.subscriber_by_id(id)?.ok_or(WebError::NotFound)?;
@@ -124,9 +124,9 @@ pub async fn personal(
     State(state): State<Arc<WebState>>,
     Path(file): Path<String>,
 ) -> Result<Response, WebError> {
-    let app = &state.app;
+    let app = &*state;
     let s = feed_owner(app, &file)?;
-    let base = app.settings.public_base();
+    let base = app.links.base();
     let history = app.store.sent_history(s.id, ENTRIES)?;
     // Each edition read once: a weekly digest also holds papers of the editions of the week
     // before, which the entries around it share.
@@ -178,7 +178,7 @@ pub async fn personal(
             url,
         });
     }
-    let self_url = app.feed_url(&s);
+    let self_url = app.links.feed(s.id);
     Ok(xml(&Feed {
         title: "Your trending papers · paperboy".into(),
         id: self_url.clone(),

@@ -23,25 +23,62 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 
-use crate::app::App;
+use crate::config::{DigestSettings, ScheduleSettings, WebSettings};
+use crate::edition::Editions;
+use crate::source::Source;
+use crate::store::Store;
+use crate::telemetry::metrics::Metrics;
+use crate::tokens::Links;
 
 pub use limits::Limits;
 
 /// Forms are a few short fields; anything larger is refused before it is read.
 const BODY_LIMIT: usize = 16 * 1024;
 
+/// What the pages work with: each handler reads the parts it needs from here.
 pub struct WebState {
-    pub app: Arc<App>,
-    pub limits: Limits,
+    store: Store,
+    /// For "why these papers" on the preferences page (never fetches).
+    editions: Arc<Editions>,
+    /// The last listing fetched, for the sample on the subscribe page.
+    source: Arc<Source>,
+    links: Links,
+    notices: notices::Notices,
+    settings: WebSettings,
+    schedule: ScheduleSettings,
+    digest: DigestSettings,
+    metrics: Arc<Metrics>,
+    limits: Limits,
     /// Serialises subscribe requests: read-modify-write of one record, and the promise of
     /// at most one notice per address per hour, must not race.
-    pub subscribe_lock: tokio::sync::Mutex<()>,
+    subscribe_lock: tokio::sync::Mutex<()>,
 }
 
-pub fn router(app: Arc<App>) -> Router {
+/// The parts [`router`] serves with.
+pub struct Parts {
+    pub store: Store,
+    pub editions: Arc<Editions>,
+    pub source: Arc<Source>,
+    pub links: Links,
+    pub notices: notices::Notices,
+    pub settings: WebSettings,
+    pub schedule: ScheduleSettings,
+    pub digest: DigestSettings,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn router(parts: Parts) -> Router {
     let state = Arc::new(WebState {
-        limits: Limits::new(&app.settings.web),
-        app,
+        limits: Limits::new(&parts.settings),
+        store: parts.store,
+        editions: parts.editions,
+        source: parts.source,
+        links: parts.links,
+        notices: parts.notices,
+        settings: parts.settings,
+        schedule: parts.schedule,
+        digest: parts.digest,
+        metrics: parts.metrics,
         subscribe_lock: tokio::sync::Mutex::new(()),
     });
     Router::new()
@@ -89,8 +126,8 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// The client address a rate limit is keyed on.
-pub fn client_ip(app: &App, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if app.settings.web.trust_forwarded_for
+pub fn client_ip(app: &WebState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if app.settings.trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())

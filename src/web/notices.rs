@@ -2,13 +2,15 @@
 //! subscribed". Unlike digests they carry no unsubscribe header: they are answers to a
 //! request made on the subscribe page.
 
+use std::sync::Arc;
+
 use askama::Template;
 use chrono::{Duration, Utc};
 
-use crate::app::App;
 use crate::domain::Subscriber;
-use crate::mail::SendError;
-use crate::tokens::Purpose;
+use crate::mail::{Mailer, SendError, with_retries};
+use crate::telemetry::metrics::Metrics;
+use crate::tokens::Links;
 
 /// How long a confirm link works.
 pub const CONFIRM_VALID_HOURS: i64 = 48;
@@ -45,8 +47,40 @@ pub struct RenderedNotice {
     pub text: String,
 }
 
-pub fn render(app: &App, s: &Subscriber, notice: Notice) -> Result<RenderedNotice, SendError> {
-    let base = app.settings.public_base();
+/// The confirmation mails of the subscribe form, with what they need to be written and sent.
+#[derive(Clone)]
+pub struct Notices {
+    mailer: Mailer,
+    links: Links,
+    metrics: Arc<Metrics>,
+    attempts: u32,
+}
+
+impl Notices {
+    /// `attempts`: tries per notice for temporary failures, as for a digest.
+    pub fn new(mailer: Mailer, links: Links, metrics: Arc<Metrics>, attempts: u32) -> Self {
+        Self {
+            mailer,
+            links,
+            metrics,
+            attempts,
+        }
+    }
+
+    /// Renders and sends a notice, retrying temporary failures like a digest.
+    pub async fn send(&self, s: &Subscriber, notice: Notice) -> Result<(), SendError> {
+        let r = render(&self.links, s, notice)?;
+        let message = self
+            .mailer
+            .build_notice(&s.email, &r.subject, r.text, r.html)?;
+        with_retries(self.attempts, &self.metrics, || self.mailer.send(&message)).await?;
+        crate::telemetry::metrics::inc(&self.metrics.notices_sent);
+        Ok(())
+    }
+}
+
+pub fn render(links: &Links, s: &Subscriber, notice: Notice) -> Result<RenderedNotice, SendError> {
+    let base = links.base();
     let site = url::Url::parse(base)
         .ok()
         .and_then(|u| u.host_str().map(str::to_string))
@@ -55,9 +89,6 @@ pub fn render(app: &App, s: &Subscriber, notice: Notice) -> Result<RenderedNotic
         Notice::Confirm => {
             let nonce = s.confirm_nonce.unwrap_or_default();
             let expires = Utc::now() + Duration::hours(CONFIRM_VALID_HOURS);
-            let token = app
-                .tokens
-                .sign(Purpose::Confirm, s.id, Some(expires), nonce);
             (
                 "Confirm your subscription to trending papers".to_string(),
                 "Confirm your subscription",
@@ -69,14 +100,13 @@ pub fn render(app: &App, s: &Subscriber, notice: Notice) -> Result<RenderedNotic
                         .to_string(),
                 ],
                 "Confirm subscription",
-                format!("{base}/confirm?token={token}"),
+                links.confirm(s.id, expires, nonce),
                 format!(
                     "The link works once and expires in {CONFIRM_VALID_HOURS} hours. If you did not ask for this, ignore this mail: nothing will be sent."
                 ),
             )
         }
         Notice::AlreadySubscribed => {
-            let token = app.tokens.sign(Purpose::Preferences, s.id, None, 0);
             (
                 "You are already subscribed to trending papers".to_string(),
                 "You are already subscribed",
@@ -85,7 +115,7 @@ pub fn render(app: &App, s: &Subscriber, notice: Notice) -> Result<RenderedNotic
                     "To change keywords, minimum upvotes or how many papers you get, or to pause, use your preferences page.".to_string(),
                 ],
                 "Open my preferences",
-                format!("{base}/preferences?token={token}"),
+                links.preferences(s.id),
                 "If you did not ask for this, ignore this mail: nothing changes.".to_string(),
             )
         }
@@ -114,17 +144,4 @@ pub fn render(app: &App, s: &Subscriber, notice: Notice) -> Result<RenderedNotic
         html,
         text,
     })
-}
-
-/// Renders and sends a notice, retrying temporary failures like a digest.
-pub async fn send(app: &App, s: &Subscriber, notice: Notice) -> Result<(), SendError> {
-    let r = render(app, s, notice)?;
-    let message = app
-        .mailer
-        .build_notice(&s.email, &r.subject, r.text, r.html)?;
-    let attempts = app.settings.mail.smtp.max_attempts;
-    crate::edition::deliver::with_retries(attempts, &app.metrics, || app.mailer.send(&message))
-        .await?;
-    crate::telemetry::metrics::inc(&app.metrics.notices_sent);
-    Ok(())
 }

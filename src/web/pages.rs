@@ -1,7 +1,6 @@
 //! The handlers behind each route.
 
 use std::net::SocketAddr;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use askama::Template;
@@ -15,12 +14,11 @@ use serde::Deserialize;
 
 use super::forms::{FormValues, PreferencesForm, SubscribeForm};
 use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
-use crate::app::App;
 use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
 use crate::edition::{self, RunError};
 use crate::telemetry::metrics;
 use crate::tokens::{Purpose, TokenError, TokenKey};
-use crate::web::notices::{self, Notice};
+use crate::web::notices::Notice;
 
 type Shared = State<Arc<WebState>>;
 
@@ -116,24 +114,30 @@ pub struct WhyLine {
 }
 
 /// "every weekday at 08:00 UTC" is hard to say for any cron line; the next time is not.
-fn cadence(app: &App) -> String {
-    let tz = app.settings.timezone().expect("validated at start");
-    let next = cron::Schedule::from_str(&app.settings.schedule.cron)
-        .ok()
-        .and_then(|s| s.upcoming(tz).next());
+fn cadence(app: &WebState) -> String {
+    let next = app
+        .schedule
+        .cron
+        .schedule()
+        .upcoming(app.schedule.tz())
+        .next();
     match next {
         Some(t) => format!(
             "the next one goes out on {} at {} ({})",
             t.format("%A, %B %-d"),
             t.format("%H:%M"),
-            app.settings.schedule.timezone
+            app.schedule.tz()
         ),
         None => "on the operator's schedule".into(),
     }
 }
 
-fn index_page(app: &App, form: FormValues, errors: Vec<String>) -> Result<IndexPage, WebError> {
-    let latest = match app.latest() {
+fn index_page(
+    app: &WebState,
+    form: FormValues,
+    errors: Vec<String>,
+) -> Result<IndexPage, WebError> {
+    let latest = match app.source.latest() {
         Some(l) => Some(l),
         None => app.store.latest_edition()?.map(|e| (e.date, e.papers)),
     };
@@ -162,12 +166,12 @@ fn index_page(app: &App, form: FormValues, errors: Vec<String>) -> Result<IndexP
         sample,
         sample_date,
         max_items_cap: MAX_ITEMS_CAP,
-        max_items_default: app.settings.digest.max_items,
+        max_items_default: app.digest.max_items,
     })
 }
 
 pub async fn index(State(state): Shared) -> Result<Response, WebError> {
-    let p = index_page(&state.app, FormValues::default(), Vec::new())?;
+    let p = index_page(&state, FormValues::default(), Vec::new())?;
     Ok(page(StatusCode::OK, &p))
 }
 
@@ -196,7 +200,7 @@ pub async fn subscribe(
     headers: HeaderMap,
     form: Result<Form<SubscribeForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let app = &state.app;
+    let app = &*state;
     metrics::inc(&app.metrics.subscribe_requests);
     let Form(form) = form.map_err(form_rejection)?;
     if !state.limits.allow_client(client_ip(app, peer, &headers)) {
@@ -257,9 +261,9 @@ pub async fn subscribe(
     if let Some((s, notice)) = notice {
         // Sent in the background: the answer must not take longer for one kind of
         // address than for another.
-        let app = app.clone();
+        let notices = app.notices.clone();
         tokio::spawn(async move {
-            if let Err(e) = notices::send(&app, &s, notice).await {
+            if let Err(e) = notices.send(&s, notice).await {
                 let error = s.email.redact_in(&e.to_string());
                 tracing::warn!(domain = %s.email.domain(), %error, ?notice, "could not send a subscription mail");
             }
@@ -273,11 +277,12 @@ fn new_nonce() -> u64 {
 }
 
 /// The subscriber a confirm token belongs to, if the token is valid now.
-fn confirm_target(app: &App, token: &str) -> Result<Subscriber, WebError> {
+fn confirm_target(app: &WebState, token: &str) -> Result<Subscriber, WebError> {
     let sid = TokenKey::claimed_subscriber(token).ok_or(WebError::BadToken)?;
     let s = app.store.subscriber_by_id(sid)?.ok_or(WebError::BadToken)?;
     let nonce = s.confirm_nonce.ok_or(WebError::BadToken)?;
-    app.tokens
+    app.links
+        .key()
         .verify(Purpose::Confirm, token, Utc::now(), nonce)
         .map_err(|_: TokenError| WebError::BadToken)?;
     Ok(s)
@@ -289,7 +294,7 @@ pub async fn confirm_page(
     State(state): Shared,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    confirm_target(&state.app, &q.token)?;
+    confirm_target(&state, &q.token)?;
     Ok(page(
         StatusCode::OK,
         &ActionPage {
@@ -308,13 +313,13 @@ pub async fn confirm(
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     let Form(form) = form.map_err(form_rejection)?;
-    let app = &state.app;
+    let app = &*state;
     let mut s = confirm_target(app, &form.token)?;
     s.confirm(Utc::now());
     app.store.update_subscriber(&s)?;
     app.store.flush().await?;
     tracing::info!(domain = %s.email.domain(), "subscription confirmed");
-    let prefs = app.personal(&s).preferences_url;
+    let prefs = app.links.preferences(s.id);
     Ok(page(
         StatusCode::OK,
         &MessagePage::new(
@@ -327,9 +332,10 @@ pub async fn confirm(
 
 /// The subscriber of an unsubscribe or preferences token. A valid token for an address that
 /// no longer exists is "not found"; anything else wrong with it is "not valid".
-fn token_owner(app: &App, purpose: Purpose, token: &str) -> Result<Subscriber, WebError> {
+fn token_owner(app: &WebState, purpose: Purpose, token: &str) -> Result<Subscriber, WebError> {
     let sid = app
-        .tokens
+        .links
+        .key()
         .verify(purpose, token, Utc::now(), 0)
         .map_err(|_| WebError::BadToken)?;
     app.store.subscriber_by_id(sid)?.ok_or(WebError::NotFound)
@@ -339,7 +345,7 @@ pub async fn unsubscribe_page(
     State(state): Shared,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    let s = token_owner(&state.app, Purpose::Unsubscribe, &q.token)?;
+    let s = token_owner(&state, Purpose::Unsubscribe, &q.token)?;
     Ok(page(
         StatusCode::OK,
         &ActionPage {
@@ -362,7 +368,7 @@ pub async fn unsubscribe(
     State(state): Shared,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    let app = &state.app;
+    let app = &*state;
     let mut s = token_owner(app, Purpose::Unsubscribe, &q.token)?;
     if s.status != Status::Unsubscribed {
         s.unsubscribe(Utc::now());
@@ -382,7 +388,7 @@ pub async fn unsubscribe(
 
 /// Judges the newest edition on record for `s`. Never fetches: a page view must not reach
 /// out to Hugging Face.
-async fn why_section(app: &Arc<App>, s: &Subscriber) -> WhySection {
+async fn why_section(app: &WebState, s: &Subscriber) -> WhySection {
     match why_view(app, s).await {
         Ok(Some(view)) => WhySection::Edition(view),
         Ok(None) => WhySection::NoEdition,
@@ -393,12 +399,12 @@ async fn why_section(app: &Arc<App>, s: &Subscriber) -> WhySection {
     }
 }
 
-async fn why_view(app: &Arc<App>, s: &Subscriber) -> Result<Option<WhyView>, RunError> {
+async fn why_view(app: &WebState, s: &Subscriber) -> Result<Option<WhyView>, RunError> {
     // Only the date: `explain` reads the edition itself.
     let Some(latest) = app.store.edition_summaries(None, 1)?.into_iter().next() else {
         return Ok(None);
     };
-    let Some(e) = edition::explain(app, latest.date, s, false).await? else {
+    let Some(e) = edition::explain(&app.editions, latest.date, s, false).await? else {
         return Ok(None);
     };
     let (picked, total) = (e.picked(), e.lines.len());
@@ -451,7 +457,7 @@ async fn why_view(app: &Arc<App>, s: &Subscriber) -> Result<Option<WhyView>, Run
 }
 
 async fn preferences_view(
-    app: &Arc<App>,
+    app: &WebState,
     s: &Subscriber,
     token: &str,
     form: FormValues,
@@ -465,12 +471,12 @@ async fn preferences_view(
         errors,
         saved,
         action: format!("/preferences?token={token}"),
-        unsubscribe_url: app.personal(s).unsubscribe_url,
-        feed_url: app.feed_url(s),
-        min_upvotes_default: app.settings.digest.min_upvotes,
-        max_items_default: app.settings.digest.max_items,
+        unsubscribe_url: app.links.unsubscribe(s.id),
+        feed_url: app.links.feed(s.id),
+        min_upvotes_default: app.digest.min_upvotes,
+        max_items_default: app.digest.max_items,
         max_items_cap: MAX_ITEMS_CAP,
-        server_zone: app.settings.schedule.timezone.clone(),
+        server_zone: app.schedule.tz().name().to_string(),
     }
 }
 
@@ -478,7 +484,7 @@ pub async fn preferences_page(
     State(state): Shared,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    let app = &state.app;
+    let app = &*state;
     let s = token_owner(app, Purpose::Preferences, &q.token)?;
     let values = FormValues::from_preferences(&s.preferences);
     Ok(page(
@@ -492,16 +498,15 @@ pub async fn save_preferences(
     Query(q): Query<TokenQuery>,
     form: Result<Form<PreferencesForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let app = &state.app;
+    let app = &*state;
     let mut s = token_owner(app, Purpose::Preferences, &q.token)?;
     let Form(form) = form.map_err(form_rejection)?;
-    let parsed =
-        form.parse(&app.settings.schedule.timezone).and_then(
-            |p| match crate::schedule::check_weekly(&p, &app.settings) {
-                Ok(()) => Ok(p),
-                Err(e) => Err(vec![format!("How often: {e}.")]),
-            },
-        );
+    let parsed = form.parse(app.schedule.tz().name()).and_then(|p| {
+        match crate::schedule::check_weekly(&p, &app.schedule) {
+            Ok(()) => Ok(p),
+            Err(e) => Err(vec![format!("How often: {e}.")]),
+        }
+    });
     match parsed {
         Err(errors) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -523,7 +528,7 @@ pub async fn save_preferences(
 /// 200 when the store answers and the source was fetched successfully lately; 503 with the
 /// reason otherwise. A daemon that has not fetched yet is healthy.
 pub async fn healthz(State(state): Shared) -> Response {
-    let app = &state.app;
+    let app = &*state;
     let text = |code: StatusCode, body: String| {
         (
             code,
@@ -544,7 +549,7 @@ pub async fn healthz(State(state): Shared) -> Response {
             format!("last fetch failed at {}: {error}", at.to_rfc3339()),
         );
     }
-    let max_age = chrono::Duration::hours(app.settings.web.health_max_fetch_age_hours.into());
+    let max_age = chrono::Duration::hours(app.settings.health_max_fetch_age_hours.into());
     match app.metrics.last_fetch_ok() {
         Some(at) if Utc::now().signed_duration_since(at) > max_age => text(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -559,7 +564,7 @@ pub async fn healthz(State(state): Shared) -> Response {
 }
 
 pub async fn metrics(State(state): Shared) -> Result<Response, WebError> {
-    let app = &state.app;
+    let app = &*state;
     let counts = app.store.count_by_status()?;
     Ok((
         [(

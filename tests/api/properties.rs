@@ -4,11 +4,11 @@
 
 use std::collections::{HashMap, HashSet};
 
-use paperboy::app::App;
 use paperboy::config::Settings;
 use paperboy::domain::{
     EditionDate, Keywords, Paper, PaperId, Preferences, Subscriber, SubscriberEmail,
 };
+use paperboy::parts::Parts;
 use paperboy::store::DeliveryState;
 use proptest::prelude::*;
 
@@ -38,8 +38,8 @@ fn arb_step() -> impl Strategy<Value = Step> {
 
 /// Opens the app on `dir`: the store of the instance before a "restart" was dropped, and
 /// with it the data directory's lock.
-fn open(dir: &std::path::Path) -> App {
-    App::open(Settings {
+fn open(dir: &std::path::Path) -> Parts {
+    Parts::build(&Settings {
         data_dir: dir.to_path_buf(),
         ..Settings::default()
     })
@@ -47,7 +47,7 @@ fn open(dir: &std::path::Path) -> App {
 }
 
 fn mark_sent(
-    app: &App,
+    app: &Parts,
     date: EditionDate,
     limit: usize,
     log: &mut Vec<(u64, EditionDate, Vec<PaperId>)>,
@@ -94,7 +94,7 @@ proptest! {
                 .map(|(n, up)| Paper::new(PaperId::parse(&format!("2512.{n:05}")).unwrap(), format!("Paper {n}"), *up))
                 .collect();
             let before = app.store.deliveries(date).unwrap().len();
-            rt.block_on(paperboy::edition::plan(&app, date, &papers, &[], paperboy::edition::due::Occasion::Scheduled(date))).unwrap();
+            rt.block_on(paperboy::edition::plan(&app.editions, date, &papers, &[], paperboy::edition::due::Occasion::Scheduled(date))).unwrap();
             let after = app.store.deliveries(date).unwrap();
             prop_assert!(after.len() <= 3 && after.len() >= before);
             mark_sent(&app, date, step.accepted, &mut log);

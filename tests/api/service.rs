@@ -154,11 +154,13 @@ async fn admin_commands_reach_a_running_daemon_and_backups_restore(
         .next()
         .unwrap()
         .to_string();
-    let restored =
-        paperboy::app::App::open(paperboy::config::Settings::from_file(&other.config).unwrap())
-            .unwrap();
+    let restored = paperboy::parts::Parts::build(
+        &paperboy::config::Settings::from_file(&other.config).unwrap(),
+    )
+    .unwrap();
     let id = restored
-        .tokens
+        .links
+        .key()
         .verify(
             paperboy::tokens::Purpose::Unsubscribe,
             &token,

@@ -4,17 +4,21 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use paperboy::app::App;
 use paperboy::config::Settings;
 use paperboy::daemon::Application;
 use paperboy::domain::{EditionDate, Status, SubscriberEmail, SubscriberId};
+use paperboy::edition::Editions;
+use paperboy::store::Store;
+use paperboy::tokens::Links;
 use paperboy::tokens::Purpose;
 
 use crate::helpers::{PageServer, Received, Reply, SmtpSink, fixture, free_port};
 
 pub struct WebApp {
     pub base: String,
-    pub app: Arc<App>,
+    pub store: Store,
+    pub editions: Arc<Editions>,
+    pub links: Links,
     pub sink: SmtpSink,
     pub pages: PageServer,
     pub http: reqwest::Client,
@@ -60,25 +64,27 @@ listen = "127.0.0.1:{port}"
     settings.validate().unwrap();
     let application = Application::build(settings).await.unwrap();
     assert_eq!(application.port(), port);
-    let app = application.app();
+    let (store, editions, links) = (
+        application.store(),
+        application.editions(),
+        application.links(),
+    );
+    let metrics = application.metrics();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = rx.await;
     }));
     // serve reads the page once at start; let that settle before the test changes the page.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .metrics
-        .fetches
-        .load(std::sync::atomic::Ordering::Relaxed)
-        == 0
-    {
+    while metrics.fetches.load(std::sync::atomic::Ordering::Relaxed) == 0 {
         assert!(Instant::now() < deadline, "no first fetch");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     WebApp {
         base: format!("http://127.0.0.1:{port}"),
-        app,
+        store,
+        editions,
+        links,
         sink,
         pages,
         http: reqwest::Client::builder()
@@ -125,7 +131,7 @@ impl WebApp {
 
     pub fn status_of(&self, email: &str) -> Option<Status> {
         let e = SubscriberEmail::parse(email).unwrap();
-        self.app.store.subscriber(&e).unwrap().map(|s| s.status)
+        self.store.subscriber(&e).unwrap().map(|s| s.status)
     }
 
     /// Waits (bounded) until the sink holds `n` messages, and returns them.
@@ -135,7 +141,7 @@ impl WebApp {
 
     pub async fn run_edition(&self, date: &str) {
         let date = EditionDate::parse(date).unwrap();
-        paperboy::edition::run(&self.app, date).await.unwrap();
+        paperboy::edition::run(&self.editions, date).await.unwrap();
     }
 
     pub async fn stop(mut self) {
@@ -259,7 +265,7 @@ async fn subscribe_answers_the_same_whoever_the_address_is() {
             false,
         );
         s.status = status;
-        w.app.store.add_subscriber(&s).unwrap();
+        w.store.add_subscriber(&s).unwrap();
     }
     let mut bodies = Vec::new();
     for email in [
@@ -315,7 +321,6 @@ async fn bad_and_used_tokens_change_nothing() {
     let mail = w.wait_for_mail(1).await;
     let confirm_token = token_of(&link_in(&mail[0], "/confirm?token="));
     let ann = w
-        .app
         .store
         .subscriber(&SubscriberEmail::parse("ann@example.org").unwrap())
         .unwrap()
@@ -325,8 +330,8 @@ async fn bad_and_used_tokens_change_nothing() {
     let mut tampered = confirm_token.clone().into_bytes();
     tampered[12] = if tampered[12] == b'A' { b'B' } else { b'A' };
     let tampered = String::from_utf8(tampered).unwrap();
-    let unsubscribe_token = w.app.tokens.sign(Purpose::Unsubscribe, ann.id, None, 0);
-    let expired = w.app.tokens.sign(
+    let unsubscribe_token = w.links.key().sign(Purpose::Unsubscribe, ann.id, None, 0);
+    let expired = w.links.key().sign(
         Purpose::Confirm,
         ann.id,
         Some(Utc::now() - chrono::Duration::hours(1)),
@@ -370,7 +375,7 @@ async fn bad_and_used_tokens_change_nothing() {
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("List-Unsubscribe"));
     assert_eq!(w.status_of("ann@example.org"), Some(Status::Active));
-    let forged = w.app.tokens.sign(Purpose::Preferences, ann.id, None, 0);
+    let forged = w.links.key().sign(Purpose::Preferences, ann.id, None, 0);
     assert_eq!(
         w.post_form(&format!("/unsubscribe?token={forged}"), &[])
             .await
@@ -378,8 +383,8 @@ async fn bad_and_used_tokens_change_nothing() {
         400
     );
     let stranger = w
-        .app
-        .tokens
+        .links
+        .key()
         .sign(Purpose::Unsubscribe, SubscriberId::from_u64(7), None, 0);
     assert_eq!(
         w.post_form(&format!("/unsubscribe?token={stranger}"), &[])
@@ -484,8 +489,8 @@ async fn preferences_change_the_next_digest() {
         true,
     );
     s.preferences.max_items = Some(10);
-    w.app.store.add_subscriber(&s).unwrap();
-    let url = w.app.personal(&s).preferences_url;
+    w.store.add_subscriber(&s).unwrap();
+    let url = w.links.preferences(s.id);
     let r = w.get(&url).await;
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("value=\"10\""));
@@ -528,7 +533,7 @@ async fn health_and_metrics_tell_the_operator() {
     assert_eq!(r.status(), 200);
     w.pages.set(Reply::Status(500));
     let date = EditionDate::parse("2025-12-08").unwrap();
-    assert!(paperboy::edition::run(&w.app, date).await.is_err());
+    assert!(paperboy::edition::run(&w.editions, date).await.is_err());
     let r = w.get("/healthz").await;
     assert_eq!(r.status(), 503);
     assert!(r.text().await.unwrap().contains("HTTP 500"));

@@ -1,0 +1,172 @@
+//! `[mail]`: who the mail is from and how it travels (files or SMTP), with the SMTP
+//! server's limits and the DKIM key. The mail module builds the transports and the signer
+//! from these.
+
+use std::path::PathBuf;
+
+use lettre::message::Mailbox;
+use serde::{Deserialize, Serialize};
+
+use super::{ConfigError, Secret, invalid};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transport {
+    File,
+    Smtp,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tls {
+    None,
+    Starttls,
+    Tls,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailSettings {
+    /// The From header: a name and an address.
+    pub from: Sender,
+    pub transport: Transport,
+    /// Where `transport = "file"` writes `.eml` files; default `{data_dir}/outbox`.
+    pub outbox_dir: Option<PathBuf>,
+    pub smtp: SmtpSettings,
+    /// Sign every message with DKIM; unset, messages go unsigned.
+    pub dkim: Option<DkimSettings>,
+}
+
+/// `[mail.dkim]`: the signing domain, the selector its public key is published under
+/// (`SELECTOR._domainkey.DOMAIN`), and the private key.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DkimSettings {
+    pub selector: String,
+    pub domain: String,
+    /// A PEM file with the private key (RSA or Ed25519); unset, the `dkim-key` systemd
+    /// credential.
+    pub key_file: Option<PathBuf>,
+    /// Filled from `key_file`; never read from the TOML file itself, never printed.
+    #[serde(skip)]
+    pub key: Option<Secret>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub concurrency: u32,
+    pub timeout_secs: u64,
+    /// Attempts per message for temporary failures (4xx, refused connections) in one run.
+    pub max_attempts: u32,
+    /// Hours after planning when a digest that is still refused for now is given up.
+    pub give_up_after_hours: u32,
+    /// Messages per second at most (0: no cap).
+    pub max_per_second: u32,
+    /// Messages per hour at most, evenly spaced (0: no cap).
+    pub max_per_hour: u32,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    /// Filled from `password_file` or `$PAPERBOY_SMTP_PASSWORD`; never read from the TOML
+    /// file itself, never printed.
+    #[serde(skip)]
+    pub password: Option<Secret>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            from: Sender::try_from("paperboy <digest@example.org>".to_string())
+                .expect("the default sender parses"),
+            transport: Transport::File,
+            outbox_dir: None,
+            smtp: SmtpSettings::default(),
+            dkim: None,
+        }
+    }
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 25,
+            tls: Tls::None,
+            concurrency: 4,
+            timeout_secs: 30,
+            max_attempts: 3,
+            give_up_after_hours: 48,
+            max_per_second: 0,
+            max_per_hour: 0,
+            username: None,
+            password_file: None,
+            password: None,
+        }
+    }
+}
+
+impl MailSettings {
+    pub(super) fn check(&self) -> Result<(), ConfigError> {
+        let smtp = &self.smtp;
+        if smtp.host.trim().is_empty() {
+            return Err(invalid("mail.smtp.host", "must not be empty"));
+        }
+        if smtp.port == 0 {
+            return Err(invalid("mail.smtp.port", "must not be 0"));
+        }
+        let timeout = u32::try_from(smtp.timeout_secs).unwrap_or(u32::MAX);
+        for (key, value, range) in [
+            ("mail.smtp.concurrency", smtp.concurrency, 1..=64),
+            ("mail.smtp.timeout_secs", timeout, 1..=600),
+            ("mail.smtp.max_attempts", smtp.max_attempts, 1..=20),
+            (
+                "mail.smtp.give_up_after_hours",
+                smtp.give_up_after_hours,
+                1..=720,
+            ),
+        ] {
+            if !range.contains(&value) {
+                return Err(invalid(
+                    key,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                ));
+            }
+        }
+        if smtp.password.is_some() && smtp.username.is_none() {
+            return Err(invalid(
+                "mail.smtp.username",
+                "a password is set, but no username to go with it",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The From mailbox, parsed when the settings are read.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Sender(Mailbox);
+
+impl Sender {
+    pub fn mailbox(&self) -> &Mailbox {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Sender {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        text.parse().map(Self).map_err(|_| {
+            format!("'{text}' is not a mailbox like \"paperboy <digest@example.org>\"")
+        })
+    }
+}
+
+impl From<Sender> for String {
+    fn from(s: Sender) -> Self {
+        s.0.to_string()
+    }
+}
