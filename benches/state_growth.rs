@@ -292,12 +292,13 @@ fn subscriber(i: u32) -> Subscriber {
     } else {
         Keywords::default()
     };
-    let prefs = Preferences::new(
-        Some([0, 0, 5, 10, 20, 40][i % 6]),
+    let choices = paperboy::domain::Choices {
+        min_upvotes: Some([0, 0, 5, 10, 20, 40][i % 6]),
         keywords,
-        Some([3, 5, 10, 10, 15, 20, 30][i % 7]),
-    )
-    .unwrap();
+        max_items: Some([3, 5, 10, 10, 15, 20, 30][i % 7]),
+        ..Default::default()
+    };
+    let prefs = Preferences::new(choices, &paperboy::domain::EditionDays::every_day()).unwrap();
     Subscriber::new(
         SubscriberEmail::parse(&format!("reader{i}@example.org")).unwrap(),
         prefs,

@@ -20,7 +20,8 @@ use clap::Subcommand;
 
 use crate::config::{DigestSettings, ScheduleSettings};
 use crate::domain::{
-    EditionDate, Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
+    Choices, EditionDate, EditionDays, Frequency, Keywords, Preferences, SendAt, Status,
+    Subscriber, SubscriberEmail,
 };
 use crate::edition::select::Effective;
 use crate::edition::{self, DryRunPlan, Editions};
@@ -189,6 +190,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// The days the site's schedule sends on, which weekly subscribers choose from.
+    fn edition_days(&self) -> EditionDays {
+        crate::schedule::edition_days(&self.schedule, chrono::Utc::now())
+    }
+
     pub fn new(
         store: Store,
         editions: Arc<Editions>,
@@ -316,7 +322,7 @@ async fn explain(
             out.stderr,
             "note: {email} is {}{}; this is what they would get otherwise",
             s.status,
-            if s.preferences.paused {
+            if s.preferences.paused() {
                 " and paused"
             } else {
                 ""
@@ -445,18 +451,28 @@ async fn subscribers(
             timezone,
         } => {
             let email = SubscriberEmail::parse(email)?;
-            let keywords = Keywords::parse_list(keywords.as_deref().unwrap_or(""))?;
-            let mut prefs = Preferences::new(*min_upvotes, keywords, *max_items)?;
-            if let Some(day) = weekly {
-                prefs.frequency = Frequency::parse(&format!("weekly:{day}"))?;
-            }
-            if let Some(hour) = send_at {
-                let zone = timezone
-                    .clone()
-                    .unwrap_or_else(|| ctx.schedule.tz().name().to_string());
-                prefs.send_at = Some(SendAt::parse_parts(hour, &zone)?);
-            }
-            crate::schedule::check_weekly(&prefs, &ctx.schedule).map_err(anyhow::Error::msg)?;
+            let frequency = match weekly {
+                Some(day) => Frequency::parse(&format!("weekly:{day}"))?,
+                None => Frequency::Daily,
+            };
+            let send_at = match send_at {
+                Some(hour) => {
+                    let zone = timezone
+                        .clone()
+                        .unwrap_or_else(|| ctx.schedule.tz().name().to_string());
+                    Some(SendAt::parse_parts(hour, &zone)?)
+                }
+                None => None,
+            };
+            let choices = Choices {
+                min_upvotes: *min_upvotes,
+                keywords: Keywords::parse_list(keywords.as_deref().unwrap_or(""))?,
+                max_items: *max_items,
+                paused: false,
+                frequency,
+                send_at,
+            };
+            let prefs = Preferences::new(choices, &ctx.edition_days())?;
             let s = Subscriber::new(email, prefs, *confirmed);
             ctx.store.add_subscriber(&s)?;
             ctx.store.flush().await?;
@@ -498,7 +514,8 @@ async fn subscribers(
         }
         SubscribersCommand::Import { .. } => {
             let bytes = input.context("no file content to import")?;
-            let report = crate::commands::transfer::import(&ctx.store, &bytes)?;
+            let report =
+                crate::commands::transfer::import(&ctx.store, &bytes, &ctx.edition_days())?;
             ctx.store.flush().await?;
             let _ = writeln!(out.stdout, "{report}");
         }
@@ -521,9 +538,9 @@ fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
         .max()
         .unwrap_or(5)
         .max(5);
-    let when = |p: &Preferences| match p.send_at {
-        Some(at) => format!("{} {at}", p.frequency),
-        None => p.frequency.to_string(),
+    let when = |p: &Preferences| match p.send_at() {
+        Some(at) => format!("{} {at}", p.frequency()),
+        None => p.frequency().to_string(),
     };
     let when_width = all
         .iter()
@@ -538,7 +555,7 @@ fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
     for s in all {
         let p = &s.preferences;
         let or_default = |v: Option<u32>, def: u32| v.map_or(format!("{def}*"), |v| v.to_string());
-        let status = if p.paused && s.status == Status::Active {
+        let status = if p.paused() && s.status == Status::Active {
             "paused".to_string()
         } else {
             s.status.to_string()
@@ -548,13 +565,13 @@ fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
             "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  {}",
             s.email.as_str(),
             status,
-            or_default(p.min_upvotes, d.min_upvotes),
-            or_default(p.max_items, d.max_items),
+            or_default(p.min_upvotes(), d.min_upvotes),
+            or_default(p.max_items(), d.max_items),
             when(p),
-            if p.keywords.is_empty() {
+            if p.keywords().is_empty() {
                 "-".to_string()
             } else {
-                p.keywords.to_string()
+                p.keywords().to_string()
             }
         );
     }

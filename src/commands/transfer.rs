@@ -9,7 +9,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{
-    Frequency, Keywords, Preferences, SendAt, Status, Subscriber, SubscriberEmail,
+    Choices, EditionDays, Frequency, Keywords, Preferences, SendAt, Status, Subscriber,
+    SubscriberEmail,
 };
 use crate::store::Store;
 
@@ -65,12 +66,12 @@ pub fn record(s: &Subscriber) -> Record {
     Record {
         email: s.email.to_string(),
         status: s.status,
-        min_upvotes: s.preferences.min_upvotes,
-        keywords: s.preferences.keywords.as_slice().to_vec(),
-        max_items: s.preferences.max_items,
-        paused: s.preferences.paused,
-        frequency: s.preferences.frequency,
-        send_at: s.preferences.send_at,
+        min_upvotes: s.preferences.min_upvotes(),
+        keywords: s.preferences.keywords().as_slice().to_vec(),
+        max_items: s.preferences.max_items(),
+        paused: s.preferences.paused(),
+        frequency: s.preferences.frequency(),
+        send_at: s.preferences.send_at(),
         created_at: Some(s.created_at),
         confirmed_at: s.confirmed_at,
     }
@@ -190,7 +191,7 @@ fn parse(bytes: &[u8]) -> anyhow::Result<Vec<(usize, Record)>> {
     }
 }
 
-fn check(rows: Vec<(usize, Record)>) -> anyhow::Result<Vec<Checked>> {
+fn check(rows: Vec<(usize, Record)>, days: &EditionDays) -> anyhow::Result<Vec<Checked>> {
     let mut seen: HashMap<SubscriberEmail, usize> = HashMap::new();
     let mut out = Vec::with_capacity(rows.len());
     for (line, r) in rows {
@@ -200,11 +201,15 @@ fn check(rows: Vec<(usize, Record)>) -> anyhow::Result<Vec<Checked>> {
             return Err(bad(&format!("{email} is already on line {first}")));
         }
         let keywords = Keywords::from_vec(r.keywords).map_err(|e| bad(&e))?;
-        let mut preferences =
-            Preferences::new(r.min_upvotes, keywords, r.max_items).map_err(|e| bad(&e))?;
-        preferences.paused = r.paused;
-        preferences.frequency = r.frequency;
-        preferences.send_at = r.send_at;
+        let choices = Choices {
+            min_upvotes: r.min_upvotes,
+            keywords,
+            max_items: r.max_items,
+            paused: r.paused,
+            frequency: r.frequency,
+            send_at: r.send_at,
+        };
+        let preferences = Preferences::new(choices, days).map_err(|e| bad(&e))?;
         out.push(Checked {
             line,
             email,
@@ -219,8 +224,10 @@ fn check(rows: Vec<(usize, Record)>) -> anyhow::Result<Vec<Checked>> {
 
 /// Checks the whole file, then adds new subscribers and updates the status and preferences
 /// of known ones. Nothing is written when any line is bad.
-pub fn import(store: &Store, bytes: &[u8]) -> anyhow::Result<ImportReport> {
-    let checked = check(parse(bytes)?)?;
+/// `days`: the days the site's schedule sends on, which a weekly subscriber on it must
+/// have chosen from (as on the form and in `subscribers add`).
+pub fn import(store: &Store, bytes: &[u8], days: &EditionDays) -> anyhow::Result<ImportReport> {
+    let checked = check(parse(bytes)?, days)?;
     let mut report = ImportReport::default();
     for c in checked {
         match store.subscriber(&c.email)? {
@@ -262,14 +269,19 @@ mod tests {
     }
 
     fn sample() -> Vec<Subscriber> {
-        let mut a = Subscriber::new(
+        let choices = Choices {
+            min_upvotes: Some(10),
+            keywords: Keywords::parse_list("llm, rag").unwrap(),
+            max_items: Some(5),
+            paused: true,
+            frequency: crate::domain::Frequency::parse("weekly:thu").unwrap(),
+            send_at: Some(SendAt::parse("06:00 America/New_York").unwrap()),
+        };
+        let a = Subscriber::new(
             SubscriberEmail::parse("ann@example.org").unwrap(),
-            Preferences::new(Some(10), Keywords::parse_list("llm, rag").unwrap(), Some(5)).unwrap(),
+            Preferences::new(choices, &EditionDays::every_day()).unwrap(),
             true,
         );
-        a.preferences.paused = true;
-        a.preferences.frequency = crate::domain::Frequency::parse("weekly:thu").unwrap();
-        a.preferences.send_at = Some(SendAt::parse("06:00 America/New_York").unwrap());
         let b = Subscriber::new(
             SubscriberEmail::parse("bob@example.com").unwrap(),
             Preferences::default(),
@@ -283,7 +295,7 @@ mod tests {
         for format in [ExportFormat::Jsonl, ExportFormat::Csv] {
             let text = export(&sample(), format).unwrap();
             let (_d, s) = store();
-            let r = import(&s, text.as_bytes()).unwrap();
+            let r = import(&s, text.as_bytes(), &EditionDays::every_day()).unwrap();
             assert_eq!(
                 r,
                 ImportReport {
@@ -293,7 +305,7 @@ mod tests {
                 },
                 "{format:?}"
             );
-            let r = import(&s, text.as_bytes()).unwrap();
+            let r = import(&s, text.as_bytes(), &EditionDays::every_day()).unwrap();
             assert_eq!(
                 r,
                 ImportReport {
@@ -319,10 +331,18 @@ mod tests {
         let csv = "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at\nann@example.org,active,,,,false,,\n";
         let jsonl = "{\"email\":\"bob@example.org\",\"status\":\"active\",\"min_upvotes\":null,\"max_items\":null}\n";
         for text in [csv, jsonl] {
-            assert_eq!(import(&s, text.as_bytes()).unwrap().added, 1, "{text}");
+            assert_eq!(
+                import(&s, text.as_bytes(), &EditionDays::every_day())
+                    .unwrap()
+                    .added,
+                1,
+                "{text}"
+            );
         }
         let bad = "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at,frequency,send_at\ncid@example.org,active,,,,false,,,weekly:someday,\n";
-        let e = import(&s, bad.as_bytes()).unwrap_err().to_string();
+        let e = import(&s, bad.as_bytes(), &EditionDays::every_day())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.starts_with("line 2:") && e.contains("not a frequency"),
             "{e}"
@@ -336,14 +356,20 @@ mod tests {
             "{text}{{\"email\":\"nope\",\"status\":\"active\",\"min_upvotes\":null,\"max_items\":null}}\n"
         );
         let (_d, s) = store();
-        let e = import(&s, bad.as_bytes()).unwrap_err().to_string();
+        let e = import(&s, bad.as_bytes(), &EditionDays::every_day())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("line 3:"), "{e}");
         assert!(s.subscribers().unwrap().is_empty());
         let dup = format!("{text}{}", text.lines().next().unwrap());
-        let e = import(&s, dup.as_bytes()).unwrap_err().to_string();
+        let e = import(&s, dup.as_bytes(), &EditionDays::every_day())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("line 3") && e.contains("line 1"), "{e}");
         let csv = "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at\nann@example.org,sleeping,,,,false,,\n";
-        let e = import(&s, csv.as_bytes()).unwrap_err().to_string();
+        let e = import(&s, csv.as_bytes(), &EditionDays::every_day())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("line 2"), "{e}");
         assert!(s.subscribers().unwrap().is_empty());
     }

@@ -17,5 +17,6 @@ pub use email::{EmailError, SubscriberEmail};
 pub use paper::{Author, HttpUrl, Paper, PaperId, PaperIdError};
 pub use sighting::{SentOn, Sighting};
 pub use subscriber::{
-    Keywords, MAX_ITEMS_CAP, Preferences, PreferencesError, Status, Subscriber, SubscriberId,
+    Choices, EditionDays, Keywords, MAX_ITEMS_CAP, NOTICE_INTERVAL, Notice, Preferences,
+    PreferencesError, Status, Subscriber, SubscriberId,
 };

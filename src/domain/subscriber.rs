@@ -5,7 +5,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Frequency, SendAt, SubscriberEmail};
+use chrono::Weekday;
+
+use super::{Frequency, SendAt, SubscriberEmail, day_code};
 
 /// A random, stable identifier. Stored keys, tokens and Message-IDs use it instead of the
 /// address, so none of them reveals who the subscriber is.
@@ -82,6 +84,43 @@ pub enum PreferencesError {
     KeywordBadCharacters,
     #[error("papers per digest must be between 1 and {MAX_ITEMS_CAP}")]
     MaxItemsOutOfRange,
+    #[error(
+        "this site sends on {} only: pick one of those days for a weekly digest, or an hour of your own",
+        .0.iter().map(|d| day_code(*d)).collect::<Vec<_>>().join(", ")
+    )]
+    WeeklyDayNotSent(Vec<Weekday>),
+    #[error(
+        "this site's schedule sends no edition in the next four weeks: a weekly digest needs an hour of your own"
+    )]
+    NoEditionDays,
+}
+
+/// The weekdays the site's own schedule sends editions on. A weekly reader on that schedule
+/// must pick one of them, or they would never get a digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EditionDays(Vec<Weekday>);
+
+impl EditionDays {
+    pub fn new(days: Vec<Weekday>) -> Self {
+        Self(days)
+    }
+
+    /// A schedule with an edition every day.
+    pub fn every_day() -> Self {
+        Self(vec![
+            Weekday::Mon,
+            Weekday::Tue,
+            Weekday::Wed,
+            Weekday::Thu,
+            Weekday::Fri,
+            Weekday::Sat,
+            Weekday::Sun,
+        ])
+    }
+
+    pub fn contains(&self, day: Weekday) -> bool {
+        self.0.contains(&day)
+    }
 }
 
 /// Lower-cased, trimmed, de-duplicated keywords; a paper matches when any of them starts a
@@ -163,42 +202,103 @@ impl fmt::Display for Keywords {
     }
 }
 
-/// What a subscriber asked for. `None` means "the operator's default" (`[digest]` in the
-/// config), so a default changed later applies to everyone who never chose otherwise.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Preferences {
+/// What a subscriber asks for, before the rules are applied: [`Preferences::new`] turns it
+/// into preferences, or says what is wrong with it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Choices {
     pub min_upvotes: Option<u32>,
-    #[serde(default)]
     pub keywords: Keywords,
     pub max_items: Option<u32>,
-    /// No digests until unpaused; nothing else changes.
-    #[serde(default)]
     pub paused: bool,
-    /// Daily, or weekly on a chosen day (the week's best they were not sent).
-    #[serde(default, skip_serializing_if = "Frequency::is_daily")]
     pub frequency: Frequency,
-    /// Their own hour in their own time zone; `None`: the server's schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub send_at: Option<SendAt>,
 }
 
+/// What a subscriber asked for. `None` means "the operator's default" (`[digest]` in the
+/// config), so a default changed later applies to everyone who never chose otherwise.
+///
+/// Every way in (the CLI, the web form, an import) builds them with [`Preferences::new`],
+/// so every rule holds for all of them. Stored preferences are read back as they were
+/// accepted: a schedule changed later does not unmake them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Preferences {
+    min_upvotes: Option<u32>,
+    #[serde(default)]
+    keywords: Keywords,
+    max_items: Option<u32>,
+    /// No digests until unpaused; nothing else changes.
+    #[serde(default)]
+    paused: bool,
+    /// Daily, or weekly on a chosen day (the week's best they were not sent).
+    #[serde(default, skip_serializing_if = "Frequency::is_daily")]
+    frequency: Frequency,
+    /// Their own hour in their own time zone; `None`: the server's schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    send_at: Option<SendAt>,
+}
+
 impl Preferences {
-    pub fn new(
-        min_upvotes: Option<u32>,
-        keywords: Keywords,
-        max_items: Option<u32>,
-    ) -> Result<Self, PreferencesError> {
-        if let Some(n) = max_items
+    /// The preferences `choices` describe, if they can be kept: at most
+    /// [`MAX_ITEMS_CAP`] papers, and a weekly day on the site's schedule one of `days`.
+    pub fn new(choices: Choices, days: &EditionDays) -> Result<Self, PreferencesError> {
+        if let Some(n) = choices.max_items
             && !(1..=MAX_ITEMS_CAP).contains(&n)
         {
             return Err(PreferencesError::MaxItemsOutOfRange);
         }
+        if let (Frequency::Weekly(day), None) = (choices.frequency, choices.send_at)
+            && !days.contains(day)
+        {
+            return Err(if days.0.is_empty() {
+                PreferencesError::NoEditionDays
+            } else {
+                PreferencesError::WeeklyDayNotSent(days.0.clone())
+            });
+        }
         Ok(Self {
-            min_upvotes,
-            keywords,
-            max_items,
-            ..Self::default()
+            min_upvotes: choices.min_upvotes,
+            keywords: choices.keywords,
+            max_items: choices.max_items,
+            paused: choices.paused,
+            frequency: choices.frequency,
+            send_at: choices.send_at,
         })
+    }
+
+    /// What these preferences were made of, to change some and make them again.
+    pub fn choices(&self) -> Choices {
+        Choices {
+            min_upvotes: self.min_upvotes,
+            keywords: self.keywords.clone(),
+            max_items: self.max_items,
+            paused: self.paused,
+            frequency: self.frequency,
+            send_at: self.send_at,
+        }
+    }
+
+    pub fn min_upvotes(&self) -> Option<u32> {
+        self.min_upvotes
+    }
+
+    pub fn keywords(&self) -> &Keywords {
+        &self.keywords
+    }
+
+    pub fn max_items(&self) -> Option<u32> {
+        self.max_items
+    }
+
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    pub fn frequency(&self) -> Frequency {
+        self.frequency
+    }
+
+    pub fn send_at(&self) -> Option<SendAt> {
+        self.send_at
     }
 }
 
@@ -268,6 +368,60 @@ impl Subscriber {
     }
 }
 
+/// At most one mail about the subscription per address per hour, whatever is posted to the
+/// subscribe form: the form cannot be used to flood someone's inbox.
+pub const NOTICE_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
+
+/// A mail about the subscription itself, sent in answer to a subscribe request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notice {
+    /// "Confirm your address": the link that makes the subscription active.
+    Confirm,
+    /// "You are already subscribed": a link to the preferences instead.
+    AlreadySubscribed,
+}
+
+/// What a subscribe request for an address does. The answer on the page is the same in
+/// every case, so it reveals nothing about who is subscribed; only the mail differs.
+impl Subscriber {
+    /// A first request for an address: pending until the confirmation link is used.
+    pub fn requested(email: SubscriberEmail, preferences: Preferences, now: DateTime<Utc>) -> Self {
+        let mut s = Self::new(email, preferences, false);
+        s.confirm_nonce = Some(new_nonce());
+        s.last_notice_at = Some(now);
+        s
+    }
+
+    /// Another request for a known address, and the mail it calls for, if one may go now.
+    /// An active subscriber is told they are subscribed; anyone else (pending,
+    /// unsubscribed, bounced) gets a confirmation link, and these preferences.
+    pub fn requested_again(
+        &mut self,
+        preferences: Preferences,
+        now: DateTime<Utc>,
+    ) -> Option<Notice> {
+        let notice = if self.status == Status::Active {
+            Notice::AlreadySubscribed
+        } else {
+            self.preferences = preferences;
+            self.confirm_nonce.get_or_insert_with(new_nonce);
+            Notice::Confirm
+        };
+        let may_notify = self
+            .last_notice_at
+            .is_none_or(|t| now.signed_duration_since(t) >= NOTICE_INTERVAL);
+        may_notify.then(|| {
+            self.last_notice_at = Some(now);
+            notice
+        })
+    }
+}
+
+/// A confirmation nonce: never 0, which binds nothing.
+fn new_nonce() -> u64 {
+    rand::random::<u64>().max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -302,9 +456,62 @@ mod tests {
     }
 
     #[test]
+    fn requests_for_a_known_address_mail_at_most_once_an_hour() {
+        let email = SubscriberEmail::parse("ann@example.org").unwrap();
+        let t0 = Utc::now();
+        let mut s = Subscriber::requested(email, Preferences::default(), t0);
+        assert_eq!(s.status, Status::Pending);
+        let nonce = s.confirm_nonce.expect("a confirmation outstanding");
+        assert_eq!(s.requested_again(Preferences::default(), t0), None);
+        let later = t0 + NOTICE_INTERVAL;
+        assert_eq!(
+            s.requested_again(Preferences::default(), later),
+            Some(Notice::Confirm)
+        );
+        // The link already mailed keeps working.
+        assert_eq!(s.confirm_nonce, Some(nonce));
+        s.confirm(later);
+        let much_later = later + NOTICE_INTERVAL;
+        assert_eq!(
+            s.requested_again(Preferences::default(), much_later),
+            Some(Notice::AlreadySubscribed)
+        );
+        assert_eq!(s.status, Status::Active);
+    }
+
+    #[test]
     fn max_items_is_bounded() {
-        assert!(Preferences::new(None, Keywords::default(), Some(0)).is_err());
-        assert!(Preferences::new(None, Keywords::default(), Some(31)).is_err());
-        assert!(Preferences::new(Some(5), Keywords::default(), Some(10)).is_ok());
+        let with = |max_items| {
+            let c = Choices {
+                max_items,
+                ..Choices::default()
+            };
+            Preferences::new(c, &EditionDays::every_day())
+        };
+        assert_eq!(with(Some(0)), Err(PreferencesError::MaxItemsOutOfRange));
+        assert_eq!(with(Some(31)), Err(PreferencesError::MaxItemsOutOfRange));
+        assert!(with(Some(10)).is_ok());
+    }
+
+    #[test]
+    fn a_weekly_day_must_be_one_the_site_sends_on() {
+        let weekdays = EditionDays::new(vec![Weekday::Mon, Weekday::Tue]);
+        let weekly = |day: &str, send_at: Option<&str>| Choices {
+            frequency: Frequency::parse(&format!("weekly:{day}")).unwrap(),
+            send_at: send_at.map(|s| SendAt::parse(s).unwrap()),
+            ..Choices::default()
+        };
+        let e = Preferences::new(weekly("sat", None), &weekdays).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "this site sends on mon, tue only: pick one of those days for a weekly digest, or an hour of your own"
+        );
+        assert!(Preferences::new(weekly("tue", None), &weekdays).is_ok());
+        // With an hour of their own, any day.
+        assert!(Preferences::new(weekly("sat", Some("09:00 UTC")), &weekdays).is_ok());
+        assert_eq!(
+            Preferences::new(weekly("sat", None), &EditionDays::new(Vec::new())),
+            Err(PreferencesError::NoEditionDays)
+        );
     }
 }

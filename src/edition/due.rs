@@ -30,12 +30,12 @@ pub fn due(
     occasion: &Occasion,
     had: impl Fn(EditionDate, EditionDate) -> bool,
 ) -> Option<EditionDate> {
-    let date = match (occasion, prefs.send_at) {
+    let date = match (occasion, prefs.send_at()) {
         (Occasion::Scheduled(date), None) => *date,
         (Occasion::Tick { at, window }, Some(send_at)) => slot_due(send_at, *at, *window)?,
         _ => return None,
     };
-    match prefs.frequency {
+    match prefs.frequency() {
         Frequency::Daily => (!had(date, date)).then_some(date),
         // The week's digest on their day, and never two within a week (after a change of
         // day, too).
@@ -73,6 +73,7 @@ pub fn slot(send_at: SendAt, date: NaiveDate) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Choices, EditionDays};
     use chrono::Weekday;
 
     fn utc(s: &str) -> DateTime<Utc> {
@@ -84,11 +85,12 @@ mod tests {
     }
 
     fn prefs(frequency: Frequency, send_at: Option<&str>) -> Preferences {
-        Preferences {
+        let choices = Choices {
             frequency,
             send_at: send_at.map(|s| SendAt::parse(s).unwrap()),
             ..Default::default()
-        }
+        };
+        Preferences::new(choices, &EditionDays::every_day()).unwrap()
     }
 
     fn tick(at: &str) -> Occasion {

@@ -103,7 +103,7 @@ impl Editions {
             unsubscribe_url: self.links.unsubscribe(s.id),
             preferences_url: self.links.preferences(s.id),
             late: Vec::new(),
-            weekly: !s.preferences.frequency.is_daily(),
+            weekly: !s.preferences.frequency().is_daily(),
         }
     }
 }
@@ -264,7 +264,7 @@ impl<'a> Pages<'a> {
     }
 
     fn for_subscriber(&mut self, s: &Subscriber) -> Result<&Page<'a>, RunError> {
-        if s.preferences.frequency.is_daily() {
+        if s.preferences.frequency().is_daily() {
             return Ok(&self.daily);
         }
         if self.weekly.is_none() {
@@ -341,7 +341,7 @@ pub async fn tick(
     let mut dates = std::collections::BTreeSet::new();
     for s in editions.store.subscribers_by_id() {
         let s = s?;
-        if s.preferences.send_at.is_none() || !s.receives_digests() {
+        if s.preferences.send_at().is_none() || !s.receives_digests() {
             continue;
         }
         let before = editions.store.sent_before(s.id)?;

@@ -16,9 +16,9 @@ pub struct Effective<'a> {
 impl<'a> Effective<'a> {
     pub fn new(prefs: &'a Preferences, defaults: &DigestSettings) -> Self {
         Self {
-            min_upvotes: prefs.min_upvotes.unwrap_or(defaults.min_upvotes),
-            max_items: prefs.max_items.unwrap_or(defaults.max_items),
-            keywords: &prefs.keywords,
+            min_upvotes: prefs.min_upvotes().unwrap_or(defaults.min_upvotes),
+            max_items: prefs.max_items().unwrap_or(defaults.max_items),
+            keywords: prefs.keywords(),
         }
     }
 
@@ -201,6 +201,7 @@ pub fn select<'p>(pool: &Pool<'p>, prefs: &Effective<'_>, sent: &SentOn) -> Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{Choices, EditionDays};
 
     fn paper(id: &str, upvotes: u32, title: &str) -> Paper {
         Paper {
@@ -234,10 +235,14 @@ mod tests {
             paper("2501.00003", 20, "c"),
             paper("2501.00004", 20, "d"),
         ];
-        let prefs = Preferences {
-            max_items: Some(3),
-            ..Default::default()
-        };
+        let prefs = Preferences::new(
+            Choices {
+                max_items: Some(3),
+                ..Default::default()
+            },
+            &EditionDays::every_day(),
+        )
+        .unwrap();
         let got = select(
             &Pool::page(day(), &papers),
             &Effective::new(&prefs, &defaults()),
@@ -249,10 +254,14 @@ mod tests {
     #[test]
     fn never_twice_and_threshold() {
         let papers = vec![paper("2501.00001", 5, "a"), paper("2501.00002", 50, "b")];
-        let prefs = Preferences {
-            min_upvotes: Some(10),
-            ..Default::default()
-        };
+        let prefs = Preferences::new(
+            Choices {
+                min_upvotes: Some(10),
+                ..Default::default()
+            },
+            &EditionDays::every_day(),
+        )
+        .unwrap();
         let eff = Effective::new(&prefs, &defaults());
         let sent: SentOn = [(PaperId::parse("2501.00002").unwrap(), None)].into();
         assert!(select(&Pool::page(day(), &papers), &eff, &sent).is_empty());
@@ -271,10 +280,14 @@ mod tests {
             paper("2501.00002", 6, "Something else"),
         ];
         let by = |k: &str| {
-            let prefs = Preferences {
-                keywords: Keywords::parse_list(k).unwrap(),
-                ..Default::default()
-            };
+            let prefs = Preferences::new(
+                Choices {
+                    keywords: Keywords::parse_list(k).unwrap(),
+                    ..Default::default()
+                },
+                &EditionDays::every_day(),
+            )
+            .unwrap();
             ids(&select(
                 &Pool::page(day(), &papers),
                 &Effective::new(&prefs, &defaults()),
@@ -309,19 +322,23 @@ mod tests {
             paper("2501.00005", 30, "LLM agents"),
             paper("2501.00006", 35, "LLM routing"),
         ];
-        let prefs = Preferences {
-            min_upvotes: Some(25),
-            keywords: Keywords::parse_list("llm").unwrap(),
-            max_items: Some(2),
-            ..Default::default()
-        };
+        let prefs = Preferences::new(
+            Choices {
+                min_upvotes: Some(25),
+                keywords: Keywords::parse_list("llm").unwrap(),
+                max_items: Some(2),
+                ..Default::default()
+            },
+            &EditionDays::every_day(),
+        )
+        .unwrap();
         let sent_on = day().minus_days(3);
         let sent: SentOn = [(PaperId::parse("2501.00002").unwrap(), Some(sent_on))].into();
         let judged = judge(
             &Pool::page(day(), &papers),
             &Effective::new(&prefs, &defaults()),
             &sent,
-            |_, p| matches_keywords(p, &prefs.keywords),
+            |_, p| matches_keywords(p, prefs.keywords()),
         );
         let reasons: Vec<String> = judged.iter().map(|(_, v)| v.to_string()).collect();
         assert_eq!(
@@ -371,10 +388,14 @@ mod tests {
             on_page: 2,
             first_seen: Some(&first_seen),
         };
-        let prefs = Preferences {
-            min_upvotes: Some(25),
-            ..Default::default()
-        };
+        let prefs = Preferences::new(
+            Choices {
+                min_upvotes: Some(25),
+                ..Default::default()
+            },
+            &EditionDays::every_day(),
+        )
+        .unwrap();
         let eff = Effective::new(&prefs, &defaults());
         let verdicts: Vec<Verdict> = judge(&pool, &eff, &SentOn::new(), |_, _| true)
             .into_iter()
@@ -404,12 +425,16 @@ mod tests {
 
     #[test]
     fn explains_itself() {
-        let prefs = Preferences {
-            min_upvotes: Some(20),
-            keywords: Keywords::parse_list("llm, rag").unwrap(),
-            max_items: Some(5),
-            ..Default::default()
-        };
+        let prefs = Preferences::new(
+            Choices {
+                min_upvotes: Some(20),
+                keywords: Keywords::parse_list("llm, rag").unwrap(),
+                max_items: Some(5),
+                ..Default::default()
+            },
+            &EditionDays::every_day(),
+        )
+        .unwrap();
         assert_eq!(
             Effective::new(&prefs, &defaults()).explain(),
             "up to 5 trending papers with at least 20 upvotes matching llm, rag that you have not been sent before"
@@ -420,6 +445,7 @@ mod tests {
 #[cfg(test)]
 mod properties {
     use super::*;
+    use crate::domain::{Choices, EditionDays};
     use proptest::prelude::*;
 
     fn arb_papers() -> impl Strategy<Value = Vec<Paper>> {
@@ -439,46 +465,47 @@ mod properties {
     }
 
     proptest! {
-        #[test]
-        fn selection_keeps_every_promise(
-            papers in arb_papers(),
-            sent_ids in prop::collection::hash_set(0u32..40, 0..20),
-            min in 0u32..150,
-            max in 1u32..12,
-            keyword in any::<bool>(),
-        ) {
-            let sent: SentOn = sent_ids
-                .iter()
-                .map(|n| (PaperId::parse(&format!("2501.{n:05}")).unwrap(), None))
-                .collect();
-            let prefs = Preferences {
-                min_upvotes: Some(min),
-                max_items: Some(max),
-                keywords: if keyword { Keywords::parse_list("llm").unwrap() } else { Keywords::default() },
-                ..Default::default()
-            };
-            let defaults = DigestSettings { max_items: 10, min_upvotes: 0, retention_days: 180 };
-            let eff = Effective::new(&prefs, &defaults);
-            let day = EditionDate::parse("2025-12-09").unwrap();
-            let chosen = select(&Pool::page(day, &papers), &eff, &sent);
+            #[test]
+            fn selection_keeps_every_promise(
+                papers in arb_papers(),
+                sent_ids in prop::collection::hash_set(0u32..40, 0..20),
+                min in 0u32..150,
+                max in 1u32..12,
+                keyword in any::<bool>(),
+            ) {
+                let sent: SentOn = sent_ids
+                    .iter()
+                    .map(|n| (PaperId::parse(&format!("2501.{n:05}")).unwrap(), None))
+                    .collect();
+                let prefs = Preferences::new(
+    Choices {
+                    min_upvotes: Some(min),
+                    max_items: Some(max),
+                    keywords: if keyword { Keywords::parse_list("llm").unwrap() } else { Keywords::default() },
+                    ..Default::default()
+                }, &EditionDays::every_day()).unwrap();
+                let defaults = DigestSettings { max_items: 10, min_upvotes: 0, retention_days: 180 };
+                let eff = Effective::new(&prefs, &defaults);
+                let day = EditionDate::parse("2025-12-09").unwrap();
+                let chosen = select(&Pool::page(day, &papers), &eff, &sent);
 
-            prop_assert!(chosen.len() <= max as usize);
-            let ids: HashSet<_> = chosen.iter().map(|p| &p.id).collect();
-            prop_assert_eq!(ids.len(), chosen.len(), "a paper twice in one digest");
-            for p in &chosen {
-                prop_assert!(!sent.contains_key(&p.id), "a paper sent before");
-                prop_assert!(p.upvotes >= min);
-                prop_assert!(!keyword || p.title.contains("LLM"));
-            }
-            prop_assert!(chosen.windows(2).all(|w| w[0].upvotes >= w[1].upvotes));
-            // Nothing eligible was left out for something with fewer upvotes.
-            let eligible = papers.iter().filter(|p| {
-                !sent.contains_key(&p.id) && p.upvotes >= min && (!keyword || p.title.contains("LLM"))
-            });
-            let floor = chosen.last().map_or(u32::MAX, |p| p.upvotes);
-            for p in eligible {
-                prop_assert!(ids.contains(&p.id) || (chosen.len() == max as usize && p.upvotes <= floor));
+                prop_assert!(chosen.len() <= max as usize);
+                let ids: HashSet<_> = chosen.iter().map(|p| &p.id).collect();
+                prop_assert_eq!(ids.len(), chosen.len(), "a paper twice in one digest");
+                for p in &chosen {
+                    prop_assert!(!sent.contains_key(&p.id), "a paper sent before");
+                    prop_assert!(p.upvotes >= min);
+                    prop_assert!(!keyword || p.title.contains("LLM"));
+                }
+                prop_assert!(chosen.windows(2).all(|w| w[0].upvotes >= w[1].upvotes));
+                // Nothing eligible was left out for something with fewer upvotes.
+                let eligible = papers.iter().filter(|p| {
+                    !sent.contains_key(&p.id) && p.upvotes >= min && (!keyword || p.title.contains("LLM"))
+                });
+                let floor = chosen.last().map_or(u32::MAX, |p| p.upvotes);
+                for p in eligible {
+                    prop_assert!(ids.contains(&p.id) || (chosen.len() == max as usize && p.upvotes <= floor));
+                }
             }
         }
-    }
 }

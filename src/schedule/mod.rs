@@ -12,7 +12,7 @@ use cron::Schedule;
 use tokio::sync::watch;
 
 use crate::config::ScheduleSettings;
-use crate::domain::{EditionDate, Frequency, Preferences, day_code};
+use crate::domain::{EditionDate, EditionDays};
 use crate::edition::{self, Editions};
 use crate::store::Store;
 
@@ -78,24 +78,10 @@ pub fn weekdays(schedule: &Schedule, tz: Tz, now: DateTime<Utc>) -> Vec<chrono::
     days
 }
 
-/// A weekly subscriber on the site's schedule must have chosen a day the schedule sends
-/// on, or they would never get a digest.
-pub fn check_weekly(prefs: &Preferences, settings: &ScheduleSettings) -> Result<(), String> {
-    let (Frequency::Weekly(day), None) = (prefs.frequency, prefs.send_at) else {
-        return Ok(());
-    };
-    let days = weekdays(settings.cron.schedule(), settings.tz(), Utc::now());
-    if days.contains(&day) {
-        return Ok(());
-    }
-    if days.is_empty() {
-        return Err("this site's schedule sends no edition in the next four weeks: a weekly digest needs an hour of your own".into());
-    }
-    let names: Vec<&str> = days.iter().map(|d| day_code(*d)).collect();
-    Err(format!(
-        "this site sends on {} only: pick one of those days for a weekly digest, or an hour of your own",
-        names.join(", ")
-    ))
+/// The days the schedule sends editions on (in the next four weeks from `now`): a weekly
+/// subscriber on the site's schedule must pick one of them.
+pub fn edition_days(settings: &ScheduleSettings, now: DateTime<Utc>) -> EditionDays {
+    EditionDays::new(weekdays(settings.cron.schedule(), settings.tz(), now))
 }
 
 /// The edition a scheduled time is for: its day in the schedule's time zone.
@@ -293,19 +279,8 @@ mod tests {
         let days = weekdays(&weekdays_at_8(), tz, utc("2026-03-28T12:00:00Z"));
         assert_eq!(days.len(), 5);
         assert!(!days.contains(&chrono::Weekday::Sat));
-        let settings = ScheduleSettings::default();
-        let mut prefs = Preferences {
-            frequency: Frequency::parse("weekly:sat").unwrap(),
-            ..Default::default()
-        };
-        let e = check_weekly(&prefs, &settings).unwrap_err();
-        assert!(e.contains("mon, tue, wed, thu, fri only"), "{e}");
-        prefs.frequency = Frequency::parse("weekly:tue").unwrap();
-        assert!(check_weekly(&prefs, &settings).is_ok());
-        // With an hour of their own, any day.
-        prefs.frequency = Frequency::parse("weekly:sat").unwrap();
-        prefs.send_at = Some(crate::domain::SendAt::parse("09:00 UTC").unwrap());
-        assert!(check_weekly(&prefs, &settings).is_ok());
+        let days = edition_days(&ScheduleSettings::default(), utc("2026-03-28T12:00:00Z"));
+        assert!(days.contains(chrono::Weekday::Fri) && !days.contains(chrono::Weekday::Sun));
     }
 
     #[test]

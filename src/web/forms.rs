@@ -2,7 +2,9 @@
 
 use serde::Deserialize;
 
-use crate::domain::{Frequency, Keywords, MAX_ITEMS_CAP, Preferences, SendAt, SubscriberEmail};
+use crate::domain::{
+    Choices, EditionDays, Frequency, Keywords, MAX_ITEMS_CAP, Preferences, SendAt, SubscriberEmail,
+};
 
 /// The most a single field may hold; longer input is refused before any parsing.
 const MAX_FIELD: usize = 1000;
@@ -62,14 +64,17 @@ impl FormValues {
     pub fn from_preferences(p: &Preferences) -> Self {
         Self {
             email: String::new(),
-            keywords: p.keywords.to_string(),
-            min_upvotes: p.min_upvotes.map(|n| n.to_string()).unwrap_or_default(),
-            max_items: p.max_items.map(|n| n.to_string()).unwrap_or_default(),
-            paused: p.paused,
-            frequency: p.frequency.to_string(),
-            send_hour: p.send_at.map(|s| s.hour().to_string()).unwrap_or_default(),
+            keywords: p.keywords().to_string(),
+            min_upvotes: p.min_upvotes().map(|n| n.to_string()).unwrap_or_default(),
+            max_items: p.max_items().map(|n| n.to_string()).unwrap_or_default(),
+            paused: p.paused(),
+            frequency: p.frequency().to_string(),
+            send_hour: p
+                .send_at()
+                .map(|s| s.hour().to_string())
+                .unwrap_or_default(),
             timezone: p
-                .send_at
+                .send_at()
                 .map(|s| s.zone().name().to_string())
                 .unwrap_or_default(),
         }
@@ -161,7 +166,7 @@ fn preferences(
     max_items: &str,
     paused: bool,
     errors: &mut Vec<String>,
-) -> Option<Preferences> {
+) -> Option<Choices> {
     let keywords = if keywords.len() > MAX_FIELD {
         errors.push(format!(
             "Keywords may have at most {MAX_FIELD} characters in all."
@@ -179,11 +184,22 @@ fn preferences(
             "Papers per digest must be between 1 and {MAX_ITEMS_CAP}."
         ));
     }
-    let mut prefs = Preferences::new(min_upvotes, keywords?, max_items.filter(|n| *n > 0))
-        .map_err(|e| errors.push(format!("{e}.")))
-        .ok()?;
-    prefs.paused = paused;
-    errors.is_empty().then_some(prefs)
+    let choices = Choices {
+        min_upvotes,
+        keywords: keywords?,
+        max_items: max_items.filter(|n| *n > 0),
+        paused,
+        ..Choices::default()
+    };
+    errors.is_empty().then_some(choices)
+}
+
+/// The preferences `choices` make, or the rule they break as one more error.
+fn kept(choices: Choices, days: &EditionDays, errors: &mut Vec<String>) -> Option<Preferences> {
+    Preferences::new(choices, days)
+        // The form's own checks catch every other rule first: what is left is the day.
+        .map_err(|e| errors.push(format!("How often: {e}.")))
+        .ok()
 }
 
 impl SubscribeForm {
@@ -198,7 +214,7 @@ impl SubscribeForm {
     }
 
     /// The address and preferences, or every problem found, in the order of the form.
-    pub fn parse(&self) -> Result<(SubscriberEmail, Preferences), Vec<String>> {
+    pub fn parse(&self, days: &EditionDays) -> Result<(SubscriberEmail, Preferences), Vec<String>> {
         let mut errors = Vec::new();
         let email = SubscriberEmail::parse(&self.email)
             .map_err(|e| errors.push(format!("Email address: {e}.")))
@@ -209,7 +225,8 @@ impl SubscribeForm {
             &self.max_items,
             false,
             &mut errors,
-        );
+        )
+        .and_then(|c| kept(c, days, &mut errors));
         match (email, prefs) {
             (Some(e), Some(p)) if errors.is_empty() => Ok((e, p)),
             _ => Err(errors),
@@ -233,10 +250,14 @@ impl PreferencesForm {
 
     /// The preferences, or every problem found. A send hour without a zone is in
     /// `default_zone` (the server's).
-    pub fn parse(&self, default_zone: &str) -> Result<Preferences, Vec<String>> {
+    pub fn parse(
+        &self,
+        default_zone: &str,
+        days: &EditionDays,
+    ) -> Result<Preferences, Vec<String>> {
         let mut errors = Vec::new();
         let (frequency, send_at) = cadence(self, default_zone, &mut errors);
-        let mut prefs = preferences(
+        let choices = preferences(
             &self.keywords,
             &self.min_upvotes,
             &self.max_items,
@@ -247,9 +268,12 @@ impl PreferencesForm {
         if !errors.is_empty() {
             return Err(errors);
         }
-        prefs.frequency = frequency;
-        prefs.send_at = send_at;
-        Ok(prefs)
+        let choices = Choices {
+            frequency,
+            send_at,
+            ..choices
+        };
+        kept(choices, days, &mut errors).ok_or(errors)
     }
 }
 
@@ -270,13 +294,15 @@ mod tests {
     #[test]
     fn a_good_form() {
         let (e, p) = form("Ann@Example.org", "LLM, agents", "10", "5")
-            .parse()
+            .parse(&EditionDays::every_day())
             .unwrap();
         assert_eq!(e.as_str(), "ann@example.org");
-        assert_eq!(p.min_upvotes, Some(10));
-        assert_eq!(p.max_items, Some(5));
-        assert_eq!(p.keywords.as_slice(), ["llm", "agents"]);
-        let (_, p) = form("a@example.org", "", "", "").parse().unwrap();
+        assert_eq!(p.min_upvotes(), Some(10));
+        assert_eq!(p.max_items(), Some(5));
+        assert_eq!(p.keywords().as_slice(), ["llm", "agents"]);
+        let (_, p) = form("a@example.org", "", "", "")
+            .parse(&EditionDays::every_day())
+            .unwrap();
         assert_eq!(p, Preferences::default());
     }
 
@@ -288,19 +314,28 @@ mod tests {
             timezone: zone.into(),
             ..Default::default()
         };
-        let p = form("weekly:fri", "7", "Asia/Tokyo").parse("UTC").unwrap();
-        assert_eq!(p.frequency.to_string(), "weekly:fri");
-        assert_eq!(p.send_at.unwrap().to_string(), "07:00 Asia/Tokyo");
-        let p = form("daily", "", "Asia/Tokyo").parse("UTC").unwrap();
-        assert_eq!(p.send_at, None);
-        let p = form("", "23", "").parse("Europe/Berlin").unwrap();
-        assert_eq!(p.send_at.unwrap().to_string(), "23:00 Europe/Berlin");
+        let p = form("weekly:fri", "7", "Asia/Tokyo")
+            .parse("UTC", &EditionDays::every_day())
+            .unwrap();
+        assert_eq!(p.frequency().to_string(), "weekly:fri");
+        assert_eq!(p.send_at().unwrap().to_string(), "07:00 Asia/Tokyo");
+        let p = form("daily", "", "Asia/Tokyo")
+            .parse("UTC", &EditionDays::every_day())
+            .unwrap();
+        assert_eq!(p.send_at(), None);
+        let p = form("", "23", "")
+            .parse("Europe/Berlin", &EditionDays::every_day())
+            .unwrap();
+        assert_eq!(p.send_at().unwrap().to_string(), "23:00 Europe/Berlin");
         let errors = form("fortnightly", "25", "Nowhere/Land")
-            .parse("UTC")
+            .parse("UTC", &EditionDays::every_day())
             .unwrap_err();
         assert_eq!(errors.len(), 2, "{errors:?}");
-        let values =
-            FormValues::from_preferences(&form("weekly:sun", "6", "UTC").parse("UTC").unwrap());
+        let values = FormValues::from_preferences(
+            &form("weekly:sun", "6", "UTC")
+                .parse("UTC", &EditionDays::every_day())
+                .unwrap(),
+        );
         assert!(
             values
                 .frequency_options()
@@ -318,11 +353,13 @@ mod tests {
     #[test]
     fn every_problem_is_reported() {
         let errors = form("nope", &"k".repeat(70), "-3", "99")
-            .parse()
+            .parse(&EditionDays::every_day())
             .unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].starts_with("Email address"));
-        let errors = form("a@example.org", "", "", "0").parse().unwrap_err();
+        let errors = form("a@example.org", "", "", "0")
+            .parse(&EditionDays::every_day())
+            .unwrap_err();
         assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }

@@ -15,11 +15,7 @@ use crate::tokens::Links;
 /// How long a confirm link works.
 pub const CONFIRM_VALID_HOURS: i64 = 48;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Notice {
-    Confirm,
-    AlreadySubscribed,
-}
+pub use crate::domain::Notice;
 
 #[derive(Template)]
 #[template(path = "notice.html")]

@@ -22,8 +22,6 @@ use crate::web::notices::Notice;
 
 type Shared = State<Arc<WebState>>;
 
-/// At most one mail about the subscription per address per hour, whatever is posted.
-const NOTICE_INTERVAL: chrono::Duration = chrono::Duration::hours(1);
 const SAMPLE_SIZE: usize = 5;
 
 #[derive(Deserialize)]
@@ -212,7 +210,8 @@ pub async fn subscribe(
         // A bot filled in the hidden field: answer as usual, do nothing.
         return Ok(check_your_inbox());
     }
-    let (email, prefs) = match form.parse() {
+    let days = crate::schedule::edition_days(&app.schedule, Utc::now());
+    let (email, prefs) = match form.parse(&days) {
         Ok(ok) => ok,
         Err(errors) => {
             let p = index_page(app, form.values(), errors)?;
@@ -227,33 +226,18 @@ pub async fn subscribe(
     let notice = {
         let _guard = state.subscribe_lock.lock().await;
         let now = Utc::now();
-        let may_notify = |s: &Subscriber| {
-            s.last_notice_at
-                .is_none_or(|t| now.signed_duration_since(t) >= NOTICE_INTERVAL)
-        };
-        let (mut s, notice) = match app.store.subscriber(&email)? {
+        let (s, notice) = match app.store.subscriber(&email)? {
             None => {
-                let mut s = Subscriber::new(email.clone(), prefs, false);
-                s.confirm_nonce = Some(new_nonce());
+                let s = Subscriber::requested(email, prefs, now);
                 app.store.add_subscriber(&s)?;
                 (s, Some(Notice::Confirm))
             }
-            Some(s) if s.status == Status::Active => {
-                let n = may_notify(&s).then_some(Notice::AlreadySubscribed);
-                (s, n)
-            }
             Some(mut s) => {
-                // Pending, unsubscribed or bounced: they confirm (again) to get digests.
-                s.preferences = prefs;
-                s.confirm_nonce.get_or_insert_with(new_nonce);
-                let n = may_notify(&s).then_some(Notice::Confirm);
-                (s, n)
+                let notice = s.requested_again(prefs, now);
+                app.store.update_subscriber(&s)?;
+                (s, notice)
             }
         };
-        if notice.is_some() {
-            s.last_notice_at = Some(now);
-        }
-        app.store.update_subscriber(&s)?;
         app.store.flush().await?;
         notice.map(|n| (s, n))
     };
@@ -270,10 +254,6 @@ pub async fn subscribe(
         });
     }
     Ok(check_your_inbox())
-}
-
-fn new_nonce() -> u64 {
-    rand::random::<u64>().max(1)
 }
 
 /// The subscriber a confirm token belongs to, if the token is valid now.
@@ -501,12 +481,8 @@ pub async fn save_preferences(
     let app = &*state;
     let mut s = token_owner(app, Purpose::Preferences, &q.token)?;
     let Form(form) = form.map_err(form_rejection)?;
-    let parsed = form.parse(app.schedule.tz().name()).and_then(|p| {
-        match crate::schedule::check_weekly(&p, &app.schedule) {
-            Ok(()) => Ok(p),
-            Err(e) => Err(vec![format!("How often: {e}.")]),
-        }
-    });
+    let days = crate::schedule::edition_days(&app.schedule, Utc::now());
+    let parsed = form.parse(app.schedule.tz().name(), &days);
     match parsed {
         Err(errors) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,

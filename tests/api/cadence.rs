@@ -251,3 +251,48 @@ async fn a_weekly_digest_gathers_the_week_on_its_day() {
         r.stderr
     );
 }
+
+/// The site's schedule (weekdays at 8) sends nothing on Saturdays, so a weekly reader on it
+/// cannot have Saturday: not from `subscribers add`, and not from an import either (the
+/// preferences are built by one constructor, whatever the way in). With an hour of their
+/// own, any day is theirs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_weekly_day_the_site_never_sends_on_is_refused_at_every_entry_point() {
+    let pages = PageServer::start(page(0, 3)).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    let refused = "this site sends on mon, tue, wed, thu, fri only";
+
+    let r = app.run(&["subscribers", "add", "sat@example.org", "--weekly", "sat"]);
+    assert!(!r.ok() && r.stderr.contains(refused), "{}", r.stderr);
+
+    let file = app.dir.path().join("import.jsonl");
+    std::fs::write(
+        &file,
+        concat!(
+            "{\"email\":\"fri@example.org\",\"status\":\"active\",\"frequency\":\"weekly:fri\"}\n",
+            "{\"email\":\"sat@example.org\",\"status\":\"active\",\"frequency\":\"weekly:sat\"}\n",
+        ),
+    )
+    .unwrap();
+    let r = app.run(&["subscribers", "import", file.to_str().unwrap()]);
+    assert!(!r.ok(), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("line 2:") && r.stderr.contains(refused),
+        "{}",
+        r.stderr
+    );
+    // A bad line applies nothing: not even the good one before it.
+    let listed = app.run(&["subscribers", "list", "--json"]).stdout;
+    assert!(!listed.contains("fri@example.org"), "{listed}");
+
+    std::fs::write(
+        &file,
+        "{\"email\":\"sat@example.org\",\"status\":\"active\",\"frequency\":\"weekly:sat\",\"send_at\":\"09:00 UTC\"}\n",
+    )
+    .unwrap();
+    let r = app.run(&["subscribers", "import", file.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let listed = app.run(&["subscribers", "list", "--json"]).stdout;
+    assert!(listed.contains("sat@example.org"), "{listed}");
+}

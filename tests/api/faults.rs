@@ -195,7 +195,12 @@ async fn kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight(
     app.set("mail.smtp.concurrency", concurrency as i64);
     let subscribers = 300;
     app.seed(subscribers, |i| {
-        paperboy::domain::Preferences::new(Some(i % 50), Default::default(), Some(1 + i % 5))
+        let choices = paperboy::domain::Choices {
+            min_upvotes: Some(i % 50),
+            max_items: Some(1 + i % 5),
+            ..Default::default()
+        };
+        paperboy::domain::Preferences::new(choices, &paperboy::domain::EditionDays::every_day())
             .unwrap()
     })
     .await;

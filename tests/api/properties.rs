@@ -78,7 +78,13 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let mut app = open(dir.path());
         for (i, (min, max)) in mins.iter().zip(&maxes).enumerate() {
-            let prefs = Preferences::new(Some(*min), Keywords::default(), Some(*max)).unwrap();
+            let choices = paperboy::domain::Choices {
+                min_upvotes: Some(*min),
+                keywords: Keywords::default(),
+                max_items: Some(*max),
+                ..Default::default()
+            };
+            let prefs = Preferences::new(choices, &paperboy::domain::EditionDays::every_day()).unwrap();
             let s = Subscriber::new(SubscriberEmail::parse(&format!("s{i}@example.org")).unwrap(), prefs, true);
             app.store.add_subscriber(&s).unwrap();
         }

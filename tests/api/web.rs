@@ -483,12 +483,16 @@ async fn subscribe_is_rate_limited() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preferences_change_the_next_digest() {
     let w = spawn_web("").await;
-    let mut s = paperboy::domain::Subscriber::new(
+    let ten = paperboy::domain::Choices {
+        max_items: Some(10),
+        ..Default::default()
+    };
+    let s = paperboy::domain::Subscriber::new(
         SubscriberEmail::parse("ann@example.org").unwrap(),
-        Default::default(),
+        paperboy::domain::Preferences::new(ten, &paperboy::domain::EditionDays::every_day())
+            .unwrap(),
         true,
     );
-    s.preferences.max_items = Some(10);
     w.store.add_subscriber(&s).unwrap();
     let url = w.links.preferences(s.id);
     let r = w.get(&url).await;
