@@ -1,7 +1,11 @@
 //! Time to get an edition's papers: fetch-and-parse of the 36-paper trending page from a
-//! loopback HTTP server, next to the parse alone, so the two can be compared.
+//! loopback HTTP server, next to the parse alone, so the two can be compared; the parse of
+//! every real page in the fixtures; and the parse of hostile pages (deeply nested inline
+//! elements, which make HTML tree building slow) to see how the cost grows with them.
 //!
-//! `cargo bench --bench parse`
+//! `cargo bench --bench parse` (add `-- --warm-up-time 1 --measurement-time 3` for a short
+//! run). Two versions of the parser are compared with criterion's baselines: run with
+//! `-- --save-baseline before` on the one, `-- --baseline before` on the other.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -14,6 +18,26 @@ use paperboy::source::{HfSource, parse_listing};
 
 const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
 const PAPERS: usize = 36;
+
+/// Every real page in the fixtures, with its number of papers.
+const PAGES: [(&str, &str, usize); 4] = [
+    (
+        "trending-2025-12-08",
+        include_str!("../tests/fixtures/hf/trending-2025-12-08.html"),
+        26,
+    ),
+    ("trending-2025-12-09", FIXTURE, PAPERS),
+    (
+        "date-2025-12-09",
+        include_str!("../tests/fixtures/hf/date-2025-12-09.html"),
+        12,
+    ),
+    (
+        "empty-day",
+        include_str!("../tests/fixtures/hf/empty-day.html"),
+        0,
+    ),
+];
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -77,5 +101,48 @@ fn bench_parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse);
+fn bench_pages(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pages");
+    for (name, page, papers) in PAGES {
+        let listing = parse_listing(page).expect("the fixture parses");
+        assert_eq!(listing.papers.len(), papers, "{name}");
+        group.throughput(Throughput::Bytes(page.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| parse_listing(black_box(page)).expect("parse"))
+        });
+    }
+    group.finish();
+}
+
+/// A page of one paper behind `depth` unclosed `<b><i>` pairs. With `exact_marker`, the
+/// island's `data-target="DailyPapers"` is written as the site writes it; without, in single
+/// quotes, which HTML reads the same but a search for the site's exact text does not find.
+fn nested_inline_page(depth: usize, exact_marker: bool) -> String {
+    let quote = if exact_marker { '"' } else { '\'' };
+    format!(
+        "<!doctype html><html><body>{}<div class=\"SVELTE_HYDRATER contents\" \
+         data-target={quote}DailyPapers{quote} data-props=\"{{&quot;dailyPapers&quot;:[{{\
+         &quot;paper&quot;:{{&quot;id&quot;:&quot;2501.00001&quot;,&quot;title&quot;:&quot;T\
+         &quot;}}}}]}}\"></div></body></html>",
+        "<b><i>".repeat(depth)
+    )
+}
+
+fn bench_hostile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nested_inline");
+    group.sample_size(10);
+    for depth in [2_500, 5_000, 10_000] {
+        for (marker, exact) in [("exact_marker", true), ("quoted_marker", false)] {
+            let page = nested_inline_page(depth, exact);
+            let listing = parse_listing(&page).expect("the island is found");
+            assert_eq!(listing.papers.len(), 1, "{depth} {marker}");
+            group.bench_function(format!("{marker}/{depth}"), |b| {
+                b.iter(|| parse_listing(black_box(&page)).expect("parse"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_pages, bench_hostile);
 criterion_main!(benches);
