@@ -1,7 +1,11 @@
 //! Time to get an edition's papers: fetch-and-parse of the 36-paper trending page from a
-//! loopback HTTP server, next to the parse alone, so the two can be compared.
+//! loopback HTTP server, next to the parse alone, so the two can be compared; the parse of
+//! every real page in the fixtures; and the parse of hostile pages (deeply nested elements,
+//! which make HTML tree building slow) to see how the cost grows with them.
 //!
-//! `cargo bench --bench parse`
+//! `cargo bench --bench parse` (add `-- --warm-up-time 1 --measurement-time 3` for a short
+//! run). Two versions of the parser are compared with criterion's baselines: run with
+//! `-- --save-baseline before` on the one, `-- --baseline before` on the other.
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -14,6 +18,26 @@ use paperboy::source::{HfSource, parse_listing};
 
 const FIXTURE: &str = include_str!("../tests/fixtures/hf/trending-2025-12-09.html");
 const PAPERS: usize = 36;
+
+/// Every real page in the fixtures, with its number of papers.
+const PAGES: [(&str, &str, usize); 4] = [
+    (
+        "trending-2025-12-08",
+        include_str!("../tests/fixtures/hf/trending-2025-12-08.html"),
+        26,
+    ),
+    ("trending-2025-12-09", FIXTURE, PAPERS),
+    (
+        "date-2025-12-09",
+        include_str!("../tests/fixtures/hf/date-2025-12-09.html"),
+        12,
+    ),
+    (
+        "empty-day",
+        include_str!("../tests/fixtures/hf/empty-day.html"),
+        0,
+    ),
+];
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -77,5 +101,57 @@ fn bench_parse(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_parse);
+fn bench_pages(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pages");
+    for (name, page, papers) in PAGES {
+        let listing = parse_listing(page).expect("the fixture parses");
+        assert_eq!(listing.papers.len(), papers, "{name}");
+        group.throughput(Throughput::Bytes(page.len() as u64));
+        group.bench_function(name, |b| {
+            b.iter(|| parse_listing(black_box(page)).expect("parse"))
+        });
+    }
+    group.finish();
+}
+
+/// A page of one paper inside `depth` nested elements: unclosed `<b><i>` pairs (inline
+/// formatting elements, which HTML tree building reopens and reconstructs), or `<div>`s
+/// closed after the island.
+fn nested_page(depth: usize, inline: bool) -> String {
+    let island = "<div class=\"SVELTE_HYDRATER contents\" data-target=\"DailyPapers\" \
+        data-props=\"{&quot;dailyPapers&quot;:[{&quot;paper&quot;:{&quot;id&quot;:\
+        &quot;2501.00001&quot;,&quot;title&quot;:&quot;T&quot;}}]}\"></div>";
+    let (open, close) = if inline {
+        ("<b><i>".repeat(depth), String::new())
+    } else {
+        ("<div>".repeat(depth), "</div>".repeat(depth))
+    };
+    format!("<!doctype html><html><body>{open}{island}{close}</body></html>")
+}
+
+fn bench_hostile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("nested");
+    group.sample_size(10);
+    // `cargo test` runs each case once, in a debug build, where 10,000 nested blocks take
+    // some 20 s: there the smallest depth is enough to show the bench still works.
+    let depths: &[usize] = if std::env::args().any(|a| a == "--bench") {
+        &[2_500, 5_000, 10_000]
+    } else {
+        &[2_500]
+    };
+    for (shape, inline) in [("inline", true), ("block", false)] {
+        for &depth in depths {
+            let page = nested_page(depth, inline);
+            let listing = parse_listing(&page).expect("the island is found");
+            assert_eq!(listing.papers.len(), 1, "{shape} {depth}");
+            group.throughput(Throughput::Bytes(page.len() as u64));
+            group.bench_function(format!("{shape}/{depth}"), |b| {
+                b.iter(|| parse_listing(black_box(&page)).expect("parse"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_parse, bench_pages, bench_hostile);
 criterion_main!(benches);
