@@ -150,7 +150,7 @@ pub async fn send_pending(
     .await
     {
         outcome.deferred = queue.len();
-        outcome.last_error = Some(e.to_string());
+        outcome.last_error = Some(crate::telemetry::one_line(&e));
         return Ok(outcome);
     }
     if let Some(eta) = Pacer::estimate(smtp, queue.len()) {

@@ -28,6 +28,7 @@ use crate::store::{
 };
 use crate::telemetry::metrics;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::one_line;
 use crate::tokens::Links;
 use deliver::SendOutcome;
 
@@ -437,7 +438,7 @@ async fn compact_if_grown(store: &crate::store::Store) {
         ),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "compacting the store failed")
+            tracing::warn!(error = %one_line(&e), "compacting the store failed")
         }
         Err(e) => tracing::warn!(error = %e, "compacting the store panicked"),
     }

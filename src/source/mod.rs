@@ -20,6 +20,7 @@ pub use recorded::Source;
 
 use crate::config::SourceSettings;
 use crate::domain::{EditionDate, Paper};
+use crate::telemetry::one_line;
 use fetch::{Feed, Fetcher};
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +174,7 @@ impl HfSource {
                 match self.fetcher.fetch_once(&self.recent, day).await {
                     Ok(listing) => Some(listing.papers),
                     Err(error) => {
-                        tracing::warn!(%error, day = %day, "skipping a recent day's list");
+                        tracing::warn!(error = %one_line(&error), day = %day, "skipping a recent day's list");
                         None
                     }
                 }

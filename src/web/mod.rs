@@ -28,6 +28,7 @@ use crate::edition::Editions;
 use crate::source::Source;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::one_line;
 use crate::tokens::Links;
 
 pub use limits::Limits;
@@ -257,7 +258,7 @@ impl IntoResponse for WebError {
                     .with_link(home.0, home.1),
             ),
             e @ (WebError::Store(_) | WebError::Render(_)) => {
-                tracing::error!(error = %e, "error while serving a page");
+                tracing::error!(error = %one_line(&e), "error while serving a page");
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &MessagePage::new(
