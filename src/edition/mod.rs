@@ -111,11 +111,11 @@ impl Editions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("source failed: {0}")]
+    #[error("source failed")]
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("rendering failed: {0}")]
+    #[error("rendering failed")]
     Render(#[from] RenderError),
 }
 

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use askama::Template;
 
 use crate::domain::{EditionDate, Paper, PaperId, Sighting};
+use crate::telemetry::Flat;
 
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
 /// is ASCII (see [`ascii_html`]) and normally goes as it is, so these are the bytes on the
@@ -22,12 +23,18 @@ const TEXT_WIDTH: usize = 72;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("template error: {0}")]
-    Template(#[from] askama::Error),
-    #[error("CSS inlining failed: {0}")]
-    Inline(String),
+    #[error("template error")]
+    Template(#[source] Flat<askama::Error>),
+    #[error("CSS inlining failed")]
+    Inline(#[source] Flat<css_inline::InlineError>),
     #[error("the rendered digest has an unexpected shape: {0}")]
     Shape(&'static str),
+}
+
+impl From<askama::Error> for RenderError {
+    fn from(e: askama::Error) -> Self {
+        RenderError::Template(Flat(e))
+    }
 }
 
 pub struct GithubView {
@@ -285,7 +292,7 @@ impl EditionTemplate {
         .render()?;
         // The dark-mode and small-screen rules cannot be inlined; their <style> block is
         // marked `data-css-inline="keep"` in the template and survives as it is.
-        let inlined = css_inline::inline(&html).map_err(|e| RenderError::Inline(e.to_string()))?;
+        let inlined = css_inline::inline(&html).map_err(|e| RenderError::Inline(Flat(e)))?;
         // Plain ASCII, so the HTML part goes as 7bit, with no per-message encoding.
         let inlined = ascii_html(&inlined);
 

@@ -25,7 +25,7 @@ use fetch::{Feed, Fetcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{last} (gave up after {attempts} attempts)")]
+    #[error("gave up after {attempts} attempts")]
     GaveUp {
         attempts: u32,
         #[source]
@@ -44,7 +44,7 @@ pub enum SourceError {
     Http { url: String, status: u16 },
     #[error("{url} sent more than {limit} bytes; refusing to read on")]
     TooLarge { url: String, limit: u64 },
-    #[error("{url}: {source}")]
+    #[error("{url}")]
     Parse {
         url: String,
         #[source]
@@ -59,7 +59,7 @@ pub enum SourceError {
         got: EditionDate,
     },
     /// With several sources, which one failed: its config key.
-    #[error("{key}: {error}")]
+    #[error("{key}")]
     Of {
         key: String,
         #[source]

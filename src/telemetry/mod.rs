@@ -26,6 +26,20 @@ pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+/// A library's error whose message already quotes its cause, as lettre's, askama's and
+/// css-inline's do: held as the source of one of ours, it ends the chain, so that
+/// [`one_line`] prints that cause once. The error itself stays at hand in `.0`.
+#[derive(Debug, Clone)]
+pub struct Flat<E>(pub E);
+
+impl<E: std::fmt::Display> std::fmt::Display for Flat<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for Flat<E> {}
+
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let format = std::env::var("PAPERBOY_LOG_FORMAT").unwrap_or_default();
