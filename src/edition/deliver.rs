@@ -330,7 +330,7 @@ impl Shared {
         let message = self
             .template
             .digest(&d.papers, &personal)
-            .map_err(|e| SendError::Permanent(e.to_string()))
+            .map_err(SendError::permanent_from)
             .and_then(|r| {
                 editions.mailer.build(Outgoing {
                     to: &sub.email,
@@ -344,7 +344,7 @@ impl Shared {
         let message = match message {
             Ok(m) => m,
             Err(e) => {
-                let e = sub.email.redact_in(&e.to_string());
+                let e = sub.email.redact_in(&crate::telemetry::one_line(&e));
                 return self.fail_permanently(d, &mut sub, e).await;
             }
         };
@@ -358,12 +358,11 @@ impl Shared {
         let attempts = editions.smtp.max_attempts;
         let previous = *unsynced;
         let previous_on_disk = || async move {
-            match previous {
-                Some(ticket) => self.commit.wait(ticket).await.map_err(|e| {
-                    SendError::Transient(format!("recording the previous digest: {e}"))
-                }),
-                None => Ok(()),
-            }
+            let Some(ticket) = previous else {
+                return Ok(());
+            };
+            let on_disk = self.commit.wait(ticket).await;
+            on_disk.map_err(|e| SendError::transient("recording the previous digest").because(e))
         };
         let paced_send = || async {
             self.pacer.wait().await;
@@ -387,12 +386,12 @@ impl Shared {
                     bytes: message.len(),
                 })
             }
-            Err(SendError::Permanent(e)) => {
-                let e = sub.email.redact_in(&e);
+            Err(e) if !e.is_transient() => {
+                let e = sub.email.redact_in(&e.reason());
                 self.fail_permanently(d, &mut sub, e).await
             }
-            Err(SendError::Transient(e)) => {
-                let e = sub.email.redact_in(&e);
+            Err(e) => {
+                let e = sub.email.redact_in(&e.reason());
                 d.state = DeliveryState::Retry;
                 d.last_error = Some(e.clone());
                 d.updated_at = Utc::now();
