@@ -705,3 +705,38 @@ pub async fn explain(
         lines,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error says its own part and leaves its cause to the chain, so the chain printed
+    /// whole says every part exactly once, a library's error that quotes its own cause
+    /// included.
+    #[test]
+    fn a_nested_error_prints_each_part_once() {
+        let url = "https://huggingface.co/api/daily_papers";
+        let e = RunError::Source(SourceError::Of {
+            key: "source.also.api".into(),
+            error: Box::new(SourceError::GaveUp {
+                attempts: 3,
+                last: Box::new(SourceError::Http {
+                    url: url.into(),
+                    status: 502,
+                }),
+            }),
+        });
+        assert_eq!(
+            one_line(&e),
+            format!(
+                "source failed: source.also.api: gave up after 3 attempts: {url} answered HTTP 502"
+            )
+        );
+
+        let e = RunError::Render(RenderError::from(askama::Error::Fmt));
+        assert_eq!(
+            one_line(&e),
+            "rendering failed: template error: an error occurred when formatting an argument"
+        );
+    }
+}

@@ -11,16 +11,13 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// An error and its causes as `a: b: c` on one line, without repeating a cause that a
-/// message above already quotes: what logs and the CLI's `error:` line show.
+/// An error and its causes as `a: b: c` on one line: what logs and the CLI's `error:` line
+/// show. Each error's message says only its own part, so nothing is repeated.
 pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {
-        let text = err.to_string().replace(['\r', '\n'], " ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
+        parts.push(err.to_string().replace(['\r', '\n'], " "));
         cur = err.source();
     }
     parts.join(": ")
