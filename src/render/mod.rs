@@ -492,8 +492,6 @@ impl Cut {
     }
 }
 
-/// "Trending papers, Dec 9: <title> and 9 more". The title is already free of line breaks
-/// (the source collapses whitespace); lettre encodes the rest, so no header can be injected.
 /// "Trending papers, Dec 9: <title> and 9 more" ("Your week in papers, …" for a weekly
 /// digest). The title is already free of line breaks (the source collapses whitespace);
 /// lettre encodes the rest, so no header can be injected.
