@@ -221,50 +221,15 @@ pub async fn execute(
     let tz = ctx.schedule.tz();
     match command {
         Command::RunOnce { date, dry_run, now } => {
-            let now = match now {
-                Some(t) => chrono::DateTime::parse_from_rfc3339(t)
-                    .map_err(|e| anyhow::anyhow!("--now '{t}': {e}"))?
-                    .with_timezone(&chrono::Utc),
-                None => chrono::Utc::now(),
-            };
-            let (date, tick) = match date {
-                Some(d) => (EditionDate::parse(d).map_err(anyhow::Error::msg)?, false),
-                None => (
-                    EditionDate::from_naive(now.with_timezone(&tz).date_naive()),
-                    true,
-                ),
-            };
+            let (date, tick) = run_once_dates(date.as_deref(), now.as_deref(), tz)?;
             if *dry_run {
                 dry_run_report(ctx, date, out).await
             } else {
-                run_once(ctx, date, tick.then_some(now), out).await
+                run_once(ctx, date, tick, out).await
             }
         }
         Command::Subscribers(cmd) => subscribers(ctx, cmd, input, out).await,
-        Command::Preview { email } => {
-            let email = SubscriberEmail::parse(email)?;
-            let s = ctx
-                .store
-                .subscriber(&email)?
-                .with_context(|| format!("{email} is not a subscriber"))?;
-            if s.status != Status::Active {
-                let _ = writeln!(
-                    out.stderr,
-                    "note: {email} is {}; this is what they would get if they were active",
-                    s.status
-                );
-            }
-            match edition::preview(&ctx.editions, EditionDate::today_in(tz), &s).await? {
-                Some(r) => out.stdout.push_str(&r.text),
-                None => {
-                    let _ = writeln!(
-                        out.stderr,
-                        "nothing new for {email} on the page right now: no digest would be sent"
-                    );
-                }
-            }
-            Ok(())
-        }
+        Command::Preview { email } => preview(ctx, &SubscriberEmail::parse(email)?, out).await,
         Command::Explain { email, date } => {
             let date = match date {
                 Some(d) => EditionDate::parse(d).map_err(anyhow::Error::msg)?,
@@ -278,32 +243,83 @@ pub async fn execute(
             out.file = Some(bytes);
             Ok(())
         }
-        Command::Store(StoreCommand::Compact) => {
-            // Between editions, like a backup.
-            let _between_editions = ctx.editions.between_editions().await;
-            let store = ctx.store.clone();
-            let engine = store.engine();
-            match tokio::task::spawn_blocking(move || store.compact()).await?? {
-                Some(c) => {
-                    let _ = writeln!(
-                        out.stdout,
-                        "store compacted: {:.1} MB -> {:.1} MB in {:.1} s",
-                        c.bytes_before as f64 / 1e6,
-                        c.bytes_after as f64 / 1e6,
-                        c.took.as_secs_f64()
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out.stdout,
-                        "nothing to compact: the {engine} store reuses its free space ({:.1} MB)",
-                        ctx.store.disk_bytes() as f64 / 1e6
-                    );
-                }
-            }
-            Ok(())
+        Command::Store(StoreCommand::Compact) => compact(ctx, out).await,
+    }
+}
+
+/// `run-once`'s edition date, and the instant at which it also serves subscribers' own send
+/// times: with `--date`, that date alone; without, today in the schedule's time zone and the
+/// time now (or `--now`).
+fn run_once_dates(
+    date: Option<&str>,
+    now: Option<&str>,
+    tz: chrono_tz::Tz,
+) -> anyhow::Result<(EditionDate, Option<chrono::DateTime<chrono::Utc>>)> {
+    let now = match now {
+        Some(t) => chrono::DateTime::parse_from_rfc3339(t)
+            .map_err(|e| anyhow::anyhow!("--now '{t}': {e}"))?
+            .with_timezone(&chrono::Utc),
+        None => chrono::Utc::now(),
+    };
+    Ok(match date {
+        Some(d) => (EditionDate::parse(d).map_err(anyhow::Error::msg)?, None),
+        None => (
+            EditionDate::from_naive(now.with_timezone(&tz).date_naive()),
+            Some(now),
+        ),
+    })
+}
+
+/// `preview`: the text part of the digest `email` would get from the page now.
+async fn preview(ctx: &Context, email: &SubscriberEmail, out: &mut Output) -> anyhow::Result<()> {
+    let s = ctx
+        .store
+        .subscriber(email)?
+        .with_context(|| format!("{email} is not a subscriber"))?;
+    if s.status != Status::Active {
+        let _ = writeln!(
+            out.stderr,
+            "note: {email} is {}; this is what they would get if they were active",
+            s.status
+        );
+    }
+    let today = EditionDate::today_in(ctx.schedule.tz());
+    match edition::preview(&ctx.editions, today, &s).await? {
+        Some(r) => out.stdout.push_str(&r.text),
+        None => {
+            let _ = writeln!(
+                out.stderr,
+                "nothing new for {email} on the page right now: no digest would be sent"
+            );
         }
     }
+    Ok(())
+}
+
+/// `store compact`, between editions, like a backup.
+async fn compact(ctx: &Context, out: &mut Output) -> anyhow::Result<()> {
+    let _between_editions = ctx.editions.between_editions().await;
+    let store = ctx.store.clone();
+    let engine = store.engine();
+    match tokio::task::spawn_blocking(move || store.compact()).await?? {
+        Some(c) => {
+            let _ = writeln!(
+                out.stdout,
+                "store compacted: {:.1} MB -> {:.1} MB in {:.1} s",
+                c.bytes_before as f64 / 1e6,
+                c.bytes_after as f64 / 1e6,
+                c.took.as_secs_f64()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out.stdout,
+                "nothing to compact: the {engine} store reuses its free space ({:.1} MB)",
+                ctx.store.disk_bytes() as f64 / 1e6
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `explain`: one line per paper, the verdict first, so a reader can scan the reasons.
@@ -478,36 +494,9 @@ async fn subscribers(
             ctx.store.flush().await?;
             let _ = writeln!(out.stdout, "added {} ({})", s.email, s.status);
         }
-        SubscribersCommand::List { json } => {
-            let all = ctx.store.subscribers()?;
-            if *json {
-                let rows: Vec<_> = all.iter().map(crate::commands::transfer::record).collect();
-                let _ = writeln!(out.stdout, "{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                table(ctx, &all, &mut out.stdout);
-            }
-        }
+        SubscribersCommand::List { json } => list(ctx, *json, out)?,
         SubscribersCommand::Remove { email, forget } => {
-            let email = SubscriberEmail::parse(email)?;
-            if *forget {
-                ctx.store.remove_subscriber(&email)?;
-                let _ = writeln!(
-                    out.stdout,
-                    "forgot {email}: nothing about it is left in the store"
-                );
-            } else {
-                let mut s = ctx
-                    .store
-                    .subscriber(&email)?
-                    .with_context(|| format!("{email} is not a subscriber"))?;
-                s.unsubscribe(chrono::Utc::now());
-                ctx.store.update_subscriber(&s)?;
-                let _ = writeln!(
-                    out.stdout,
-                    "unsubscribed {email} (use --forget to delete every trace)"
-                );
-            }
-            ctx.store.flush().await?;
+            remove(ctx, &SubscriberEmail::parse(email)?, *forget, out).await?;
         }
         SubscribersCommand::Export { format } => {
             out.stdout = crate::commands::transfer::export(&ctx.store.subscribers()?, *format)?;
@@ -520,6 +509,48 @@ async fn subscribers(
             let _ = writeln!(out.stdout, "{report}");
         }
     }
+    Ok(())
+}
+
+/// `subscribers list`: a table, or with `--json` the records export writes.
+fn list(ctx: &Context, json: bool, out: &mut Output) -> anyhow::Result<()> {
+    let all = ctx.store.subscribers()?;
+    if json {
+        let rows: Vec<_> = all.iter().map(crate::commands::transfer::record).collect();
+        let _ = writeln!(out.stdout, "{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        table(ctx, &all, &mut out.stdout);
+    }
+    Ok(())
+}
+
+/// `subscribers remove`: unsubscribes, keeping the ledger so that a return repeats nothing;
+/// with `--forget`, deletes every trace instead.
+async fn remove(
+    ctx: &Context,
+    email: &SubscriberEmail,
+    forget: bool,
+    out: &mut Output,
+) -> anyhow::Result<()> {
+    if forget {
+        ctx.store.remove_subscriber(email)?;
+        let _ = writeln!(
+            out.stdout,
+            "forgot {email}: nothing about it is left in the store"
+        );
+    } else {
+        let mut s = ctx
+            .store
+            .subscriber(email)?
+            .with_context(|| format!("{email} is not a subscriber"))?;
+        s.unsubscribe(chrono::Utc::now());
+        ctx.store.update_subscriber(&s)?;
+        let _ = writeln!(
+            out.stdout,
+            "unsubscribed {email} (use --forget to delete every trace)"
+        );
+    }
+    ctx.store.flush().await?;
     Ok(())
 }
 

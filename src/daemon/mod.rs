@@ -22,6 +22,7 @@ use crate::parts::Parts;
 use crate::source::Source;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::one_line;
 use crate::tokens::Links;
 use crate::web::notices::Notices;
 
@@ -157,7 +158,9 @@ async fn first_look(source: Arc<Source>, tz: chrono_tz::Tz) {
     let today = crate::domain::EditionDate::today_in(tz);
     match source.fetch(today).await {
         Ok(listing) => tracing::info!(papers = listing.papers.len(), "source reachable"),
-        Err(e) => tracing::warn!(error = %e, "the source cannot be read right now"),
+        Err(e) => {
+            tracing::warn!(error = %one_line(&e), "the source cannot be read right now");
+        }
     }
 }
 

@@ -10,6 +10,7 @@
 use std::time::Duration;
 
 use crate::store::Store;
+use crate::telemetry::one_line;
 
 /// What one look at the store found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub async fn watch(store: Store, every: Duration, answer_within: Duration, beat:
         match tokio::time::timeout(answer_within, &mut look).await {
             Ok(Ok(Ok(()))) => beat(Beat::Alive),
             Ok(Ok(Err(e))) => {
-                tracing::error!(error = %e, "the store failed a round trip; withholding the watchdog ping");
+                tracing::error!(error = %one_line(&e), "the store failed a round trip; withholding the watchdog ping");
                 beat(Beat::Withheld);
             }
             Ok(Err(e)) => {

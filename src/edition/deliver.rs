@@ -17,11 +17,12 @@ use tokio::task::JoinSet;
 
 use super::Editions;
 use crate::config::SmtpSettings;
-use crate::domain::{EditionDate, Status, SubscriberId};
-use crate::mail::{Outgoing, SendError, Session, with_retries};
+use crate::domain::{EditionDate, Status, Subscriber, SubscriberId};
+use crate::mail::{Formatted, Outgoing, SendError, Session, with_retries};
 use crate::render::EditionTemplate;
 use crate::store::{Delivery, DeliveryState, GroupCommit, StoreError};
 use crate::telemetry::metrics::{self, Metrics};
+use crate::telemetry::one_line;
 
 /// Permanent refusals in a row after which a subscriber is marked bounced and skipped.
 pub const BOUNCE_AFTER: u32 = 3;
@@ -110,34 +111,7 @@ pub async fn send_pending(
     template: &Arc<EditionTemplate>,
 ) -> Result<SendOutcome, StoreError> {
     let mut outcome = SendOutcome::default();
-    let give_up = chrono::Duration::hours(editions.smtp.give_up_after_hours.into());
-    // Only who is still open is kept in memory; each worker reads the record it sends.
-    let mut queue = Vec::new();
-    for d in editions.store.deliveries_iter(date) {
-        let mut d = d?;
-        if !d.state.is_open() {
-            continue;
-        }
-        if d.created_at.is_some_and(|t| Utc::now() - t > give_up) {
-            // Too late to be news: report it instead of sending it.
-            d.state = DeliveryState::Failed;
-            d.last_error = Some(format!(
-                "given up after {} attempt(s) over {} hours; last error: {}",
-                d.attempts,
-                give_up.num_hours(),
-                d.last_error.as_deref().unwrap_or("none")
-            ));
-            d.updated_at = Utc::now();
-            editions.store.update_delivery(&d)?;
-            tally(
-                &mut outcome,
-                Outcome::Failed(d.last_error.clone().unwrap_or_default()),
-                &editions.metrics,
-            );
-            continue;
-        }
-        queue.push(d.subscriber);
-    }
+    let queue = open_deliveries(editions, date, &mut outcome)?;
     editions.store.flush().await?;
     if queue.is_empty() {
         return Ok(outcome);
@@ -150,7 +124,7 @@ pub async fn send_pending(
     .await
     {
         outcome.deferred = queue.len();
-        outcome.last_error = Some(e.to_string());
+        outcome.last_error = Some(one_line(&e));
         return Ok(outcome);
     }
     if let Some(eta) = Pacer::estimate(smtp, queue.len()) {
@@ -161,8 +135,6 @@ pub async fn send_pending(
             "send-rate caps in force; sending will take about this long"
         );
     }
-    let total = queue.len();
-    let concurrency = smtp.concurrency;
     let shared = Arc::new(Shared {
         editions: editions.clone(),
         template: template.clone(),
@@ -172,31 +144,48 @@ pub async fn send_pending(
         queue,
         next: AtomicUsize::new(0),
         failing_in_a_row: AtomicU32::new(0),
-        concurrency,
+        concurrency: smtp.concurrency,
     });
-    let (results, mut received) = mpsc::unbounded_channel();
-    let mut workers = JoinSet::new();
-    for _ in 0..concurrency {
-        let (shared, results) = (shared.clone(), results.clone());
-        workers.spawn(async move { shared.work(results).await });
-    }
-    drop(results);
-    let mut finished = 0;
-    let mut last_report = Instant::now();
-    while let Some(result) = received.recv().await {
-        tally(&mut outcome, result?, &editions.metrics);
-        finished += 1;
-        if last_report.elapsed() >= PROGRESS_EVERY || finished == total {
-            progress(date, finished, total);
-            last_report = Instant::now();
-        }
-    }
-    while let Some(done) = workers.join_next().await {
-        done.expect("send worker panicked");
-    }
-    // Not started because the server kept failing or paperboy is stopping: the next run.
-    outcome.deferred += total - finished;
+    shared.send_all(&mut outcome).await?;
     Ok(outcome)
+}
+
+/// The subscribers whose delivery of `date` is open. A delivery planned longer ago than
+/// `mail.smtp.give_up_after_hours` is too late to be news: it is marked failed and counted
+/// in `outcome` instead of sent.
+fn open_deliveries(
+    editions: &Editions,
+    date: EditionDate,
+    outcome: &mut SendOutcome,
+) -> Result<Vec<SubscriberId>, StoreError> {
+    let give_up = chrono::Duration::hours(editions.smtp.give_up_after_hours.into());
+    // Only who is still open is kept in memory; each worker reads the record it sends.
+    let mut queue = Vec::new();
+    for d in editions.store.deliveries_iter(date) {
+        let mut d = d?;
+        if !d.state.is_open() {
+            continue;
+        }
+        if d.created_at.is_some_and(|t| Utc::now() - t > give_up) {
+            d.state = DeliveryState::Failed;
+            d.last_error = Some(format!(
+                "given up after {} attempt(s) over {} hours; last error: {}",
+                d.attempts,
+                give_up.num_hours(),
+                d.last_error.as_deref().unwrap_or("none")
+            ));
+            d.updated_at = Utc::now();
+            editions.store.update_delivery(&d)?;
+            tally(
+                outcome,
+                Outcome::Failed(d.last_error.clone().unwrap_or_default()),
+                &editions.metrics,
+            );
+            continue;
+        }
+        queue.push(d.subscriber);
+    }
+    Ok(queue)
 }
 
 /// How often a long send tells systemd how far it is.
@@ -218,6 +207,35 @@ struct Shared {
 }
 
 impl Shared {
+    /// Runs the workers over the queue and adds up their outcomes as they come in, telling
+    /// systemd how far the send is.
+    async fn send_all(self: &Arc<Self>, outcome: &mut SendOutcome) -> Result<(), StoreError> {
+        let total = self.queue.len();
+        let (results, mut received) = mpsc::unbounded_channel();
+        let mut workers = JoinSet::new();
+        for _ in 0..self.concurrency {
+            let (shared, results) = (self.clone(), results.clone());
+            workers.spawn(async move { shared.work(results).await });
+        }
+        drop(results);
+        let mut finished = 0;
+        let mut last_report = Instant::now();
+        while let Some(result) = received.recv().await {
+            tally(outcome, result?, &self.editions.metrics);
+            finished += 1;
+            if last_report.elapsed() >= PROGRESS_EVERY || finished == total {
+                progress(self.date, finished, total);
+                last_report = Instant::now();
+            }
+        }
+        while let Some(done) = workers.join_next().await {
+            done.expect("send worker panicked");
+        }
+        // Not started because the server kept failing or paperboy is stopping: the next run.
+        outcome.deferred += total - finished;
+        Ok(())
+    }
+
     async fn work(&self, results: mpsc::UnboundedSender<Result<Outcome, StoreError>>) {
         let session = self.editions.mailer.session();
         self.work_with(&session, results).await;
@@ -312,39 +330,13 @@ impl Shared {
         mut d: Delivery,
         unsynced: &mut Option<u64>,
     ) -> Result<Outcome, StoreError> {
-        let editions = &self.editions;
-        let store = &editions.store;
-        let Some(mut sub) = store
-            .subscriber_by_id(d.subscriber)?
-            .filter(|s| s.receives_digests())
-        else {
-            d.state = DeliveryState::Failed;
-            d.last_error = Some("no longer subscribed".into());
-            d.updated_at = Utc::now();
-            store.update_delivery(&d)?;
+        let Some(mut sub) = self.recipient(&mut d)? else {
             return Ok(Outcome::Skipped);
         };
-        let domain = sub.email.domain().to_string();
-        let mut personal = editions.personal(&sub);
-        personal.late = d.late.clone();
-        let message = self
-            .template
-            .digest(&d.papers, &personal)
-            .map_err(|e| SendError::Permanent(e.to_string()))
-            .and_then(|r| {
-                editions.mailer.build(Outgoing {
-                    to: &sub.email,
-                    subject: &r.subject,
-                    text: r.text,
-                    html: r.html,
-                    message_id: &d.message_id,
-                    unsubscribe_url: &personal.unsubscribe_url,
-                })
-            });
-        let message = match message {
+        let message = match self.compose(&d, &sub) {
             Ok(m) => m,
             Err(e) => {
-                let e = sub.email.redact_in(&e.to_string());
+                let e = sub.email.redact_in(&one_line(&e));
                 return self.fail_permanently(d, &mut sub, e).await;
             }
         };
@@ -355,59 +347,119 @@ impl Shared {
         // recorded with its outcome.
         d.attempts += 1;
 
-        let attempts = editions.smtp.max_attempts;
-        let previous = *unsynced;
-        let previous_on_disk = || async move {
-            match previous {
-                Some(ticket) => self.commit.wait(ticket).await.map_err(|e| {
-                    SendError::Transient(format!("recording the previous digest: {e}"))
-                }),
-                None => Ok(()),
+        match self.transmit(session, &message, *unsynced).await {
+            Ok(()) => self.record_sent(d, &mut sub, message.len(), unsynced),
+            Err(e) if !e.is_transient() => {
+                let e = sub.email.redact_in(&e.reason());
+                self.fail_permanently(d, &mut sub, e).await
             }
+            Err(e) => self.defer(d, &sub, &e).await,
+        }
+    }
+
+    /// Whom a delivery goes to, if they still receive digests; if not, the delivery is
+    /// recorded as failed ("no longer subscribed") and goes to no one.
+    fn recipient(&self, d: &mut Delivery) -> Result<Option<Subscriber>, StoreError> {
+        let store = &self.editions.store;
+        let sub = store
+            .subscriber_by_id(d.subscriber)?
+            .filter(|s| s.receives_digests());
+        if sub.is_none() {
+            d.state = DeliveryState::Failed;
+            d.last_error = Some("no longer subscribed".into());
+            d.updated_at = Utc::now();
+            store.update_delivery(d)?;
+        }
+        Ok(sub)
+    }
+
+    /// The delivery's digest for `sub`, formatted as it goes over the wire.
+    fn compose(&self, d: &Delivery, sub: &Subscriber) -> Result<Formatted, SendError> {
+        let editions = &self.editions;
+        let mut personal = editions.personal(sub);
+        personal.late = d.late.clone();
+        let r = self
+            .template
+            .digest(&d.papers, &personal)
+            .map_err(SendError::permanent_from)?;
+        editions.mailer.build(Outgoing {
+            to: &sub.email,
+            subject: &r.subject,
+            text: r.text,
+            html: r.html,
+            message_id: &d.message_id,
+            unsubscribe_url: &personal.unsubscribe_url,
+        })
+    }
+
+    /// Sends `message` within the rate caps, retrying temporary failures. The server may
+    /// accept it only once `previous`, this worker's last acceptance, is on disk.
+    async fn transmit(
+        &self,
+        session: &Session,
+        message: &Formatted,
+        previous: Option<u64>,
+    ) -> Result<(), SendError> {
+        let previous_on_disk = || async move {
+            let Some(ticket) = previous else {
+                return Ok(());
+            };
+            let on_disk = self.commit.wait(ticket).await;
+            on_disk.map_err(|e| SendError::transient("recording the previous digest").because(e))
         };
         let paced_send = || async {
             self.pacer.wait().await;
-            session.send_gated(&message, previous_on_disk()).await
+            session.send_gated(message, previous_on_disk()).await
         };
-        match with_retries(attempts, &editions.metrics, paced_send).await {
-            Ok(()) => {
-                d.state = DeliveryState::Sent;
-                d.last_error = None;
-                d.updated_at = Utc::now();
-                store.update_delivery(&d)?;
-                if sub.permanent_failures > 0 {
-                    sub.permanent_failures = 0;
-                    store.update_subscriber(&sub)?;
-                }
-                // On disk before this worker's next acceptance (see `work_with`): a crash
-                // can repeat at most one message per worker.
-                *unsynced = Some(self.commit.ticket());
-                tracing::debug!(edition = %d.date, %domain, papers = d.papers.len(), "digest accepted");
-                Ok(Outcome::Sent {
-                    bytes: message.len(),
-                })
-            }
-            Err(SendError::Permanent(e)) => {
-                let e = sub.email.redact_in(&e);
-                self.fail_permanently(d, &mut sub, e).await
-            }
-            Err(SendError::Transient(e)) => {
-                let e = sub.email.redact_in(&e);
-                d.state = DeliveryState::Retry;
-                d.last_error = Some(e.clone());
-                d.updated_at = Utc::now();
-                store.update_delivery(&d)?;
-                self.commit.durable().await?;
-                tracing::warn!(edition = %d.date, %domain, error = %e, "digest deferred to the next run");
-                Ok(Outcome::Deferred(e))
-            }
+        let attempts = self.editions.smtp.max_attempts;
+        with_retries(attempts, &self.editions.metrics, paced_send).await
+    }
+
+    /// Records an acceptance, leaving its ticket in `unsynced`: it is on disk before this
+    /// worker's next acceptance (see `work_with`), so a crash can repeat at most one message
+    /// per worker.
+    fn record_sent(
+        &self,
+        mut d: Delivery,
+        sub: &mut Subscriber,
+        bytes: usize,
+        unsynced: &mut Option<u64>,
+    ) -> Result<Outcome, StoreError> {
+        let store = &self.editions.store;
+        d.state = DeliveryState::Sent;
+        d.last_error = None;
+        d.updated_at = Utc::now();
+        store.update_delivery(&d)?;
+        if sub.permanent_failures > 0 {
+            sub.permanent_failures = 0;
+            store.update_subscriber(sub)?;
         }
+        *unsynced = Some(self.commit.ticket());
+        tracing::debug!(edition = %d.date, domain = %sub.email.domain(), papers = d.papers.len(), "digest accepted");
+        Ok(Outcome::Sent { bytes })
+    }
+
+    /// Leaves a delivery for the next run after its temporary failures, durably.
+    async fn defer(
+        &self,
+        mut d: Delivery,
+        sub: &Subscriber,
+        e: &SendError,
+    ) -> Result<Outcome, StoreError> {
+        let e = sub.email.redact_in(&e.reason());
+        d.state = DeliveryState::Retry;
+        d.last_error = Some(e.clone());
+        d.updated_at = Utc::now();
+        self.editions.store.update_delivery(&d)?;
+        self.commit.durable().await?;
+        tracing::warn!(edition = %d.date, domain = %sub.email.domain(), error = %e, "digest deferred to the next run");
+        Ok(Outcome::Deferred(e))
     }
 
     async fn fail_permanently(
         &self,
         mut d: Delivery,
-        sub: &mut crate::domain::Subscriber,
+        sub: &mut Subscriber,
         error: String,
     ) -> Result<Outcome, StoreError> {
         let store = &self.editions.store;

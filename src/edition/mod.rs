@@ -28,6 +28,7 @@ use crate::store::{
 };
 use crate::telemetry::metrics;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::one_line;
 use crate::tokens::Links;
 use deliver::SendOutcome;
 
@@ -110,11 +111,11 @@ impl Editions {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("source failed: {0}")]
+    #[error("source failed")]
     Source(#[from] SourceError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("rendering failed: {0}")]
+    #[error("rendering failed")]
     Render(#[from] RenderError),
 }
 
@@ -437,7 +438,7 @@ async fn compact_if_grown(store: &crate::store::Store) {
         ),
         Ok(Ok(None)) => {}
         Ok(Err(e)) => {
-            tracing::warn!(error = %e, "compacting the store failed")
+            tracing::warn!(error = %one_line(&e), "compacting the store failed")
         }
         Err(e) => tracing::warn!(error = %e, "compacting the store panicked"),
     }
@@ -703,4 +704,39 @@ pub async fn explain(
         had_it: before.has_edition(date),
         lines,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each error says its own part and leaves its cause to the chain, so the chain printed
+    /// whole says every part exactly once, a library's error that quotes its own cause
+    /// included.
+    #[test]
+    fn a_nested_error_prints_each_part_once() {
+        let url = "https://huggingface.co/api/daily_papers";
+        let e = RunError::Source(SourceError::Of {
+            key: "source.also.api".into(),
+            error: Box::new(SourceError::GaveUp {
+                attempts: 3,
+                last: Box::new(SourceError::Http {
+                    url: url.into(),
+                    status: 502,
+                }),
+            }),
+        });
+        assert_eq!(
+            one_line(&e),
+            format!(
+                "source failed: source.also.api: gave up after 3 attempts: {url} answered HTTP 502"
+            )
+        );
+
+        let e = RunError::Render(RenderError::from(askama::Error::Fmt));
+        assert_eq!(
+            one_line(&e),
+            "rendering failed: template error: an error occurred when formatting an argument"
+        );
+    }
 }

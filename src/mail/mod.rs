@@ -32,33 +32,126 @@ use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::net::TcpStream;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::config::{MailSettings, Tls, Transport};
 use crate::domain::{EditionDate, SubscriberEmail, SubscriberId};
+use crate::telemetry::Flat;
 
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum SendError {
+/// Why a message did not go: which of the two classes the failure is in, what was being
+/// done when the cause alone would not say it, and the cause itself (lettre's error, the
+/// socket's, the store's).
+#[derive(Debug, Clone)]
+pub struct SendError {
+    kind: SendErrorKind,
+    doing: Option<String>,
+    source: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
     /// 4xx, refused or dropped connections, timeouts, a full disk: try again later.
-    #[error("temporary failure: {0}")]
-    Transient(String),
+    Transient,
     /// 5xx for this recipient or message: retrying will not help.
-    #[error("permanent failure: {0}")]
-    Permanent(String),
+    Permanent,
+}
+
+impl SendError {
+    fn new(kind: SendErrorKind) -> Self {
+        Self {
+            kind,
+            doing: None,
+            source: None,
+        }
+    }
+
+    /// A temporary failure, said in words: "the server did not answer within 30 s".
+    pub fn transient(doing: impl Into<String>) -> Self {
+        Self::new(SendErrorKind::Transient).doing(doing)
+    }
+
+    /// A permanent failure, said in words.
+    pub fn permanent(doing: impl Into<String>) -> Self {
+        Self::new(SendErrorKind::Permanent).doing(doing)
+    }
+
+    /// A temporary failure that `cause` says all about.
+    pub fn transient_from(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(SendErrorKind::Transient).because(cause)
+    }
+
+    /// A permanent failure that `cause` says all about.
+    pub fn permanent_from(cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::new(SendErrorKind::Permanent).because(cause)
+    }
+
+    fn doing(mut self, doing: impl Into<String>) -> Self {
+        self.doing = Some(doing.into());
+        self
+    }
+
+    /// The same failure, caused by `cause`.
+    pub fn because(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.source = Some(Arc::new(cause));
+        self
+    }
+
+    pub fn kind(&self) -> SendErrorKind {
+        self.kind
+    }
+
+    pub fn is_transient(&self) -> bool {
+        self.kind == SendErrorKind::Transient
+    }
+
+    /// What went wrong and why, without the class: for a delivery's record, whose state
+    /// already says whether it will be tried again.
+    pub fn reason(&self) -> String {
+        let cause = self
+            .source
+            .as_deref()
+            .map(|c| crate::telemetry::one_line(c));
+        match (&self.doing, cause) {
+            (Some(doing), Some(cause)) => format!("{doing}: {cause}"),
+            (Some(doing), None) => doing.clone(),
+            (None, Some(cause)) => cause,
+            (None, None) => String::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for SendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.kind {
+            SendErrorKind::Transient => "temporary failure",
+            SendErrorKind::Permanent => "permanent failure",
+        })?;
+        match &self.doing {
+            Some(doing) => write!(f, ": {doing}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::error::Error for SendError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|c| c as _)
+    }
 }
 
 impl From<smtp::Error> for SendError {
     fn from(e: smtp::Error) -> Self {
         if e.permanent {
-            SendError::Permanent(e.to_string())
+            SendError::permanent_from(e)
         } else {
-            SendError::Transient(e.to_string())
+            SendError::transient_from(e)
         }
     }
 }
 
 #[derive(Clone)]
 enum Inner {
-    Smtp(std::sync::Arc<SmtpTarget>),
+    Smtp(Arc<SmtpTarget>),
     File(AsyncFileTransport<Tokio1Executor>),
 }
 
@@ -77,7 +170,7 @@ pub struct Mailer {
     inner: Inner,
     from: Mailbox,
     list_id: String,
-    dkim: Option<std::sync::Arc<dkim::Signer>>,
+    dkim: Option<Arc<dkim::Signer>>,
 }
 
 /// A message as it goes over the wire, formatted once: retries resend the same bytes, and
@@ -156,7 +249,7 @@ impl Mailer {
                     // Fail at start-up, not at the first send, when TLS cannot be set up.
                     TlsParameters::new(smtp.host.clone()).context("mail.smtp: setting up TLS")?;
                 }
-                Inner::Smtp(std::sync::Arc::new(SmtpTarget {
+                Inner::Smtp(Arc::new(SmtpTarget {
                     host: smtp.host.clone(),
                     port: smtp.port,
                     tls: smtp.tls,
@@ -176,7 +269,7 @@ impl Mailer {
             .as_ref()
             .map(dkim::Signer::from_settings)
             .transpose()?
-            .map(std::sync::Arc::new);
+            .map(Arc::new);
         if let Some(signer) = &dkim {
             tracing::debug!(algorithm = signer.algorithm(), "messages are DKIM-signed");
         }
@@ -216,7 +309,7 @@ impl Mailer {
             .raw_header(header("Auto-Submitted", "auto-generated".into()));
         with_alternatives(message, &m.text, &m.html)
             .map(|m| Formatted::new(m, self.dkim.as_deref()))
-            .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+            .map_err(|e| SendError::permanent("cannot build the message").because(e))
     }
 
     /// A mail about the subscription itself (confirm, already subscribed): no list headers.
@@ -238,7 +331,7 @@ impl Mailer {
             ));
         with_alternatives(message, &text, &html)
             .map(|m| Formatted::new(m, self.dkim.as_deref()))
-            .map_err(|e| SendError::Permanent(format!("cannot build the message: {e}")))
+            .map_err(|e| SendError::permanent("cannot build the message").because(e))
     }
 
     /// A connection of its own for one sender, kept open from message to message.
@@ -490,7 +583,7 @@ impl Connection {
         timeout: Duration,
     ) -> Result<(), SendError> {
         let late = || {
-            SendError::Transient(format!(
+            SendError::transient(format!(
                 "the server did not answer within {} s",
                 timeout.as_secs()
             ))
@@ -542,11 +635,10 @@ impl Session {
         let target = match &self.inner {
             Inner::File(t) => {
                 gate.await?;
-                return t
-                    .send_raw(envelope, bytes)
-                    .await
+                let written = t.send_raw(envelope, bytes).await;
+                return written
                     .map(drop)
-                    .map_err(|e| SendError::Transient(format!("writing to the outbox: {e}")));
+                    .map_err(|e| SendError::transient("writing to the outbox").because(Flat(e)));
             }
             Inner::Smtp(target) => target,
         };
@@ -575,7 +667,7 @@ impl Session {
             let conn = tokio::time::timeout(target.timeout, connect)
                 .await
                 .map_err(|_| {
-                    SendError::Transient(format!(
+                    SendError::transient(format!(
                         "no answer from {}:{} within {} s",
                         target.host,
                         target.port,
@@ -609,7 +701,7 @@ async fn connect(t: &SmtpTarget) -> Result<Connection, SendError> {
 
 async fn connect_lettre(t: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError> {
     let tls = |host: &str| {
-        TlsParameters::new(host.to_string()).map_err(|e| SendError::Permanent(e.to_string()))
+        TlsParameters::new(host.to_string()).map_err(|e| SendError::permanent_from(Flat(e)))
     };
     let mut conn = if t.tls == Tls::Tls {
         AsyncSmtpConnection::connect_tokio1(
@@ -628,10 +720,10 @@ async fn connect_lettre(t: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError
         let tcp = TcpStream::connect((t.host.as_str(), t.port))
             .await
             .map_err(|e| {
-                SendError::Transient(format!("connecting to {}:{}: {e}", t.host, t.port))
+                SendError::transient(format!("connecting to {}:{}", t.host, t.port)).because(e)
             })?;
         tcp.set_nodelay(true)
-            .map_err(|e| SendError::Transient(format!("setting up the connection: {e}")))?;
+            .map_err(|e| SendError::transient("setting up the connection").because(e))?;
         let mut conn = AsyncSmtpConnection::connect_with_transport(Box::new(tcp), &t.hello)
             .await
             .map_err(classify_smtp)?;
@@ -651,11 +743,10 @@ async fn connect_lettre(t: &SmtpTarget) -> Result<AsyncSmtpConnection, SendError
 }
 
 fn classify_smtp(e: lettre::transport::smtp::Error) -> SendError {
-    let text = crate::telemetry::one_line(&e);
     if e.is_permanent() {
-        SendError::Permanent(text)
+        SendError::permanent_from(Flat(e))
     } else {
-        SendError::Transient(text)
+        SendError::transient_from(Flat(e))
     }
 }
 
@@ -674,6 +765,22 @@ mod tests {
             ..crate::config::Settings::default()
         };
         Mailer::new(&settings.mail, &settings.outbox_dir()).unwrap()
+    }
+
+    #[test]
+    fn a_send_error_keeps_its_cause_and_says_it_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = SendError::transient("connecting to mx.example.org:25").because(refused);
+        assert_eq!(
+            crate::telemetry::one_line(&e),
+            "temporary failure: connecting to mx.example.org:25: refused"
+        );
+        assert_eq!(e.reason(), "connecting to mx.example.org:25: refused");
+        let cause = std::error::Error::source(&e).expect("a cause");
+        assert_eq!(
+            cause.downcast_ref::<std::io::Error>().map(|io| io.kind()),
+            Some(std::io::ErrorKind::ConnectionRefused)
+        );
     }
 
     fn to() -> SubscriberEmail {

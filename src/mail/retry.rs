@@ -20,7 +20,7 @@ where
             metrics::inc(&m.smtp_errors);
         }
         match result {
-            Err(SendError::Transient(_)) if attempt < attempts => {
+            Err(e) if e.is_transient() && attempt < attempts => {
                 tokio::time::sleep(backoff(attempt)).await;
                 attempt += 1;
             }
@@ -53,19 +53,19 @@ mod tests {
         let mut calls = 0;
         let r = with_retries(3, &Metrics::default(), || {
             calls += 1;
-            async { Err(SendError::Transient("421".into())) }
+            async { Err(SendError::transient("421")) }
         })
         .await;
-        assert!(matches!(r, Err(SendError::Transient(_))));
+        assert!(r.is_err_and(|e| e.is_transient()));
         assert_eq!(calls, 3);
 
         let mut calls = 0;
         let r = with_retries(3, &Metrics::default(), || {
             calls += 1;
-            async { Err(SendError::Permanent("550".into())) }
+            async { Err(SendError::permanent("550")) }
         })
         .await;
-        assert!(matches!(r, Err(SendError::Permanent(_))));
+        assert!(r.is_err_and(|e| !e.is_transient()));
         assert_eq!(calls, 1);
     }
 }

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use askama::Template;
 
 use crate::domain::{EditionDate, Paper, PaperId, Sighting};
+use crate::telemetry::Flat;
 
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
 /// is ASCII (see [`ascii_html`]) and normally goes as it is, so these are the bytes on the
@@ -22,12 +23,18 @@ const TEXT_WIDTH: usize = 72;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("template error: {0}")]
-    Template(#[from] askama::Error),
-    #[error("CSS inlining failed: {0}")]
-    Inline(String),
+    #[error("template error")]
+    Template(#[source] Flat<askama::Error>),
+    #[error("CSS inlining failed")]
+    Inline(#[source] Flat<css_inline::InlineError>),
     #[error("the rendered digest has an unexpected shape: {0}")]
     Shape(&'static str),
+}
+
+impl From<askama::Error> for RenderError {
+    fn from(e: askama::Error) -> Self {
+        RenderError::Template(Flat(e))
+    }
 }
 
 pub struct GithubView {
@@ -265,72 +272,11 @@ impl EditionTemplate {
     ) -> Result<Self, RenderError> {
         // A marker no paper can contain: random, and only hex digits, which escaping keeps.
         let marker = format!("pb{:032x}", rand::random::<u128>());
-        let slot = |name: &str| format!("{marker}-{name}");
         let views: Vec<PaperView> = papers.iter().map(PaperView::new).collect();
         let site = site_name(public_base);
-        let date_long = date.long();
         let edition_url = edition_url(public_base, date);
-        let html = DigestHtml {
-            date_long: &date_long,
-            edition_url: &edition_url,
-            count_line: &slot("count"),
-            preheader: &slot("preheader"),
-            papers: &views,
-            marker: &marker,
-            site: &site,
-            why: &slot("why"),
-            preferences_url: &slot("preferences"),
-            unsubscribe_url: &slot("unsubscribe"),
-        }
-        .render()?;
-        // The dark-mode and small-screen rules cannot be inlined; their <style> block is
-        // marked `data-css-inline="keep"` in the template and survives as it is.
-        let inlined = css_inline::inline(&html).map_err(|e| RenderError::Inline(e.to_string()))?;
-        // Plain ASCII, so the HTML part goes as 7bit, with no per-message encoding.
-        let inlined = ascii_html(&inlined);
-
-        let mut cards = HashMap::new();
-        let start_tag = |id: &str| format!("<!--{marker} card {id}-->");
-        let end_tag = format!("<!--{marker} end-->");
-        let (head, tail) = match views.first() {
-            // An edition without papers is never mailed; keep the document whole.
-            None => (inlined, String::new()),
-            Some(first) => {
-                let head_end = inlined
-                    .find(&start_tag(&first.id))
-                    .ok_or(RenderError::Shape("the first card marker is missing"))?;
-                let mut cursor = head_end;
-                for v in &views {
-                    let open = start_tag(&v.id);
-                    let at = inlined[cursor..]
-                        .find(&open)
-                        .ok_or(RenderError::Shape("a card marker is missing"))?
-                        + cursor;
-                    let body_start = at + open.len();
-                    let body_end = inlined[body_start..]
-                        .find(&end_tag)
-                        .ok_or(RenderError::Shape("a card end marker is missing"))?
-                        + body_start;
-                    let card = &inlined[body_start..body_end];
-                    let late = format!("<!--{marker} late-->");
-                    let split = card
-                        .find(&late)
-                        .ok_or(RenderError::Shape("a card's badge marker is missing"))?;
-                    cards.insert(
-                        v.id.clone(),
-                        (
-                            card[..split].to_string(),
-                            card[split + late.len()..].to_string(),
-                        ),
-                    );
-                    cursor = body_end + end_tag.len();
-                }
-                (
-                    inlined[..head_end].to_string(),
-                    inlined[cursor..].to_string(),
-                )
-            }
-        };
+        let html = marked_edition(date, &views, &site, &edition_url, &marker)?;
+        let cut = Cut::new(inline_css(&html)?, &views, &marker)?;
         Ok(Self {
             date,
             site,
@@ -340,9 +286,9 @@ impl EditionTemplate {
                 .zip(papers)
                 .map(|(v, p)| (p.id.clone(), v))
                 .collect(),
-            head: Slotted::cut(&head, &marker),
-            cards,
-            tail: Slotted::cut(&tail, &marker),
+            head: Slotted::cut(&cut.head, &marker),
+            cards: cut.cards,
+            tail: Slotted::cut(&cut.tail, &marker),
             #[cfg(test)]
             marker,
         })
@@ -452,8 +398,100 @@ impl EditionTemplate {
     }
 }
 
-/// "Trending papers, Dec 9: <title> and 9 more". The title is already free of line breaks
-/// (the source collapses whitespace); lettre encodes the rest, so no header can be injected.
+/// The whole edition as one digest with every paper, and markers where the per-subscriber
+/// parts go and around each card: the HTML that is inlined once and cut.
+fn marked_edition(
+    date: EditionDate,
+    views: &[PaperView],
+    site: &str,
+    edition_url: &str,
+    marker: &str,
+) -> Result<String, RenderError> {
+    let slot = |name: &str| format!("{marker}-{name}");
+    let date_long = date.long();
+    let html = DigestHtml {
+        date_long: &date_long,
+        edition_url,
+        count_line: &slot("count"),
+        preheader: &slot("preheader"),
+        papers: views,
+        marker,
+        site,
+        why: &slot("why"),
+        preferences_url: &slot("preferences"),
+        unsubscribe_url: &slot("unsubscribe"),
+    }
+    .render()?;
+    Ok(html)
+}
+
+/// `html` with its CSS inlined, in plain ASCII.
+fn inline_css(html: &str) -> Result<String, RenderError> {
+    // The dark-mode and small-screen rules cannot be inlined; their <style> block is
+    // marked `data-css-inline="keep"` in the template and survives as it is.
+    let inlined = css_inline::inline(html).map_err(|e| RenderError::Inline(Flat(e)))?;
+    // Plain ASCII, so the HTML part goes as 7bit, with no per-message encoding.
+    Ok(ascii_html(&inlined))
+}
+
+/// An edition's inlined HTML cut at its card markers.
+struct Cut {
+    head: String,
+    /// Each paper's card, cut where a late bloomer's badge goes.
+    cards: HashMap<String, (String, String)>,
+    tail: String,
+}
+
+impl Cut {
+    fn new(inlined: String, views: &[PaperView], marker: &str) -> Result<Self, RenderError> {
+        let Some(first) = views.first() else {
+            // An edition without papers is never mailed; keep the document whole.
+            return Ok(Self {
+                head: inlined,
+                cards: HashMap::new(),
+                tail: String::new(),
+            });
+        };
+        let start_tag = |id: &str| format!("<!--{marker} card {id}-->");
+        let end_tag = format!("<!--{marker} end-->");
+        let late = format!("<!--{marker} late-->");
+        let head_end = inlined
+            .find(&start_tag(&first.id))
+            .ok_or(RenderError::Shape("the first card marker is missing"))?;
+        let mut cards = HashMap::new();
+        let mut cursor = head_end;
+        for v in views {
+            let open = start_tag(&v.id);
+            let at = inlined[cursor..]
+                .find(&open)
+                .ok_or(RenderError::Shape("a card marker is missing"))?
+                + cursor;
+            let body_start = at + open.len();
+            let body_end = inlined[body_start..]
+                .find(&end_tag)
+                .ok_or(RenderError::Shape("a card end marker is missing"))?
+                + body_start;
+            let card = &inlined[body_start..body_end];
+            let split = card
+                .find(&late)
+                .ok_or(RenderError::Shape("a card's badge marker is missing"))?;
+            cards.insert(
+                v.id.clone(),
+                (
+                    card[..split].to_string(),
+                    card[split + late.len()..].to_string(),
+                ),
+            );
+            cursor = body_end + end_tag.len();
+        }
+        Ok(Self {
+            head: inlined[..head_end].to_string(),
+            cards,
+            tail: inlined[cursor..].to_string(),
+        })
+    }
+}
+
 /// "Trending papers, Dec 9: <title> and 9 more" ("Your week in papers, …" for a weekly
 /// digest). The title is already free of line breaks (the source collapses whitespace);
 /// lettre encodes the rest, so no header can be injected.

@@ -6,6 +6,7 @@ use std::time::Duration;
 use super::{Listing, SourceError, parse_as};
 use crate::config::{SourceKind, SourceSettings};
 use crate::domain::EditionDate;
+use crate::telemetry::one_line;
 
 /// One list's address (a template with `{date}` or a fixed URL) and how to read it.
 #[derive(Clone, Debug)]
@@ -84,7 +85,7 @@ impl Fetcher {
                     error
                 });
             }
-            tracing::warn!(%error, attempt, wait_secs = wait.as_secs(), "fetch failed; retrying");
+            tracing::warn!(error = %one_line(&error), attempt, wait_secs = wait.as_secs(), "fetch failed; retrying");
             tokio::time::sleep(wait).await;
             attempt += 1;
         }

@@ -20,11 +20,12 @@ pub use recorded::Source;
 
 use crate::config::SourceSettings;
 use crate::domain::{EditionDate, Paper};
+use crate::telemetry::one_line;
 use fetch::{Feed, Fetcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
-    #[error("{last} (gave up after {attempts} attempts)")]
+    #[error("gave up after {attempts} attempts")]
     GaveUp {
         attempts: u32,
         #[source]
@@ -43,7 +44,7 @@ pub enum SourceError {
     Http { url: String, status: u16 },
     #[error("{url} sent more than {limit} bytes; refusing to read on")]
     TooLarge { url: String, limit: u64 },
-    #[error("{url}: {source}")]
+    #[error("{url}")]
     Parse {
         url: String,
         #[source]
@@ -58,7 +59,7 @@ pub enum SourceError {
         got: EditionDate,
     },
     /// With several sources, which one failed: its config key.
-    #[error("{key}: {error}")]
+    #[error("{key}")]
     Of {
         key: String,
         #[source]
@@ -173,7 +174,7 @@ impl HfSource {
                 match self.fetcher.fetch_once(&self.recent, day).await {
                     Ok(listing) => Some(listing.papers),
                     Err(error) => {
-                        tracing::warn!(%error, day = %day, "skipping a recent day's list");
+                        tracing::warn!(error = %one_line(&error), day = %day, "skipping a recent day's list");
                         None
                     }
                 }

@@ -11,6 +11,7 @@ use super::{HfSource, Listing, SourceError};
 use crate::domain::{EditionDate, Paper};
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::one_line;
 
 pub struct Source {
     pages: HfSource,
@@ -37,14 +38,14 @@ impl Source {
                 let now = Utc::now();
                 self.metrics.fetch_succeeded(now);
                 if let Err(e) = self.store.set_last_fetch_ok(now) {
-                    tracing::warn!(error = %e, "could not record the fetch time");
+                    tracing::warn!(error = %one_line(&e), "could not record the fetch time");
                 }
                 *self.latest.lock().unwrap_or_else(|p| p.into_inner()) =
                     Some((Instant::now(), date, listing.clone()));
                 Ok(listing)
             }
             Err(e) => {
-                self.metrics.fetch_failed(Utc::now(), e.to_string());
+                self.metrics.fetch_failed(Utc::now(), one_line(&e));
                 Err(e)
             }
         }

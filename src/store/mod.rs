@@ -84,7 +84,7 @@ pub enum StoreError {
         engine: &'static str,
         reason: String,
     },
-    #[error("storage I/O error: {0}")]
+    #[error("storage I/O error")]
     Io(#[from] std::io::Error),
     #[error("a record in `{tree}` cannot be read: {reason}")]
     Corrupt { tree: &'static str, reason: String },

@@ -1,12 +1,12 @@
 //! Retention: what the store forgets once it can no longer matter, so that it stays the
 //! same size however long paperboy runs (editions excepted: they are the archive).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ops::Bound::{Excluded, Unbounded};
 
 use super::codec::{decode, decode_ledger, decode_selection, selection_key, selection_of_key};
 use super::papers::StoredPaper;
-use super::{LEDGER, PAPER_SEQS, PAPERS, Result, SELECTIONS, Store, StoreError};
+use super::{LEDGER, PAPER_SEQS, PAPERS, Result, SELECTIONS, Store};
 use crate::domain::EditionDate;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -15,6 +15,29 @@ pub struct PruneReport {
     pub ledger: usize,
     pub selections: usize,
     pub deliveries: usize,
+}
+
+/// Ledger records rewritten per transaction: a few hundred at a time, so that what is held
+/// in memory does not grow with the number of subscribers.
+const LEDGER_BATCH: usize = 256;
+
+/// A ledger record's key, its bytes as read, and the bytes to write instead.
+type LedgerChange = (Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// The papers not seen on the source since the cutoff, removed from the store.
+struct Forgotten {
+    /// How many paper records went.
+    papers: usize,
+    /// Their numbers in the ledgers.
+    seqs: HashSet<u32>,
+}
+
+/// The selections of editions that leave the window.
+struct Leaving {
+    /// Per selection (day, number), its papers that are still on the source: they stay in
+    /// the ledgers, as numbers of their own.
+    still_seen: HashMap<(u32, u32), Vec<u32>>,
+    keys: Vec<Vec<u8>>,
 }
 
 impl Store {
@@ -27,18 +50,38 @@ impl Store {
     /// of kilobytes a day, deflated).
     pub fn prune(&self, today: EditionDate, retention_days: u32) -> Result<PruneReport> {
         let cutoff = today.minus_days(retention_days);
-        let mut report = PruneReport::default();
-        let mut forgotten = HashSet::new();
+        let first_day = cutoff.day_number();
+        let forgotten = self.forget_papers_before(cutoff)?;
+        let leaving = self.selections_leaving(first_day, &forgotten.seqs)?;
+        let ledger = self.prune_ledgers(first_day, &forgotten.seqs, &leaving.still_seen)?;
+        let deliveries = self.clear_deliveries_before(today, cutoff)?;
+        // Last: until the ledgers hold their papers, the selections are what remembers them.
+        self.db.transaction(|tx| {
+            for key in &leaving.keys {
+                tx.remove(SELECTIONS, key)?;
+            }
+            Ok(())
+        })?;
+        Ok(PruneReport {
+            papers: forgotten.papers,
+            ledger,
+            selections: leaving.keys.len(),
+            deliveries,
+        })
+    }
+
+    /// Removes the papers last seen before `cutoff`, with their numbers.
+    fn forget_papers_before(&self, cutoff: EditionDate) -> Result<Forgotten> {
+        let mut seqs = HashSet::new();
         let mut gone = Vec::new();
         for item in self.db.iter(PAPERS) {
             let (key, value) = item?;
             let stored: StoredPaper = decode("papers", &value)?;
             if stored.last_seen < cutoff {
-                forgotten.extend(stored.seq);
+                seqs.extend(stored.seq);
                 gone.push((key, stored.seq));
             }
         }
-        report.papers = gone.len();
         self.db.transaction(|tx| {
             for (key, seq) in &gone {
                 tx.remove(PAPERS, key)?;
@@ -48,12 +91,18 @@ impl Store {
             }
             Ok(())
         })?;
+        Ok(Forgotten {
+            papers: gone.len(),
+            seqs,
+        })
+    }
 
-        let first_day = cutoff.day_number();
-        // Selections of editions leaving the window go with them; the papers in them that are
-        // still on the source stay in the ledgers, as numbers of their own.
-        let mut leaving = std::collections::HashMap::new();
-        let mut leaving_keys = Vec::new();
+    /// Reads the selections of the editions before `first_day`, the first day of the window.
+    fn selections_leaving(&self, first_day: u32, forgotten: &HashSet<u32>) -> Result<Leaving> {
+        let mut leaving = Leaving {
+            still_seen: HashMap::new(),
+            keys: Vec::new(),
+        };
         let before_window = selection_key(first_day, 0).to_vec();
         for item in self
             .db
@@ -65,32 +114,32 @@ impl Store {
                 .filter(|seq| !forgotten.contains(seq))
                 .collect();
             if !still_seen.is_empty() {
-                leaving.insert(selection_of_key(&key)?, still_seen);
+                leaving
+                    .still_seen
+                    .insert(selection_of_key(&key)?, still_seen);
             }
-            leaving_keys.push(key);
+            leaving.keys.push(key);
         }
-        report.selections = leaving_keys.len();
-        // Written a few hundred at a time, each only if unchanged since read: a subscriber
-        // planned meanwhile keeps the newer record (and is pruned at the next run).
-        let write = |changed: &mut Vec<(Vec<u8>, Vec<u8>, Vec<u8>)>| {
-            self.db.transaction(|tx| {
-                for (key, old, new) in changed.iter() {
-                    if tx.get(LEDGER, key)?.as_deref() == Some(old.as_slice()) {
-                        tx.put(LEDGER, key, new)?;
-                    }
-                }
-                Ok(())
-            })?;
-            changed.clear();
-            Ok::<_, StoreError>(())
-        };
+        Ok(leaving)
+    }
+
+    /// Drops the forgotten papers from every ledger, and turns the days that leave the
+    /// window into the papers of their selections that are still on the source. Returns how
+    /// many paper numbers were dropped.
+    fn prune_ledgers(
+        &self,
+        first_day: u32,
+        forgotten: &HashSet<u32>,
+        leaving: &HashMap<(u32, u32), Vec<u32>>,
+    ) -> Result<usize> {
+        let mut dropped = 0;
         let mut changed = Vec::new();
         for item in self.db.iter(LEDGER) {
             let (key, value) = item?;
             let mut record = decode_ledger(&value)?;
             let before = record.papers.len();
             record.papers.retain(|p| !forgotten.contains(p));
-            report.ledger += before - record.papers.len();
+            dropped += before - record.papers.len();
             let kept_days = record.days.split_off(&first_day);
             // `record.days` now holds the days that fell out of the window.
             if !record.days.is_empty() || before != record.papers.len() {
@@ -102,20 +151,27 @@ impl Store {
                 record.days = kept_days;
                 changed.push((key, value, record.encode()));
             }
-            if changed.len() >= 256 {
-                write(&mut changed)?;
+            if changed.len() >= LEDGER_BATCH {
+                self.write_ledgers(&mut changed)?;
             }
         }
-        write(&mut changed)?;
+        self.write_ledgers(&mut changed)?;
+        Ok(dropped)
+    }
 
-        report.deliveries = self.clear_deliveries_before(today, cutoff)?;
+    /// Writes pruned ledger records, each only if unchanged since read: a subscriber planned
+    /// meanwhile keeps the newer record (and is pruned at the next run).
+    fn write_ledgers(&self, changed: &mut Vec<LedgerChange>) -> Result<()> {
         self.db.transaction(|tx| {
-            for key in &leaving_keys {
-                tx.remove(SELECTIONS, key)?;
+            for (key, old, new) in changed.iter() {
+                if tx.get(LEDGER, key)?.as_deref() == Some(old.as_slice()) {
+                    tx.put(LEDGER, key, new)?;
+                }
             }
             Ok(())
         })?;
-        Ok(report)
+        changed.clear();
+        Ok(())
     }
 }
 

@@ -11,20 +11,31 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-/// An error and its causes as `a: b: c` on one line, without repeating a cause that a
-/// message above already quotes: what logs and the CLI's `error:` line show.
+/// An error and its causes as `a: b: c` on one line: what logs and the CLI's `error:` line
+/// show. Each error's message says only its own part, so nothing is repeated.
 pub fn one_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
+    let mut parts = Vec::new();
     let mut cur = Some(e);
     while let Some(err) = cur {
-        let text = err.to_string().replace(['\r', '\n'], " ");
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
+        parts.push(err.to_string().replace(['\r', '\n'], " "));
         cur = err.source();
     }
     parts.join(": ")
 }
+
+/// A library's error whose message already quotes its cause, as lettre's, askama's and
+/// css-inline's do: held as the source of one of ours, it ends the chain, so that
+/// [`one_line`] prints that cause once. The error itself stays at hand in `.0`.
+#[derive(Debug, Clone)]
+pub struct Flat<E>(pub E);
+
+impl<E: std::fmt::Display> std::fmt::Display for Flat<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for Flat<E> {}
 
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));

@@ -41,7 +41,7 @@ fn entry_html(intro: &str, papers: &[&Paper], edition_url: &str) -> Result<Strin
         edition_url,
     }
     .render()
-    .map_err(|e| WebError::Render(e.to_string()))
+    .map_err(|e| WebError::Render(Box::new(crate::telemetry::Flat(e))))
 }
 
 /// "12 papers. Most upvoted: <title>".

@@ -28,6 +28,7 @@ use crate::edition::Editions;
 use crate::source::Source;
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
+use crate::telemetry::one_line;
 use crate::tokens::Links;
 
 pub use limits::Limits;
@@ -192,17 +193,19 @@ pub enum WebError {
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     /// A template that failed to render: a bug.
-    #[error("rendering failed: {0}")]
-    Render(String),
+    #[error("rendering failed")]
+    Render(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// An edition's papers could not be read or laid out: the store's error as it is, anything
 /// else (a template) as a rendering failure.
 impl From<crate::edition::RunError> for WebError {
     fn from(e: crate::edition::RunError) -> Self {
+        use crate::edition::RunError;
         match e {
-            crate::edition::RunError::Store(e) => WebError::Store(e),
-            other => WebError::Render(other.to_string()),
+            RunError::Store(e) => WebError::Store(e),
+            RunError::Render(e) => WebError::Render(e.into()),
+            other @ RunError::Source(_) => WebError::Render(other.into()),
         }
     }
 }
@@ -257,7 +260,7 @@ impl IntoResponse for WebError {
                     .with_link(home.0, home.1),
             ),
             e @ (WebError::Store(_) | WebError::Render(_)) => {
-                tracing::error!(error = %e, "error while serving a page");
+                tracing::error!(error = %one_line(&e), "error while serving a page");
                 page(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     &MessagePage::new(

@@ -9,6 +9,8 @@ use chrono::{Duration, Utc};
 
 use crate::domain::Subscriber;
 use crate::mail::{Mailer, SendError, with_retries};
+use crate::render::RenderError;
+use crate::telemetry::Flat;
 use crate::telemetry::metrics::Metrics;
 use crate::tokens::Links;
 
@@ -35,6 +37,16 @@ struct NoticeText<'a> {
     button_label: &'a str,
     button_url: &'a str,
     footnote: &'a str,
+}
+
+/// Why a notice did not go: it could not be written (a template or its CSS failing: a bug in
+/// paperboy, whoever it was for), or it could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum NoticeError {
+    #[error("the notice could not be rendered")]
+    Render(#[from] RenderError),
+    #[error(transparent)]
+    Send(#[from] SendError),
 }
 
 pub struct RenderedNotice {
@@ -64,7 +76,7 @@ impl Notices {
     }
 
     /// Renders and sends a notice, retrying temporary failures like a digest.
-    pub async fn send(&self, s: &Subscriber, notice: Notice) -> Result<(), SendError> {
+    pub async fn send(&self, s: &Subscriber, notice: Notice) -> Result<(), NoticeError> {
         let r = render(&self.links, s, notice)?;
         let message = self
             .mailer
@@ -75,7 +87,11 @@ impl Notices {
     }
 }
 
-pub fn render(links: &Links, s: &Subscriber, notice: Notice) -> Result<RenderedNotice, SendError> {
+pub fn render(
+    links: &Links,
+    s: &Subscriber,
+    notice: Notice,
+) -> Result<RenderedNotice, RenderError> {
     let base = links.base();
     let site = url::Url::parse(base)
         .ok()
@@ -123,9 +139,8 @@ pub fn render(links: &Links, s: &Subscriber, notice: Notice) -> Result<RenderedN
         button_url: &url,
         footnote: &footnote,
     }
-    .render()
-    .map_err(|e| SendError::Permanent(e.to_string()))?;
-    let html = css_inline::inline(&html).map_err(|e| SendError::Permanent(e.to_string()))?;
+    .render()?;
+    let html = css_inline::inline(&html).map_err(|e| RenderError::Inline(Flat(e)))?;
     let text = NoticeText {
         heading,
         paragraphs: &paragraphs,
@@ -133,8 +148,7 @@ pub fn render(links: &Links, s: &Subscriber, notice: Notice) -> Result<RenderedN
         button_url: &url,
         footnote: &footnote,
     }
-    .render()
-    .map_err(|e| SendError::Permanent(e.to_string()))?;
+    .render()?;
     Ok(RenderedNotice {
         subject,
         html,
