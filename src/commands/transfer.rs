@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use anyhow::Context as _;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -250,7 +252,7 @@ pub fn import(store: &Store, bytes: &[u8], days: &EditionDays) -> anyhow::Result
                 s.confirmed_at = c.confirmed_at;
                 store
                     .add_subscriber(&s)
-                    .map_err(|e| anyhow::anyhow!("line {}: {e}", c.line))?;
+                    .with_context(|| format!("line {}", c.line))?;
                 report.added += 1;
             }
         }

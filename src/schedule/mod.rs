@@ -15,6 +15,7 @@ use crate::config::ScheduleSettings;
 use crate::domain::{EditionDate, EditionDays};
 use crate::edition::{self, Editions};
 use crate::store::Store;
+use crate::telemetry::one_line;
 
 /// What to do at start about scheduled times that passed while paperboy was down.
 #[derive(Debug, PartialEq, Eq)]
@@ -175,14 +176,14 @@ async fn tick(editions: &Arc<Editions>, at: DateTime<Utc>) {
                 tracing::info!("own send times: {}", report.summary(date));
             }
         }
-        Err(e) => tracing::error!(error = %e, "own send times: edition failed"),
+        Err(e) => tracing::error!(error = %one_line(&e), "own send times: edition failed"),
     }
 }
 
 async fn run_edition(editions: &Arc<Editions>, date: EditionDate) -> EditionDate {
     match edition::run(editions, date).await {
         Ok(report) => tracing::info!("{}", report.summary(date)),
-        Err(e) => tracing::error!(edition = %date, error = %e, "edition failed"),
+        Err(e) => tracing::error!(edition = %date, error = %one_line(&e), "edition failed"),
     }
     crate::telemetry::systemd::status("waiting for the next edition");
     date
@@ -190,7 +191,7 @@ async fn run_edition(editions: &Arc<Editions>, date: EditionDate) -> EditionDate
 
 fn mark_handled(store: &Store, at: DateTime<Utc>) {
     if let Err(e) = store.set_schedule_handled_until(at) {
-        tracing::warn!(error = %e, "could not record the schedule's progress");
+        tracing::warn!(error = %one_line(&e), "could not record the schedule's progress");
     }
 }
 

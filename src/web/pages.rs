@@ -16,7 +16,7 @@ use super::forms::{FormValues, PreferencesForm, SubscribeForm};
 use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
 use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
 use crate::edition::{self, RunError};
-use crate::telemetry::metrics;
+use crate::telemetry::{metrics, one_line};
 use crate::tokens::{Purpose, TokenError, TokenKey};
 use crate::web::notices::Notice;
 
@@ -248,7 +248,7 @@ pub async fn subscribe(
         let notices = app.notices.clone();
         tokio::spawn(async move {
             if let Err(e) = notices.send(&s, notice).await {
-                let error = s.email.redact_in(&e.to_string());
+                let error = s.email.redact_in(&one_line(&e));
                 tracing::warn!(domain = %s.email.domain(), %error, ?notice, "could not send a subscription mail");
             }
         });
@@ -373,7 +373,7 @@ async fn why_section(app: &WebState, s: &Subscriber) -> WhySection {
         Ok(Some(view)) => WhySection::Edition(view),
         Ok(None) => WhySection::NoEdition,
         Err(e) => {
-            tracing::error!(error = %e, "could not explain the latest edition");
+            tracing::error!(error = %one_line(&e), "could not explain the latest edition");
             WhySection::Unavailable
         }
     }
@@ -516,7 +516,7 @@ pub async fn healthz(State(state): Shared) -> Response {
     if let Err(e) = app.store.last_fetch_ok() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("store unusable: {e}"),
+            format!("store unusable: {}", one_line(&e)),
         );
     }
     if let Some((at, error)) = app.metrics.last_fetch_error() {

@@ -10,6 +10,7 @@ mod dkim;
 mod explain;
 mod faults;
 mod helpers;
+mod layout;
 mod mailcheck;
 mod properties;
 mod service;
