@@ -1,5 +1,8 @@
-//! paperboy's integration tests: the real binary against a real SMTP server (`smtp-sink`)
-//! and an HTTP server serving pages shaped like Hugging Face Papers.
+//! paperboy's integration tests: the real binary against an SMTP sink and an HTTP server
+//! serving pages shaped like Hugging Face Papers.
+//!
+//! The sink is Postfix's `smtp-sink` with the `e2e` feature (`scripts/test`), else an SMTP
+//! server inside this process, so that `cargo test` needs nothing but Rust.
 
 mod archive;
 mod browser;
@@ -13,6 +16,7 @@ mod helpers;
 mod mailcheck;
 mod properties;
 mod service;
+mod smtp_server;
 mod sources;
 mod web;
 mod why;
