@@ -351,6 +351,16 @@ impl SmtpSink {
         }
     }
 
+    /// Waits (bounded) until the sink has accepted a message: for tests that act in the
+    /// middle of a send.
+    pub async fn wait_for_first(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.messages().is_empty() {
+            assert!(Instant::now() < deadline, "the sink got no message in 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The recipient of each stored message, sorted (one recipient per message).
     pub fn recipients(&self) -> Vec<String> {
         let mut to: Vec<String> = self
