@@ -155,8 +155,8 @@ impl Drop for Browser {
         if let Some(driver) = self.driver.take() {
             let _ = driver.leak();
         }
-        let group = format!("-{}", self.chromedriver.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+        let group = rustix::process::Pid::from_child(&self.chromedriver);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         let _ = self.chromedriver.kill();
         let _ = self.chromedriver.wait();
     }

@@ -636,7 +636,7 @@ pub trait WaitBounded {
 
 impl WaitBounded for Child {
     fn wait_with_output_bounded(self) -> Output {
-        let pid = self.id();
+        let pid = rustix::process::Pid::from_child(&self);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(self.wait_with_output());
@@ -644,9 +644,8 @@ impl WaitBounded for Child {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(out) => out.unwrap(),
             Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                // Still unreaped (the thread waits on it), so the pid is still its own.
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 panic!("the process did not finish within 60 s");
             }
         }
@@ -654,16 +653,12 @@ impl WaitBounded for Child {
 }
 
 impl KillOnDrop {
-    /// SIGTERM, then waits (bounded) for the exit.
+    /// SIGTERM, then waits (bounded) for the exit. (Sent with a system call rather than the
+    /// `kill` program, which minimal systems lack.)
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        let pid = rustix::process::Pid::from_child(&self.0);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .expect("SIGTERM is delivered");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
