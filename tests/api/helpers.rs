@@ -319,7 +319,10 @@ impl SmtpSink {
     }
 
     pub fn stop(&mut self) {
-        if self.server.take().is_some() {
+        if let Some(server) = self.server.take() {
+            // Dropping the server stops it (killing smtp-sink, or closing the in-process
+            // server's sessions).
+            drop(server);
             assert!(
                 wait_for_port(self.port, false),
                 "the SMTP sink did not stop"
