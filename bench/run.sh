@@ -32,7 +32,7 @@ for part in "$@"; do
         ;;
     send)
         echo "## send rate"
-        cargo bench --quiet --bench send_rate
+        cargo bench --quiet --features e2e --bench send_rate
         ;;
     state)
         echo "## state growth"

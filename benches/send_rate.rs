@@ -7,8 +7,8 @@
 //! concurrency to the same sink: the ceiling. Both rates come from one run, so their ratio
 //! means something on a shared, noisy machine where the absolute figures do not.
 //!
-//! `cargo bench --bench send_rate` (under `cargo test`, a 200-subscriber run that only checks
-//! it works, on each engine); `BENCH_SUBSCRIBERS="10000 100000"`,
+//! `cargo bench --features e2e --bench send_rate` (under `cargo test --features e2e`, a
+//! 200-subscriber run that only checks it works, on each engine); `BENCH_SUBSCRIBERS="10000 100000"`,
 //! `BENCH_STORE_ENGINES="sled sqlite"` and `BENCH_CONCURRENCY=4` change the defaults. Each
 //! subscriber count runs on each engine, one after the other, so their times compare. Needs smtp-sink and smtp-source (package
 //! `postfix`, `scripts/install-test-deps`) and `/usr/bin/time` (package `time`).

@@ -1,25 +1,23 @@
-//! A real browser through the whole journey: headless Chromium, driven over the WebDriver
-//! protocol by chromedriver. Screenshots of every page land in `target/tmp/screenshots/`.
+//! A real browser through the whole journey: headless Chromium, driven by chromedriver over
+//! the WebDriver protocol (the thirtyfour client). Screenshots of every page land in
+//! `target/tmp/screenshots/`.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine;
-use serde_json::{Value, json};
+use thirtyfour::prelude::*;
+use thirtyfour::stringmatch::StringMatch;
 
 use crate::helpers::free_port;
 use crate::web::{link_in, spawn_web};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-/// chromedriver on a loopback port and one browser session, both ended on drop.
+/// chromedriver on a loopback port and one browser session through thirtyfour, both ended
+/// on drop.
 pub(crate) struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: reqwest::Client,
+    driver: Option<WebDriver>,
+    chromedriver: Child,
     _profile: tempfile::TempDir,
 }
 
@@ -27,7 +25,7 @@ impl Browser {
     pub(crate) async fn start() -> Self {
         let port = free_port();
         // Its own process group, so the browsers it starts can be killed with it.
-        let driver = Command::new("chromedriver")
+        let chromedriver = Command::new("chromedriver")
             .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -35,160 +33,132 @@ impl Browser {
             .spawn()
             .expect("chromedriver runs (install chromium-driver; scripts/install-test-deps does)");
         let base = format!("http://127.0.0.1:{port}");
+        let profile = tempfile::tempdir().unwrap();
+        let profile_arg = format!("--user-data-dir={}", profile.path().display());
+        // Made before the session is asked for, so that a failure from here on still ends
+        // chromedriver (on drop).
+        let mut browser = Self {
+            driver: None,
+            chromedriver,
+            _profile: profile,
+        };
+        let mut caps = DesiredCapabilities::chrome();
+        caps.set_binary(chromium_binary()).unwrap();
+        for arg in [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--no-first-run",
+            "--disable-sync",
+            "--window-size=900,1300",
+            &profile_arg,
+        ] {
+            caps.add_arg(arg).unwrap();
+        }
+        // chromedriver answers once it listens: until then a session cannot be asked for.
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         while http.get(format!("{base}/status")).send().await.is_err() {
             assert!(Instant::now() < deadline, "chromedriver did not come up");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let profile = tempfile::tempdir().unwrap();
-        let caps = json!({"capabilities": {"alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": {
-                "binary": chromium_binary(),
-                "args": [
-                    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                    "--disable-background-networking", "--disable-component-update",
-                    "--no-first-run", "--disable-sync", "--window-size=900,1300",
-                    format!("--user-data-dir={}", profile.path().display()),
-                ]
-            }
-        }}});
-        let mut b = Self {
-            driver,
-            base,
-            session: String::new(),
-            http,
-            _profile: profile,
-        };
-        let v = b.call("POST", "/session", Some(caps)).await;
-        b.session = v["sessionId"].as_str().expect("a session").to_string();
-        b
-    }
-
-    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        match self.try_call(method, path, body).await {
-            Ok(v) => v,
-            Err(e) => panic!("{method} {path}: {e}"),
-        }
-    }
-
-    /// One WebDriver command; a WebDriver error (no such element, stale element) is `Err`.
-    async fn try_call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Value> {
-        let url = format!("{}{path}", self.base);
-        let req = match method {
-            "GET" => self.http.get(url),
-            "DELETE" => self.http.delete(url),
-            _ => self
-                .http
-                .post(url)
-                .header("content-type", "application/json")
-                .body(body.unwrap_or(json!({})).to_string()),
-        };
-        let res = tokio::time::timeout(Duration::from_secs(60), req.send())
+        let driver = WebDriver::builder(base, caps)
+            // Each command answers in time, or the test fails instead of hanging.
+            .request_timeout(Duration::from_secs(60))
             .await
-            .expect("webdriver answers in time")
-            .expect("webdriver reachable");
-        let v: Value = serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
-        if v["value"].get("error").is_some() {
-            return Err(v);
-        }
-        Ok(v.get("value").cloned().unwrap_or(v))
+            .expect("a browser session");
+        browser.driver = Some(driver);
+        browser
     }
 
-    pub(crate) fn s(&self, rest: &str) -> String {
-        format!("/session/{}{rest}", self.session)
+    pub(crate) fn driver(&self) -> &WebDriver {
+        self.driver.as_ref().expect("a session")
     }
 
     pub(crate) async fn goto(&self, url: &str) {
-        self.call("POST", &self.s("/url"), Some(json!({"url": url})))
-            .await;
+        self.driver()
+            .goto(url)
+            .await
+            .unwrap_or_else(|e| panic!("goto {url}: {e}"));
     }
 
-    async fn find(&self, css: &str) -> String {
-        let v = self
-            .call(
-                "POST",
-                &self.s("/element"),
-                Some(json!({"using": "css selector", "value": css})),
-            )
-            .await;
-        v[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("find {css}: {v}"))
-            .to_string()
+    async fn find(&self, css: &str) -> WebElement {
+        self.driver()
+            .find(By::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("find {css}: {e}"))
     }
 
     async fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css).await;
-        self.call(
-            "POST",
-            &self.s(&format!("/element/{id}/value")),
-            Some(json!({"text": text})),
-        )
-        .await;
+        self.find(css)
+            .await
+            .send_keys(text)
+            .await
+            .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
     async fn click(&self, css: &str) {
-        let id = self.find(css).await;
-        self.call("POST", &self.s(&format!("/element/{id}/click")), None)
-            .await;
-    }
-
-    async fn try_text(&self) -> Result<String, Value> {
-        let v = self
-            .try_call(
-                "POST",
-                &self.s("/element"),
-                Some(json!({"using": "css selector", "value": "body"})),
-            )
-            .await?;
-        let id = v[ELEMENT].as_str().unwrap_or_default().to_string();
-        let v = self
-            .try_call("GET", &self.s(&format!("/element/{id}/text")), None)
-            .await?;
-        Ok(v.as_str().unwrap_or_default().to_string())
+        self.find(css)
+            .await
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Waits (bounded) until the page shows `needle`: a click that submits a form returns
-    /// before the next page has loaded.
+    /// before the next page has loaded. Errors while the page changes (a stale body) count
+    /// as not yet.
     pub(crate) async fn wait_for_text(&self, needle: &str) {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let text = self.try_text().await.unwrap_or_default();
-            if text.contains(needle) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the page never showed {needle:?}; it shows: {text}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let shown = self
+            .driver()
+            .query(By::Css("body"))
+            .with_text(StringMatch::from(needle).partial())
+            .ignore_errors(true)
+            .wait(Duration::from_secs(15), Duration::from_millis(100))
+            .first()
+            .await;
+        if shown.is_err() {
+            let text = match self.driver().find(By::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(e) => format!("(no body: {e})"),
+            };
+            panic!("the page never showed {needle:?}; it shows: {text}");
         }
     }
 
     async fn screenshot(&self, name: &str) {
-        let v = self.call("GET", &self.s("/screenshot"), None).await;
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().unwrap())
-            .unwrap();
+        let png = self
+            .driver()
+            .screenshot_as_png()
+            .await
+            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
         let dir = screenshots();
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// Ends the session politely; drop ends chromedriver and its browsers.
+    pub(crate) async fn quit(mut self) {
+        if let Some(driver) = self.driver.take() {
+            driver.quit().await.expect("the session ends");
+        }
     }
 }
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        let group = format!("-{}", self.driver.id());
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
+        // A session not ended by quit (a failed test) dies with the browser below: tell
+        // thirtyfour not to end it itself, which it would do blocking this thread.
+        if let Some(driver) = self.driver.take() {
+            let _ = driver.leak();
+        }
+        let group = rustix::process::Pid::from_child(&self.chromedriver);
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+        let _ = self.chromedriver.kill();
+        let _ = self.chromedriver.wait();
     }
 }
 
@@ -263,6 +233,6 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
         w.status_of("reader@example.org"),
         Some(paperboy::domain::Status::Unsubscribed)
     );
-    browser.call("DELETE", &browser.s(""), None).await;
+    browser.quit().await;
     w.stop().await;
 }

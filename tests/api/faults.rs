@@ -401,7 +401,9 @@ async fn the_smtp_server_dying_mid_run_loses_nothing() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(2500));
+    // Cut once the first messages are in: twenty at a second each, two at a time, take ten
+    // seconds, so the run is then well short of its end.
+    sink.wait_for_first().await;
     let mut accepted = sink.messages().len();
     sink.stop();
     let out = run.wait_with_output_bounded();

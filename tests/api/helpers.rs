@@ -1,9 +1,10 @@
-//! The real parts tests run against: Postfix's `smtp-sink`, an HTTP server serving fixture
-//! pages, and the paperboy binary with its own config and data directory.
+//! The parts tests run against: an SMTP sink (Postfix's `smtp-sink` with the `e2e` feature,
+//! else the in-process server of `smtp_server.rs`), an HTTP server serving fixture pages, and
+//! the paperboy binary with its own config and data directory.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -154,14 +155,6 @@ impl PageServer {
     }
 }
 
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -183,7 +176,7 @@ fn wait_for_port(port: u16, up: bool) -> bool {
     false
 }
 
-/// One message as `smtp-sink` stored it.
+/// One message as the sink stored it.
 pub struct Received {
     pub recipients: Vec<String>,
     /// The message as the client sent it, without the sink's own headers.
@@ -220,12 +213,75 @@ impl Received {
     }
 }
 
-/// Postfix's `smtp-sink` on a loopback port, storing every message in a directory.
+/// The messages in a dump directory in the layout of `smtp-sink -d` (one file each, the
+/// sink's `X-…-Args` headers and its three-line `Received:` header first), in the order of
+/// their file names.
+pub fn read_dump(dir: &Path) -> Vec<Received> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|f| {
+            let bytes = std::fs::read(f).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            // A transaction the client abandoned before sending the message (a killed
+            // run) leaves a file with the envelope only: nothing was delivered.
+            let start = text.find("\nReceived: from")?;
+            let recipients = text
+                .lines()
+                .take_while(|l| !l.starts_with("Received:"))
+                .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .map(|a| {
+                    a.trim()
+                        .trim_start_matches('<')
+                        .trim_end_matches('>')
+                        .to_string()
+                })
+                .collect();
+            // The sink's own headers end with its three-line Received header.
+            let after = &text[start + 1..];
+            let mut lines = after.split_inclusive('\n');
+            let mut skipped = 0;
+            for _ in 0..3 {
+                skipped += lines.next().map_or(0, str::len);
+            }
+            Some(Received {
+                recipients,
+                raw: after.as_bytes()[skipped..].to_vec(),
+            })
+        })
+        .collect()
+}
+
+/// What receives the tests' mail. With the `e2e` feature, Postfix's `smtp-sink`; without
+/// it, the SMTP server of `smtp_server.rs`, inside this process, which answers and stores
+/// as smtp-sink does (its tests hold it to that), so the suite needs nothing but Rust.
+#[cfg(feature = "e2e")]
+type SinkServer = PostfixSink;
+#[cfg(not(feature = "e2e"))]
+type SinkServer = crate::smtp_server::SmtpServer;
+
+#[cfg(not(feature = "e2e"))]
+fn start_sink_server(port: u16, dir: &Path, switches: &[String]) -> SinkServer {
+    let behaviour = crate::smtp_server::Behaviour::from_switches(switches);
+    crate::smtp_server::SmtpServer::start(port, dir, behaviour)
+}
+
+#[cfg(feature = "e2e")]
+fn start_sink_server(port: u16, dir: &Path, switches: &[String]) -> SinkServer {
+    PostfixSink::start(port, dir, switches)
+}
+
+/// An SMTP sink on a loopback port, storing every message in a directory: `smtp-sink`, or
+/// its stand-in in this process (see [`SinkServer`]).
 pub struct SmtpSink {
     pub port: u16,
     dir: PathBuf,
     _root: tempfile::TempDir,
-    child: Option<Child>,
+    server: Option<SinkServer>,
     extra: Vec<String>,
 }
 
@@ -239,57 +295,38 @@ impl SmtpSink {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("mail");
         std::fs::create_dir(&dir).unwrap();
-        // smtp-sink drops to `nobody` when started as root; it must be able to write here.
-        set_mode(root.path(), 0o755);
-        set_mode(&dir, 0o777);
         let mut sink = Self {
             port: 0,
             dir,
             _root: root,
-            child: None,
+            server: None,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        sink.restart_on(free_port());
+        sink.restart_on(0);
         sink
     }
 
+    /// Starts the server on `port` (0: a free one).
     fn restart_on(&mut self, port: u16) {
-        let mut cmd = Command::new(Self::binary());
-        if running_as_root() {
-            cmd.args(["-u", "nobody"]);
-        }
-        cmd.args(&self.extra)
-            .arg("-d")
-            .arg(format!("{}/%M.", self.dir.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("256")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = cmd
-            .spawn()
-            .expect("smtp-sink starts (install postfix; .ci/run does)");
-        self.child = Some(child);
-        self.port = port;
+        let server = start_sink_server(port, &self.dir, &self.extra);
+        self.port = server.port();
+        self.server = Some(server);
         assert!(
-            wait_for_port(port, true),
-            "smtp-sink did not come up on {port}"
+            wait_for_port(self.port, true),
+            "the SMTP sink did not come up on {}",
+            self.port
         );
     }
 
-    fn binary() -> PathBuf {
-        for p in ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"] {
-            if Path::new(p).exists() {
-                return p.into();
-            }
-        }
-        PathBuf::from("smtp-sink")
-    }
-
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-            assert!(wait_for_port(self.port, false), "smtp-sink did not stop");
+        if let Some(server) = self.server.take() {
+            // Dropping the server stops it (killing smtp-sink, or closing the in-process
+            // server's sessions).
+            drop(server);
+            assert!(
+                wait_for_port(self.port, false),
+                "the SMTP sink did not stop"
+            );
         }
     }
 
@@ -301,46 +338,9 @@ impl SmtpSink {
     }
 
     pub fn messages(&self) -> Vec<Received> {
-        let mut files: Vec<_> = std::fs::read_dir(&self.dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-            .iter()
-            .filter_map(|f| {
-                let bytes = std::fs::read(f).unwrap();
-                let text = String::from_utf8_lossy(&bytes);
-                // A transaction the client abandoned before sending the message (a killed
-                // run) leaves a file with the envelope only: nothing was delivered.
-                let start = text.find("\nReceived: from")?;
-                let recipients = text
-                    .lines()
-                    .take_while(|l| !l.starts_with("Received:"))
-                    .filter_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-                    .map(|a| {
-                        a.trim()
-                            .trim_start_matches('<')
-                            .trim_end_matches('>')
-                            .to_string()
-                    })
-                    .collect();
-                // The sink's own headers end with its three-line Received header.
-                let after = &text[start + 1..];
-                let mut lines = after.split_inclusive('\n');
-                let mut skipped = 0;
-                for _ in 0..3 {
-                    skipped += lines.next().map_or(0, str::len);
-                }
-                Some(Received {
-                    recipients,
-                    raw: after.as_bytes()[skipped..].to_vec(),
-                })
-            })
-            .collect()
+        read_dump(&self.dir)
     }
 
-    /// The recipient of each stored message, sorted (one recipient per message).
     /// Waits (bounded) until the sink holds `n` messages, and returns them.
     pub async fn wait_for(&self, n: usize) -> Vec<Received> {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -354,6 +354,17 @@ impl SmtpSink {
         }
     }
 
+    /// Waits (bounded) until the sink has accepted a message: for tests that act in the
+    /// middle of a send.
+    pub async fn wait_for_first(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.messages().is_empty() {
+            assert!(Instant::now() < deadline, "the sink got no message in 15 s");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The recipient of each stored message, sorted (one recipient per message).
     pub fn recipients(&self) -> Vec<String> {
         let mut to: Vec<String> = self
             .messages()
@@ -371,15 +382,86 @@ impl SmtpSink {
     }
 }
 
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
+/// Postfix's `smtp-sink` as a child process, killed when dropped.
+#[cfg(feature = "e2e")]
+pub struct PostfixSink {
+    port: u16,
+    child: Child,
+}
+
+#[cfg(feature = "e2e")]
+impl PostfixSink {
+    /// `smtp-sink` on 127.0.0.1:`port` (0: a free one) with `switches`, dumping each message
+    /// into `dir`, once it listens.
+    pub fn start(port: u16, dir: &Path, switches: &[String]) -> Self {
+        let port = if port == 0 { free_port() } else { port };
+        // smtp-sink drops to `nobody` when started as root; it must be able to write here.
+        if let Some(parent) = dir.parent() {
+            set_mode(parent, 0o755);
         }
+        set_mode(dir, 0o777);
+        let mut cmd = Command::new(Self::binary());
+        if running_as_root() {
+            cmd.args(["-u", "nobody"]);
+        }
+        cmd.args(switches)
+            .arg("-d")
+            .arg(format!("{}/%M.", dir.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("256")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        let child = cmd
+            .spawn()
+            .expect("smtp-sink starts (install postfix; scripts/install-test-deps does)");
+        let sink = Self { port, child };
+        assert!(
+            wait_for_port(port, true),
+            "smtp-sink did not come up on {port}"
+        );
+        sink
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    fn binary() -> PathBuf {
+        for p in ["/usr/sbin/smtp-sink", "/usr/bin/smtp-sink"] {
+            if Path::new(p).exists() {
+                return p.into();
+            }
+        }
+        PathBuf::from("smtp-sink")
     }
 }
 
+#[cfg(feature = "e2e")]
+impl Drop for PostfixSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// [`PostfixSink::start`] on a free port, for tests that compare it with the in-process
+/// server.
+#[cfg(feature = "e2e")]
+pub fn postfix_sink(switches: &[String], dir: &Path) -> (u16, PostfixSink) {
+    let sink = PostfixSink::start(0, dir, switches);
+    (sink.port(), sink)
+}
+
+#[cfg(feature = "e2e")]
+fn running_as_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+#[cfg(feature = "e2e")]
 fn set_mode(path: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
@@ -557,7 +639,7 @@ pub trait WaitBounded {
 
 impl WaitBounded for Child {
     fn wait_with_output_bounded(self) -> Output {
-        let pid = self.id();
+        let pid = rustix::process::Pid::from_child(&self);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let _ = tx.send(self.wait_with_output());
@@ -565,9 +647,8 @@ impl WaitBounded for Child {
         match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(out) => out.unwrap(),
             Err(_) => {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
+                // Still unreaped (the thread waits on it), so the pid is still its own.
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 panic!("the process did not finish within 60 s");
             }
         }
@@ -575,16 +656,12 @@ impl WaitBounded for Child {
 }
 
 impl KillOnDrop {
-    /// SIGTERM, then waits (bounded) for the exit.
+    /// SIGTERM, then waits (bounded) for the exit. (Sent with a system call rather than the
+    /// `kill` program, which minimal systems lack.)
     pub fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        let pid = rustix::process::Pid::from_child(&self.0);
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .expect("SIGTERM is delivered");
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {

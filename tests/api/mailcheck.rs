@@ -7,8 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use base64::Engine;
-use serde_json::{Value, json};
+use thirtyfour::cdp::domains::emulation::{MediaFeature, SetEmulatedMedia};
 
 use crate::browser::{Browser, screenshots};
 use crate::helpers::{PageServer, Reply, TestApp, WaitBounded, fixture};
@@ -194,49 +193,40 @@ const SHOTS: [Shot; 4] = [
 ];
 
 impl Browser {
-    /// A Chrome DevTools Protocol command, through chromedriver.
-    async fn cdp(&self, cmd: &str, params: Value) -> Value {
-        self.call(
-            "POST",
-            &self.s("/goog/cdp/execute"),
-            Some(json!({"cmd": cmd, "params": params})),
-        )
-        .await
-    }
-
-    async fn script(&self, js: &str) -> Value {
-        self.call(
-            "POST",
-            &self.s("/execute/sync"),
-            Some(json!({"script": js, "args": []})),
-        )
-        .await
-    }
-
     /// Emulates a screen `width` × `height` at one device pixel per CSS pixel (a phone
-    /// below 600), in light or dark mode.
+    /// below 600), in light or dark mode, through Chrome DevTools commands.
     async fn emulate(&self, shot: &Shot) {
-        self.cdp(
-            "Emulation.setDeviceMetricsOverride",
-            json!({
-                "width": shot.width, "height": shot.height,
-                "deviceScaleFactor": 1, "mobile": shot.width < 600,
-            }),
-        )
-        .await;
+        let cdp = self.driver().cdp();
+        cdp.emulation()
+            .set_device_metrics_override(shot.width, shot.height, 1.0, shot.width < 600)
+            .await
+            .expect("Emulation.setDeviceMetricsOverride");
         let scheme = if shot.dark { "dark" } else { "light" };
-        self.cdp(
-            "Emulation.setEmulatedMedia",
-            json!({"features": [{"name": "prefers-color-scheme", "value": scheme}]}),
-        )
-        .await;
+        cdp.send(SetEmulatedMedia {
+            media: None,
+            features: Some(vec![MediaFeature {
+                name: "prefers-color-scheme".into(),
+                value: scheme.into(),
+            }]),
+        })
+        .await
+        .expect("Emulation.setEmulatedMedia");
     }
 
     async fn png(&self) -> Vec<u8> {
-        let v = self.call("GET", &self.s("/screenshot"), None).await;
-        base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().expect("a base64 screenshot"))
-            .unwrap()
+        self.driver()
+            .screenshot_as_png()
+            .await
+            .expect("a screenshot")
+    }
+
+    async fn script(&self, js: &str) -> serde_json::Value {
+        self.driver()
+            .execute(js, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{js}: {e}"))
+            .json()
+            .clone()
     }
 }
 
@@ -353,5 +343,5 @@ async fn digest_and_notice_fit_a_phone_and_a_desktop_in_light_and_dark() {
     for shot in SHOTS.iter().filter(|s| s.width < 600) {
         check_shot(&browser, "notice", shot).await;
     }
-    browser.call("DELETE", &browser.s(""), None).await;
+    browser.quit().await;
 }

@@ -38,12 +38,34 @@ fn arb_step() -> impl Strategy<Value = Step> {
 
 /// Opens the app on `dir`: the store of the instance before a "restart" was dropped, and
 /// with it the data directory's lock.
+///
+/// The lock can outlive the drop by a moment in this test process, though not in paperboy's:
+/// a child that another test spawns at that time holds a copy of every descriptor between its
+/// fork and its exec, the lock's too (flock belongs to the open file, not the descriptor). So
+/// a refusal is tried again, to a deadline of a few seconds.
 fn open(dir: &std::path::Path) -> Parts {
-    Parts::build(&Settings {
-        data_dir: dir.to_path_buf(),
-        ..Settings::default()
-    })
-    .unwrap_or_else(|e| panic!("{e:#}"))
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let opened = Parts::build(&Settings {
+            data_dir: dir.to_path_buf(),
+            ..Settings::default()
+        });
+        match opened {
+            Ok(app) => return app,
+            Err(e)
+                if std::time::Instant::now() < deadline
+                    && e.chain().any(|c| {
+                        matches!(
+                            c.downcast_ref(),
+                            Some(paperboy::store::StoreError::Locked(_))
+                        )
+                    }) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    }
 }
 
 fn mark_sent(

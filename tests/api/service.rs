@@ -203,7 +203,9 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
         .spawn()
         .unwrap();
     let mut runner = KillOnDrop(runner);
-    std::thread::sleep(Duration::from_millis(3000));
+    // The edition is under way once the sink holds a message; forty at a second each, two
+    // at a time, leave most of it to interrupt.
+    sink.wait_for_first().await;
     let stopped_at = Instant::now();
     let status = daemon.terminate(Duration::from_secs(20));
     assert!(status.success(), "exit 0 after SIGTERM: {status:?}");
@@ -262,7 +264,9 @@ async fn a_backup_during_a_send_restores_to_the_same_state() {
             .spawn()
             .unwrap(),
     );
-    std::thread::sleep(Duration::from_millis(700));
+    // The edition is under way once the sink holds a message; the other five take about
+    // two seconds more, in which the backup is asked for.
+    sink.wait_for_first().await;
     let backup = app.dir.path().join("busy.backup");
     let r = app.run(&["backup", backup.to_str().unwrap()]);
     assert!(r.ok(), "{}", r.stderr);
