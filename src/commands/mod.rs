@@ -402,6 +402,11 @@ async fn run_once(
         deferred += report.send.deferred;
         last_error = last_error.or(report.send.last_error.clone());
     }
+    if deferred > 0 && ctx.editions.is_stopping() {
+        bail!(
+            "paperboy is stopping: {deferred} digest(s) were not sent yet; they stay queued for the next run"
+        );
+    }
     if deferred > 0 {
         bail!(
             "SMTP: {deferred} digest(s) could not be sent ({}); they stay queued for the next run",

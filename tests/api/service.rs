@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use crate::helpers::{
-    EngineKind, KillOnDrop, PageServer, Reply, SmtpSink, TestApp, fixture, free_port,
+    EngineKind, KillOnDrop, PageServer, Reply, SmtpSink, TestApp, WaitBounded, fixture, free_port,
 };
 
 fn wait_until(what: &str, mut ready: impl FnMut() -> bool) {
@@ -198,11 +198,11 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
     // Start an edition inside the daemon, then stop the daemon in the middle of it.
     let runner = app
         .command(&["run-once", "--date", "2025-12-09"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut runner = KillOnDrop(runner);
+    // Not killed on drop: it ends on its own once the daemon it talks to is gone.
     // The edition is under way once the sink holds a message; forty at a second each, two
     // at a time, leave most of it to interrupt.
     sink.wait_for_first().await;
@@ -213,7 +213,18 @@ async fn sigterm_during_a_send_records_what_went_and_the_next_run_sends_the_rest
         stopped_at.elapsed() < Duration::from_secs(15),
         "stops well within TimeoutStopSec"
     );
-    let _ = runner.wait();
+    // The client that asked for the edition learns it did not finish: it does not exit 0.
+    let out = runner.wait_with_output_bounded();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "runner: {:?}\n{}\n{stderr}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !out.status.success(),
+        "the interrupted run-once exits non-zero: {stderr}"
+    );
 
     let accepted = sink.messages();
     assert!(
