@@ -375,3 +375,27 @@ async fn exported_variables_probe() {
     app.add("ann@example.org", &["--confirmed"]);
     assert_eq!(app.store().subscribers().unwrap().len(), 1);
 }
+
+/// A backup holds the link-signing key: written over a file anyone could read, it is left
+/// readable by its owner only, and holds the new backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_over_a_readable_file_is_left_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let backup = app.dir.path().join("old.backup");
+    std::fs::write(&backup, "an older file, readable by all").unwrap();
+    std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let r = app.run(&["backup", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the backup is the owner's only");
+
+    // It is the new backup, whole: it restores.
+    let other = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    let r = other.run(&["restore", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let list = other.run(&["subscribers", "list", "--json"]);
+    assert!(list.stdout.contains("ann@example.org"), "{}", list.stdout);
+}
