@@ -139,6 +139,10 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut f = options
         .open(path)
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    // The mode above applies only to a file it creates: one already there keeps its own.
+    #[cfg(unix)]
+    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| anyhow::anyhow!("cannot make {} private: {e}", path.display()))?;
     f.write_all(bytes)?;
     f.sync_all()?;
     Ok(())

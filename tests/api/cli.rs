@@ -165,13 +165,10 @@ async fn file_transport_writes_the_outbox() {
         format!("[source]\nurl = \"{}\"\n", pages.url()),
     )
     .unwrap();
-    let bin = env!("CARGO_BIN_EXE_paperboy");
     let run = |args: &[&str]| {
-        std::process::Command::new(bin)
+        crate::helpers::paperboy_command()
             .args(args)
             .current_dir(dir.path())
-            .env_remove("PAPERBOY_CONFIG")
-            .env_remove("STATE_DIRECTORY")
             .output()
             .unwrap()
     };
@@ -283,4 +280,122 @@ async fn store_compact_keeps_everything() {
         "{}",
         r.stdout
     );
+}
+
+/// The environment a developer or a service manager may have exported, pointing elsewhere:
+/// another data directory (twice), secrets, the journal, other settings.
+fn polluting_env(elsewhere: &std::path::Path) -> Vec<(&'static str, std::path::PathBuf)> {
+    vec![
+        ("PAPERBOY_DATA_DIR", elsewhere.join("data")),
+        ("STATE_DIRECTORY", elsewhere.join("state")),
+        ("CREDENTIALS_DIRECTORY", elsewhere.join("credentials")),
+        ("JOURNAL_STREAM", "8:4242".into()),
+        ("PAPERBOY_LOG_FORMAT", "json".into()),
+        ("PAPERBOY_DIGEST__MAX_ITEMS", "7".into()),
+        ("PAPERBOY_CONFIG", elsewhere.join("other.toml")),
+    ]
+}
+
+/// Tests run the binary in a clean environment: whatever `PAPERBOY_*` or systemd variables
+/// the test process has, the binary sees only the test's own config. The check runs in a
+/// copy of this test binary started with those variables exported (see
+/// [`exported_variables_probe`]); a test process cannot safely set its own environment.
+#[test]
+fn exported_variables_do_not_reach_the_binary() {
+    let elsewhere = tempfile::tempdir().unwrap();
+    let credentials = elsewhere.path().join("credentials");
+    std::fs::create_dir(&credentials).unwrap();
+    std::fs::write(credentials.join("secret-key"), "k".repeat(64)).unwrap();
+    let env = polluting_env(elsewhere.path());
+
+    // The variables do reach a binary started without the helper's cleaning: the check
+    // below would notice if they leaked.
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    let raw = std::process::Command::new(env!("CARGO_BIN_EXE_paperboy"))
+        .arg("--config")
+        .arg(&app.config)
+        .arg("check-config")
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    let seen = format!(
+        "{}{}",
+        String::from_utf8_lossy(&raw.stdout),
+        String::from_utf8_lossy(&raw.stderr)
+    );
+    assert!(
+        raw.status.success() && seen.contains(&*elsewhere.path().join("state").to_string_lossy()),
+        "an uncleaned binary sees the variables: {seen}"
+    );
+
+    let probe = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cli::exported_variables_probe",
+            "--ignored",
+            "--test-threads=1",
+        ])
+        .envs(env.iter().cloned())
+        .env("PROBE_ELSEWHERE_DIR", elsewhere.path())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success() && out.contains("1 passed"),
+        "the probe, with the variables exported:\n{out}\n{}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+}
+
+/// Run by [`exported_variables_do_not_reach_the_binary`] with the variables exported; on
+/// its own, it checks the same in whatever environment it finds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by exported_variables_do_not_reach_the_binary, with its environment"]
+async fn exported_variables_probe() {
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    let r = app.run(&["check-config"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let data = app.dir.path().join("data");
+    assert!(
+        r.stdout
+            .lines()
+            .any(|l| l.starts_with("data_dir") && l.contains(&*data.to_string_lossy())),
+        "the test's data_dir: {}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("max_items = 30"), "{}", r.stdout);
+    if let Some(elsewhere) = std::env::var_os("PROBE_ELSEWHERE_DIR") {
+        let elsewhere = elsewhere.to_string_lossy().into_owned();
+        assert!(!r.stdout.contains(&elsewhere), "{}", r.stdout);
+        assert!(!r.stderr.contains(&elsewhere), "{}", r.stderr);
+    }
+    // Under journald the logs would be JSON lines.
+    assert!(!r.stderr.trim_start().starts_with('{'), "{}", r.stderr);
+    // And the store is where the test put it.
+    app.add("ann@example.org", &["--confirmed"]);
+    assert_eq!(app.store().subscribers().unwrap().len(), 1);
+}
+
+/// A backup holds the link-signing key: written over a file anyone could read, it is left
+/// readable by its owner only, and holds the new backup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_over_a_readable_file_is_left_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let backup = app.dir.path().join("old.backup");
+    std::fs::write(&backup, "an older file, readable by all").unwrap();
+    std::fs::set_permissions(&backup, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let r = app.run(&["backup", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let mode = std::fs::metadata(&backup).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "the backup is the owner's only");
+
+    // It is the new backup, whole: it restores.
+    let other = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    let r = other.run(&["restore", backup.to_str().unwrap()]);
+    assert!(r.ok(), "{}", r.stderr);
+    let list = other.run(&["subscribers", "list", "--json"]);
+    assert!(list.stdout.contains("ann@example.org"), "{}", list.stdout);
 }

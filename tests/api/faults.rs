@@ -181,6 +181,95 @@ async fn temporary_refusals_are_retried_later_and_permanent_ones_bounce() {
     assert_eq!(sink.messages().len(), 1);
 }
 
+/// One new paper on the page of `date`, so that each edition has something to send.
+fn one_new_paper(pages: &PageServer, i: u32, date: &str) {
+    let entry = serde_json::json!({"paper": {"id": format!("2512.200{i:02}"), "title": format!("Paper {i}"), "upvotes": 5}});
+    pages.set(Reply::Page(crate::helpers::island_page(
+        date,
+        true,
+        &[entry],
+    )));
+}
+
+/// The subscriber's count of permanent refusals in a row, and their status, from the store.
+fn refusals(app: &TestApp, email: &str) -> (u32, String) {
+    let store = app.store();
+    let email = paperboy::domain::SubscriberEmail::parse(email).unwrap();
+    let sub = store.subscriber(&email).unwrap().expect("a subscriber");
+    (sub.permanent_failures, sub.status.to_string())
+}
+
+/// Only refusals in a row bounce an address: an accepted digest starts the count again. A
+/// bounced address gets nothing from the next editions, even once the server accepts again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accepted_digest_clears_the_refusals_and_a_bounced_address_is_skipped() {
+    let pages = PageServer::start(Reply::Status(404)).await;
+    let mut sink = SmtpSink::start_with(&["-f", "RCPT"]);
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed"]);
+    let dates = [
+        "2025-12-10",
+        "2025-12-11",
+        "2025-12-12",
+        "2025-12-13",
+        "2025-12-14",
+        "2025-12-15",
+        "2025-12-16",
+    ];
+    let edition = |i: usize, outcome: &str| {
+        one_new_paper(&pages, i as u32, dates[i]);
+        let r = app.run(&["run-once", "--date", dates[i]]);
+        assert!(r.ok(), "{}", r.stderr);
+        assert!(r.stdout.contains(outcome), "{}: {}", dates[i], r.stdout);
+    };
+
+    // Two refusals in a row: counted, not yet bounced.
+    edition(0, "1 failed");
+    edition(1, "1 failed");
+    assert_eq!(refusals(&app, "ann@example.org"), (2, "active".into()));
+
+    // The server takes the next digest: the count starts again.
+    sink.restart_with(&[]);
+    edition(2, "1 sent");
+    assert_eq!(sink.messages().len(), 1);
+    assert_eq!(refusals(&app, "ann@example.org"), (0, "active".into()));
+
+    // One more refusal is the first of a new series, not the third.
+    sink.restart_with(&["-f", "RCPT"]);
+    edition(3, "1 failed");
+    assert_eq!(refusals(&app, "ann@example.org"), (1, "active".into()));
+    edition(4, "1 failed");
+    edition(5, "1 failed");
+    assert_eq!(refusals(&app, "ann@example.org"), (3, "bounced".into()));
+
+    // The server accepts again and Bob subscribes: the next edition is Bob's alone.
+    sink.restart_with(&[]);
+    app.add("bob@example.org", &["--confirmed"]);
+    one_new_paper(&pages, 6, dates[6]);
+    let dry = app.run(&["run-once", "--date", dates[6], "--dry-run"]);
+    assert!(dry.ok(), "{}", dry.stderr);
+    assert!(
+        dry.stdout.contains("bob@example.org: would get 1 paper(s)"),
+        "{}",
+        dry.stdout
+    );
+    assert!(!dry.stdout.contains("ann@example.org"), "{}", dry.stdout);
+    edition(6, "1 sent");
+    let to: Vec<Vec<String>> = sink.messages().into_iter().map(|m| m.recipients).collect();
+    assert_eq!(
+        to.len(),
+        2,
+        "day 3's digest to Ann and today's to Bob: {to:?}"
+    );
+    assert!(to.contains(&vec!["bob@example.org".to_string()]), "{to:?}");
+    assert_eq!(
+        to.iter().filter(|r| r[0] == "ann@example.org").count(),
+        1,
+        "nothing more for the bounced address: {to:?}"
+    );
+    assert_eq!(refusals(&app, "ann@example.org"), (3, "bounced".into()));
+}
+
 crate::helpers::on_both_engines!(kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight);
 
 /// kill -9 in the middle of a run, again and again: the next run sends every digest that was

@@ -467,6 +467,42 @@ fn set_mode(path: &Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Variables of systemd's that paperboy reads: the data directory, the secrets' directory and
+/// the journal (which switches the log format).
+const SYSTEMD_ENV: &[&str] = &["STATE_DIRECTORY", "CREDENTIALS_DIRECTORY", "JOURNAL_STREAM"];
+
+/// Whether a variable configures paperboy: every `PAPERBOY_*` one (key overrides, the config
+/// path, the SMTP password, the log format) and systemd's.
+pub fn configures_paperboy(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .is_some_and(|n| n.starts_with("PAPERBOY_") || SYSTEMD_ENV.contains(&n))
+}
+
+/// Removes from `cmd`'s environment every variable that configures paperboy, whether the
+/// test process inherited it or it was set on `cmd` before: an exported `PAPERBOY_DATA_DIR`
+/// or `STATE_DIRECTORY` would otherwise point a test at real state. A test that wants one
+/// sets it after this.
+pub fn clean_env(cmd: &mut Command) -> &mut Command {
+    let mut names: Vec<std::ffi::OsString> = std::env::vars_os()
+        .map(|(name, _)| name)
+        .chain(cmd.get_envs().map(|(name, _)| name.to_os_string()))
+        .filter(|name| configures_paperboy(name))
+        .collect();
+    names.extend(SYSTEMD_ENV.iter().map(std::ffi::OsString::from));
+    for name in names {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// The paperboy binary in a clean environment (see [`clean_env`]): every test that runs it
+/// starts here.
+pub fn paperboy_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
+    clean_env(&mut cmd);
+    cmd
+}
+
 /// The paperboy binary with a config file and data directory of its own.
 pub struct TestApp {
     pub dir: tempfile::TempDir,
@@ -591,14 +627,11 @@ engine = "{engine}"
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_paperboy"));
+        let mut cmd = paperboy_command();
         cmd.arg("--config")
             .arg(&self.config)
             .args(args)
             .current_dir(self.dir.path())
-            .env_remove("PAPERBOY_CONFIG")
-            .env_remove("STATE_DIRECTORY")
-            .env_remove("PAPERBOY_SMTP_PASSWORD")
             .env("RUST_LOG", "warn");
         cmd
     }
