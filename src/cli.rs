@@ -1,9 +1,9 @@
 //! The command line: parse arguments, load the settings, run one command, map the outcome
 //! to an exit code. Errors print as one line on stderr and exit non-zero.
 //!
-//! Only one process can open the store. When `serve` holds it, the commands that need it are
-//! sent to the daemon over its admin socket and run there ([`crate::commands::admin`]), with the same
-//! output and exit code.
+//! Only one process can open the store. When `serve` holds it, the commands that need it
+//! are sent to the daemon over its admin socket and run there ([`crate::commands::admin`]),
+//! with the same output and exit code.
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -67,9 +67,9 @@ fn updated(entries: &[Entry], otherwise: DateTime<Utc>) -> DateTime<Utc> {
 }
 
 pub async fn general(State(state): State<Arc<WebState>>) -> Result<Response, WebError> {
-    let app = &*state;
-    let base = app.links.base();
-    let entries = app
+    let web = &*state;
+    let base = web.links.base();
+    let entries = web
         .store
         .latest_editions(ENTRIES)?
         .iter()
@@ -106,14 +106,14 @@ pub async fn general(State(state): State<Arc<WebState>>) -> Result<Response, Web
 
 /// The subscriber a feed token belongs to: a bad token is "not valid", an address that is
 /// gone "not found", and a subscription that ended "gone".
-fn feed_owner(app: &WebState, file: &str) -> Result<Subscriber, WebError> {
+fn feed_owner(web: &WebState, file: &str) -> Result<Subscriber, WebError> {
     let token = file.strip_suffix(".xml").ok_or(WebError::NotFound)?;
-    let id: SubscriberId = app
+    let id: SubscriberId = web
         .links
         .key()
         .verify(Purpose::Feed, token, Utc::now(), 0)
         .map_err(|_| WebError::BadToken)?;
-    let s = app.store.subscriber_by_id(id)?.ok_or(WebError::NotFound)?;
+    let s = web.store.subscriber_by_id(id)?.ok_or(WebError::NotFound)?;
     if s.status == Status::Unsubscribed {
         return Err(WebError::Gone);
     }
@@ -124,16 +124,16 @@ pub async fn personal(
     State(state): State<Arc<WebState>>,
     Path(file): Path<String>,
 ) -> Result<Response, WebError> {
-    let app = &*state;
-    let s = feed_owner(app, &file)?;
-    let base = app.links.base();
-    let history = app.store.sent_history(s.id, ENTRIES)?;
+    let web = &*state;
+    let s = feed_owner(web, &file)?;
+    let base = web.links.base();
+    let history = web.store.sent_history(s.id, ENTRIES)?;
     // Each edition read once: a weekly digest also holds papers of the editions of the week
     // before, which the entries around it share.
     let mut editions: HashMap<EditionDate, Option<EditionRecord>> = HashMap::new();
     let load = |editions: &mut HashMap<_, _>, d: EditionDate| -> Result<(), WebError> {
         if let std::collections::hash_map::Entry::Vacant(slot) = editions.entry(d) {
-            slot.insert(app.store.edition(d)?);
+            slot.insert(web.store.edition(d)?);
         }
         Ok(())
     };
@@ -178,7 +178,7 @@ pub async fn personal(
             url,
         });
     }
-    let self_url = app.links.feed(s.id);
+    let self_url = web.links.feed(s.id);
     Ok(xml(&Feed {
         title: "Your trending papers · paperboy".into(),
         id: self_url.clone(),

@@ -127,8 +127,8 @@ async fn security_headers(mut response: Response) -> Response {
 }
 
 /// The client address a rate limit is keyed on.
-pub fn client_ip(app: &WebState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    if app.settings.trust_forwarded_for
+pub fn client_ip(web: &WebState, peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    if web.settings.trust_forwarded_for
         && let Some(ip) = headers
             .get("x-forwarded-for")
             .and_then(|v| v.to_str().ok())

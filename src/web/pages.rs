@@ -112,32 +112,32 @@ pub struct WhyLine {
 }
 
 /// "every weekday at 08:00 UTC" is hard to say for any cron line; the next time is not.
-fn cadence(app: &WebState) -> String {
-    let next = app
+fn cadence(web: &WebState) -> String {
+    let next = web
         .schedule
         .cron
         .schedule()
-        .upcoming(app.schedule.tz())
+        .upcoming(web.schedule.tz())
         .next();
     match next {
         Some(t) => format!(
             "the next one goes out on {} at {} ({})",
             t.format("%A, %B %-d"),
             t.format("%H:%M"),
-            app.schedule.tz()
+            web.schedule.tz()
         ),
         None => "on the operator's schedule".into(),
     }
 }
 
 fn index_page(
-    app: &WebState,
+    web: &WebState,
     form: FormValues,
     errors: Vec<String>,
 ) -> Result<IndexPage, WebError> {
-    let latest = match app.source.latest() {
+    let latest = match web.source.latest() {
         Some(l) => Some(l),
-        None => app.store.latest_edition()?.map(|e| (e.date, e.papers)),
+        None => web.store.latest_edition()?.map(|e| (e.date, e.papers)),
     };
     let (sample, sample_date) = match latest {
         Some((date, papers)) => {
@@ -158,13 +158,13 @@ fn index_page(
         None => (Vec::new(), None),
     };
     Ok(IndexPage {
-        cadence: cadence(app),
+        cadence: cadence(web),
         form,
         errors,
         sample,
         sample_date,
         max_items_cap: MAX_ITEMS_CAP,
-        max_items_default: app.digest.max_items,
+        max_items_default: web.digest.max_items,
     })
 }
 
@@ -198,11 +198,11 @@ pub async fn subscribe(
     headers: HeaderMap,
     form: Result<Form<SubscribeForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let app = &*state;
-    metrics::inc(&app.metrics.subscribe_requests);
+    let web = &*state;
+    metrics::inc(&web.metrics.subscribe_requests);
     let Form(form) = form.map_err(form_rejection)?;
-    if !state.limits.allow_client(client_ip(app, peer, &headers)) {
-        metrics::inc(&app.metrics.rate_limited);
+    if !state.limits.allow_client(client_ip(web, peer, &headers)) {
+        metrics::inc(&web.metrics.rate_limited);
         return Err(WebError::RateLimited);
     }
     state.limits.shrink();
@@ -210,42 +210,42 @@ pub async fn subscribe(
         // A bot filled in the hidden field: answer as usual, do nothing.
         return Ok(check_your_inbox());
     }
-    let days = crate::schedule::edition_days(&app.schedule, Utc::now());
+    let days = crate::schedule::edition_days(&web.schedule, Utc::now());
     let (email, prefs) = match form.parse(&days) {
         Ok(ok) => ok,
         Err(errors) => {
-            let p = index_page(app, form.values(), errors)?;
+            let p = index_page(web, form.values(), errors)?;
             return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
     if !state.limits.allow_address(email.as_str()) {
-        metrics::inc(&app.metrics.rate_limited);
+        metrics::inc(&web.metrics.rate_limited);
         return Err(WebError::RateLimited);
     }
 
     let notice = {
         let _guard = state.subscribe_lock.lock().await;
         let now = Utc::now();
-        let (s, notice) = match app.store.subscriber(&email)? {
+        let (s, notice) = match web.store.subscriber(&email)? {
             None => {
                 let s = Subscriber::requested(email, prefs, now);
-                app.store.add_subscriber(&s)?;
+                web.store.add_subscriber(&s)?;
                 (s, Some(Notice::Confirm))
             }
             Some(mut s) => {
                 let notice = s.requested_again(prefs, now);
-                app.store.update_subscriber(&s)?;
+                web.store.update_subscriber(&s)?;
                 (s, notice)
             }
         };
-        app.store.flush().await?;
+        web.store.flush().await?;
         notice.map(|n| (s, n))
     };
 
     if let Some((s, notice)) = notice {
         // Sent in the background: the answer must not take longer for one kind of
         // address than for another.
-        let notices = app.notices.clone();
+        let notices = web.notices.clone();
         tokio::spawn(async move {
             if let Err(e) = notices.send(&s, notice).await {
                 let error = s.email.redact_in(&one_line(&e));
@@ -257,11 +257,11 @@ pub async fn subscribe(
 }
 
 /// The subscriber a confirm token belongs to, if the token is valid now.
-fn confirm_target(app: &WebState, token: &str) -> Result<Subscriber, WebError> {
+fn confirm_target(web: &WebState, token: &str) -> Result<Subscriber, WebError> {
     let sid = TokenKey::claimed_subscriber(token).ok_or(WebError::BadToken)?;
-    let s = app.store.subscriber_by_id(sid)?.ok_or(WebError::BadToken)?;
+    let s = web.store.subscriber_by_id(sid)?.ok_or(WebError::BadToken)?;
     let nonce = s.confirm_nonce.ok_or(WebError::BadToken)?;
-    app.links
+    web.links
         .key()
         .verify(Purpose::Confirm, token, Utc::now(), nonce)
         .map_err(|_: TokenError| WebError::BadToken)?;
@@ -293,13 +293,13 @@ pub async fn confirm(
     form: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     let Form(form) = form.map_err(form_rejection)?;
-    let app = &*state;
-    let mut s = confirm_target(app, &form.token)?;
+    let web = &*state;
+    let mut s = confirm_target(web, &form.token)?;
     s.confirm(Utc::now());
-    app.store.update_subscriber(&s)?;
-    app.store.flush().await?;
+    web.store.update_subscriber(&s)?;
+    web.store.flush().await?;
     tracing::info!(domain = %s.email.domain(), "subscription confirmed");
-    let prefs = app.links.preferences(s.id);
+    let prefs = web.links.preferences(s.id);
     Ok(page(
         StatusCode::OK,
         &MessagePage::new(
@@ -312,13 +312,13 @@ pub async fn confirm(
 
 /// The subscriber of an unsubscribe or preferences token. A valid token for an address that
 /// no longer exists is "not found"; anything else wrong with it is "not valid".
-fn token_owner(app: &WebState, purpose: Purpose, token: &str) -> Result<Subscriber, WebError> {
-    let sid = app
+fn token_owner(web: &WebState, purpose: Purpose, token: &str) -> Result<Subscriber, WebError> {
+    let sid = web
         .links
         .key()
         .verify(purpose, token, Utc::now(), 0)
         .map_err(|_| WebError::BadToken)?;
-    app.store.subscriber_by_id(sid)?.ok_or(WebError::NotFound)
+    web.store.subscriber_by_id(sid)?.ok_or(WebError::NotFound)
 }
 
 pub async fn unsubscribe_page(
@@ -348,12 +348,12 @@ pub async fn unsubscribe(
     State(state): Shared,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    let app = &*state;
-    let mut s = token_owner(app, Purpose::Unsubscribe, &q.token)?;
+    let web = &*state;
+    let mut s = token_owner(web, Purpose::Unsubscribe, &q.token)?;
     if s.status != Status::Unsubscribed {
         s.unsubscribe(Utc::now());
-        app.store.update_subscriber(&s)?;
-        app.store.flush().await?;
+        web.store.update_subscriber(&s)?;
+        web.store.flush().await?;
         tracing::info!(domain = %s.email.domain(), "unsubscribed");
     }
     Ok(page(
@@ -368,8 +368,8 @@ pub async fn unsubscribe(
 
 /// Judges the newest edition on record for `s`. Never fetches: a page view must not reach
 /// out to Hugging Face.
-async fn why_section(app: &WebState, s: &Subscriber) -> WhySection {
-    match why_view(app, s).await {
+async fn why_section(web: &WebState, s: &Subscriber) -> WhySection {
+    match why_view(web, s).await {
         Ok(Some(view)) => WhySection::Edition(view),
         Ok(None) => WhySection::NoEdition,
         Err(e) => {
@@ -379,12 +379,12 @@ async fn why_section(app: &WebState, s: &Subscriber) -> WhySection {
     }
 }
 
-async fn why_view(app: &WebState, s: &Subscriber) -> Result<Option<WhyView>, RunError> {
+async fn why_view(web: &WebState, s: &Subscriber) -> Result<Option<WhyView>, RunError> {
     // Only the date: `explain` reads the edition itself.
-    let Some(latest) = app.store.edition_summaries(None, 1)?.into_iter().next() else {
+    let Some(latest) = web.store.edition_summaries(None, 1)?.into_iter().next() else {
         return Ok(None);
     };
-    let Some(e) = edition::explain(&app.editions, latest.date, s, false).await? else {
+    let Some(e) = edition::explain(&web.editions, latest.date, s, false).await? else {
         return Ok(None);
     };
     let (picked, total) = (e.picked(), e.lines.len());
@@ -394,10 +394,10 @@ async fn why_view(app: &WebState, s: &Subscriber) -> Result<Option<WhyView>, Run
         // The verdicts follow the preferences as they are now; what the digest carried is
         // in the ledger, and after a change the two differ.
         let ids: Vec<PaperId> = e.lines.iter().map(|(p, _)| p.id.clone()).collect();
-        let carried = app
+        let carried = web
             .store
             .sent_before(s.id)?
-            .among(&app.store.page_index(&ids)?)
+            .among(&web.store.page_index(&ids)?)
             .values()
             .filter(|on| **on == Some(e.date))
             .count();
@@ -437,7 +437,7 @@ async fn why_view(app: &WebState, s: &Subscriber) -> Result<Option<WhyView>, Run
 }
 
 async fn preferences_view(
-    app: &WebState,
+    web: &WebState,
     s: &Subscriber,
     token: &str,
     form: FormValues,
@@ -445,18 +445,18 @@ async fn preferences_view(
     saved: bool,
 ) -> PreferencesPage {
     PreferencesPage {
-        why: why_section(app, s).await,
+        why: why_section(web, s).await,
         email: s.email.to_string(),
         form,
         errors,
         saved,
         action: format!("/preferences?token={token}"),
-        unsubscribe_url: app.links.unsubscribe(s.id),
-        feed_url: app.links.feed(s.id),
-        min_upvotes_default: app.digest.min_upvotes,
-        max_items_default: app.digest.max_items,
+        unsubscribe_url: web.links.unsubscribe(s.id),
+        feed_url: web.links.feed(s.id),
+        min_upvotes_default: web.digest.min_upvotes,
+        max_items_default: web.digest.max_items,
         max_items_cap: MAX_ITEMS_CAP,
-        server_zone: app.schedule.tz().name().to_string(),
+        server_zone: web.schedule.tz().name().to_string(),
     }
 }
 
@@ -464,12 +464,12 @@ pub async fn preferences_page(
     State(state): Shared,
     Query(q): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    let app = &*state;
-    let s = token_owner(app, Purpose::Preferences, &q.token)?;
+    let web = &*state;
+    let s = token_owner(web, Purpose::Preferences, &q.token)?;
     let values = FormValues::from_preferences(&s.preferences);
     Ok(page(
         StatusCode::OK,
-        &preferences_view(app, &s, &q.token, values, Vec::new(), false).await,
+        &preferences_view(web, &s, &q.token, values, Vec::new(), false).await,
     ))
 }
 
@@ -478,24 +478,24 @@ pub async fn save_preferences(
     Query(q): Query<TokenQuery>,
     form: Result<Form<PreferencesForm>, FormRejection>,
 ) -> Result<Response, WebError> {
-    let app = &*state;
-    let mut s = token_owner(app, Purpose::Preferences, &q.token)?;
+    let web = &*state;
+    let mut s = token_owner(web, Purpose::Preferences, &q.token)?;
     let Form(form) = form.map_err(form_rejection)?;
-    let days = crate::schedule::edition_days(&app.schedule, Utc::now());
-    let parsed = form.parse(app.schedule.tz().name(), &days);
+    let days = crate::schedule::edition_days(&web.schedule, Utc::now());
+    let parsed = form.parse(web.schedule.tz().name(), &days);
     match parsed {
         Err(errors) => Ok(page(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &preferences_view(app, &s, &q.token, form.values(), errors, false).await,
+            &preferences_view(web, &s, &q.token, form.values(), errors, false).await,
         )),
         Ok(prefs) => {
             s.preferences = prefs;
-            app.store.update_subscriber(&s)?;
-            app.store.flush().await?;
+            web.store.update_subscriber(&s)?;
+            web.store.flush().await?;
             let values = FormValues::from_preferences(&s.preferences);
             Ok(page(
                 StatusCode::OK,
-                &preferences_view(app, &s, &q.token, values, Vec::new(), true).await,
+                &preferences_view(web, &s, &q.token, values, Vec::new(), true).await,
             ))
         }
     }
@@ -504,7 +504,7 @@ pub async fn save_preferences(
 /// 200 when the store answers and the source was fetched successfully lately; 503 with the
 /// reason otherwise. A daemon that has not fetched yet is healthy.
 pub async fn healthz(State(state): Shared) -> Response {
-    let app = &*state;
+    let web = &*state;
     let text = |code: StatusCode, body: String| {
         (
             code,
@@ -513,20 +513,20 @@ pub async fn healthz(State(state): Shared) -> Response {
         )
             .into_response()
     };
-    if let Err(e) = app.store.last_fetch_ok() {
+    if let Err(e) = web.store.last_fetch_ok() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("store unusable: {}", one_line(&e)),
         );
     }
-    if let Some((at, error)) = app.metrics.last_fetch_error() {
+    if let Some((at, error)) = web.metrics.last_fetch_error() {
         return text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("last fetch failed at {}: {error}", at.to_rfc3339()),
         );
     }
-    let max_age = chrono::Duration::hours(app.settings.health_max_fetch_age_hours.into());
-    match app.metrics.last_fetch_ok() {
+    let max_age = chrono::Duration::hours(web.settings.health_max_fetch_age_hours.into());
+    match web.metrics.last_fetch_ok() {
         Some(at) if Utc::now().signed_duration_since(at) > max_age => text(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no successful fetch since {}", at.to_rfc3339()),
@@ -540,14 +540,14 @@ pub async fn healthz(State(state): Shared) -> Response {
 }
 
 pub async fn metrics(State(state): Shared) -> Result<Response, WebError> {
-    let app = &*state;
-    let counts = app.store.count_by_status()?;
+    let web = &*state;
+    let counts = web.store.count_by_status()?;
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        app.metrics.render(&counts),
+        web.metrics.render(&counts),
     )
         .into_response())
 }
