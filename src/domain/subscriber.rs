@@ -265,18 +265,6 @@ impl Preferences {
         })
     }
 
-    /// What these preferences were made of, to change some and make them again.
-    pub fn choices(&self) -> Choices {
-        Choices {
-            min_upvotes: self.min_upvotes,
-            keywords: self.keywords.clone(),
-            max_items: self.max_items,
-            paused: self.paused,
-            frequency: self.frequency,
-            send_at: self.send_at,
-        }
-    }
-
     pub fn min_upvotes(&self) -> Option<u32> {
         self.min_upvotes
     }

@@ -218,17 +218,31 @@ pub struct Outgoing<'a> {
     pub unsubscribe_url: &'a str,
 }
 
+/// Fails at start-up, not at the first send, when TLS cannot be set up for the server.
+fn check_tls(settings: &MailSettings) -> anyhow::Result<()> {
+    use anyhow::Context;
+    if settings.transport == Transport::Smtp && settings.smtp.tls != Tls::None {
+        TlsParameters::new(settings.smtp.host.clone()).context("mail.smtp: setting up TLS")?;
+    }
+    Ok(())
+}
+
+/// The DKIM signer `[mail.dkim]` describes, if signing is configured.
+fn signer(settings: &MailSettings) -> anyhow::Result<Option<Arc<dkim::Signer>>> {
+    Ok(settings
+        .dkim
+        .as_ref()
+        .map(dkim::Signer::from_settings)
+        .transpose()?
+        .map(Arc::new))
+}
+
 impl Mailer {
     /// Checks what [`Mailer::new`] would build from `[mail]` (the sender, TLS, the DKIM
     /// key), writing nothing: for `check-config`.
     pub fn verify_settings(settings: &MailSettings) -> anyhow::Result<()> {
-        use anyhow::Context;
-        if settings.transport == Transport::Smtp && settings.smtp.tls != Tls::None {
-            TlsParameters::new(settings.smtp.host.clone()).context("mail.smtp: setting up TLS")?;
-        }
-        if let Some(dkim) = &settings.dkim {
-            dkim::Signer::from_settings(dkim)?;
-        }
+        check_tls(settings)?;
+        signer(settings)?;
         Ok(())
     }
 
@@ -244,11 +258,8 @@ impl Mailer {
                 Inner::File(AsyncFileTransport::new(dir))
             }
             Transport::Smtp => {
+                check_tls(settings)?;
                 let smtp = &settings.smtp;
-                if smtp.tls != Tls::None {
-                    // Fail at start-up, not at the first send, when TLS cannot be set up.
-                    TlsParameters::new(smtp.host.clone()).context("mail.smtp: setting up TLS")?;
-                }
                 Inner::Smtp(Arc::new(SmtpTarget {
                     host: smtp.host.clone(),
                     port: smtp.port,
@@ -264,12 +275,7 @@ impl Mailer {
                 }))
             }
         };
-        let dkim = settings
-            .dkim
-            .as_ref()
-            .map(dkim::Signer::from_settings)
-            .transpose()?
-            .map(Arc::new);
+        let dkim = signer(settings)?;
         if let Some(signer) = &dkim {
             tracing::debug!(algorithm = signer.algorithm(), "messages are DKIM-signed");
         }

@@ -1,0 +1,167 @@
+//! The edition as it would be, computed without writing anything: what a dry run would send
+//! to each subscriber, the digest `preview` shows, and why each paper is or is not in a
+//! reader's digest (`explain`, and "why these papers" on the preferences page). Built from
+//! the same pages, verdicts and templates as a real run, so they cannot disagree with it.
+
+use std::sync::Arc;
+
+use super::due::{Occasion, due};
+use super::{Editions, Pages, RunError, choose, decide, template_for};
+use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
+use crate::edition::select::Verdict;
+use crate::render::Rendered;
+use crate::store::{DeliveryState, EditionRecord};
+
+/// What a run for `date` would send to each subscriber, computed without writing anything.
+pub struct DryRunLine {
+    pub subscriber: Subscriber,
+    pub plan: DryRunPlan,
+}
+
+pub enum DryRunPlan {
+    AlreadyHas(DeliveryState),
+    /// Weekly on another day, or with a send time of their own.
+    NotDue,
+    NothingNew,
+    Would {
+        subject: String,
+        papers: Vec<PaperId>,
+        bytes: usize,
+    },
+}
+
+pub async fn dry_run(
+    editions: &Arc<Editions>,
+    date: EditionDate,
+) -> Result<(usize, Vec<DryRunLine>), RunError> {
+    let listing = editions.source.peek(date).await?;
+    // The edition as a real run would freeze it, built in memory only.
+    let mut edition = editions
+        .store
+        .edition(date)?
+        .unwrap_or_else(|| EditionRecord::new(date));
+    edition.merge(&listing.papers, &listing.recent);
+    let template = template_for(editions, &edition)?;
+    let mut pages = Pages::new(editions, date, &listing.papers, &edition.recent, &template)?;
+    let occasion = Occasion::Scheduled(date);
+    let mut lines = Vec::new();
+    for s in editions.store.subscribers()? {
+        if !s.receives_digests() {
+            continue;
+        }
+        let before = editions.store.sent_before(s.id)?;
+        let plan = if let Some(d) = editions.store.delivery(date, s.id)? {
+            DryRunPlan::AlreadyHas(d.state)
+        } else if before.has_edition(date) {
+            // Planned and since cleared from the outbox: done, whichever way it went.
+            DryRunPlan::AlreadyHas(DeliveryState::Sent)
+        } else if due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) != Some(date) {
+            DryRunPlan::NotDue
+        } else {
+            let mut personal = editions.personal(&s);
+            let chosen = choose(
+                editions,
+                pages.for_subscriber(&s)?,
+                &s,
+                &before,
+                &mut personal,
+            );
+            if chosen.is_empty() {
+                DryRunPlan::NothingNew
+            } else {
+                let r = template.digest(&chosen, &personal)?;
+                DryRunPlan::Would {
+                    bytes: r.html.len() + r.text.len(),
+                    subject: r.subject,
+                    papers: r.papers,
+                }
+            }
+        };
+        lines.push(DryRunLine {
+            subscriber: s,
+            plan,
+        });
+    }
+    Ok((listing.papers.len(), lines))
+}
+
+/// The digest a subscriber would get from the page right now, for `preview`.
+pub async fn preview(
+    editions: &Arc<Editions>,
+    date: EditionDate,
+    s: &Subscriber,
+) -> Result<Option<Rendered>, RunError> {
+    let listing = editions.source.peek(date).await?;
+    let mut edition = EditionRecord::new(date);
+    edition.merge(&listing.papers, &listing.recent);
+    let template = template_for(editions, &edition)?;
+    let mut personal = editions.personal(s);
+    let mut pages = Pages::new(editions, date, &listing.papers, &listing.recent, &template)?;
+    let before = editions.store.sent_before(s.id)?;
+    let chosen = choose(
+        editions,
+        pages.for_subscriber(s)?,
+        s,
+        &before,
+        &mut personal,
+    );
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(template.digest(&chosen, &personal)?))
+}
+
+/// Why each paper of an edition is or is not in a subscriber's digest.
+pub struct Explanation {
+    pub date: EditionDate,
+    /// Whether the papers are the edition as frozen in the store (else a fresh fetch).
+    pub on_record: bool,
+    /// Whether the subscriber's digest of this edition was planned already: the picked
+    /// papers are then those it carried (as far as the page has not changed since).
+    pub had_it: bool,
+    /// Every paper of the page (then of recent lists), with its verdict, in page order.
+    pub lines: Vec<(Paper, Verdict)>,
+}
+
+impl Explanation {
+    pub fn picked(&self) -> usize {
+        self.lines.iter().filter(|(_, v)| v.is_picked()).count()
+    }
+}
+
+/// The verdict on every paper of the edition for `date` for this subscriber: the edition on
+/// record if there is one, else (with `fetch`) the page as it is now. Nothing is written.
+/// Papers already in the subscriber's digest of that edition show as sent on that date.
+pub async fn explain(
+    editions: &Arc<Editions>,
+    date: EditionDate,
+    s: &Subscriber,
+    fetch: bool,
+) -> Result<Option<Explanation>, RunError> {
+    let (edition, on_record) = match editions.store.edition(date)? {
+        Some(e) => (e, true),
+        None if fetch => {
+            let listing = editions.source.peek(date).await?;
+            let mut e = EditionRecord::new(date);
+            e.merge(&listing.papers, &listing.recent);
+            (e, false)
+        }
+        None => return Ok(None),
+    };
+    let template = template_for(editions, &edition)?;
+    let mut pages = Pages::new(editions, date, &edition.papers, &edition.recent, &template)?;
+    let page = pages.for_subscriber(s)?;
+    let before = editions.store.sent_before(s.id)?;
+    // Judged as when this edition was planned: what its own digest carried was not sent
+    // before it.
+    let mut sent = before.among(&page.index);
+    sent.retain(|_, on| *on != Some(date));
+    let (judged, _) = decide(editions, page, s, &sent, &mut editions.personal(s));
+    let lines = judged.into_iter().map(|(p, v)| (p.clone(), v)).collect();
+    Ok(Some(Explanation {
+        date,
+        on_record,
+        had_it: before.has_edition(date),
+        lines,
+    }))
+}
