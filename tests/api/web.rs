@@ -19,6 +19,7 @@ pub struct WebApp {
     pub store: Store,
     pub editions: Arc<Editions>,
     pub links: Links,
+    pub metrics: Arc<paperboy::telemetry::metrics::Metrics>,
     pub sink: SmtpSink,
     pub pages: PageServer,
     pub http: reqwest::Client,
@@ -85,6 +86,7 @@ listen = "127.0.0.1:{port}"
         store,
         editions,
         links,
+        metrics,
         sink,
         pages,
         http: reqwest::Client::builder()
@@ -137,6 +139,20 @@ impl WebApp {
     /// Waits (bounded) until the sink holds `n` messages, and returns them.
     pub async fn wait_for_mail(&self, n: usize) -> Vec<Received> {
         self.sink.wait_for(n).await
+    }
+
+    /// Proves that no mail beyond the `already` received is on its way: a fresh address
+    /// subscribes, and its confirmation must be the one message that arrives next. Anything
+    /// sent before it would have come first, so no fixed wait stands in for "nothing more".
+    pub async fn assert_no_more_mail(&self, already: usize) {
+        let sentinel = "sentinel@example.net";
+        assert_eq!(self.subscribe(sentinel).await.status(), 200);
+        let mail = self.wait_for_mail(already + 1).await;
+        let others = mail.iter().filter(|m| m.recipients != [sentinel]).count();
+        assert_eq!(
+            others, already,
+            "a message other than the sentinel's arrived"
+        );
     }
 
     pub async fn run_edition(&self, date: &str) {
@@ -245,8 +261,7 @@ async fn the_whole_journey() {
         &[entry],
     )));
     w.run_edition("2025-12-10").await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(w.sink.messages().len(), 2);
+    w.assert_no_more_mail(2).await;
     w.stop().await;
 }
 
@@ -309,8 +324,7 @@ async fn subscribe_answers_the_same_whoever_the_address_is() {
     for _ in 0..3 {
         assert_eq!(w.subscribe("new@example.org").await.status(), 200);
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(w.sink.messages().len(), 4);
+    w.assert_no_more_mail(4).await;
     w.stop().await;
 }
 
@@ -453,8 +467,7 @@ async fn bad_input_gets_a_page_saying_what_is_wrong() {
         .await;
     assert_eq!(r.status(), 200);
     assert_eq!(w.status_of("bot@example.org"), None);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(w.sink.messages().is_empty());
+    w.assert_no_more_mail(0).await;
     w.stop().await;
 }
 
@@ -604,4 +617,155 @@ async fn serve_tells_systemd_and_stops_cleanly_on_sigterm() {
         messages.push_str(&String::from_utf8_lossy(&buf[..n]));
         messages.push('\n');
     }
+}
+
+/// Every answer, page or error, carries the headers that keep tokens in URLs from leaking
+/// (no referrer), pages from being framed or sniffed, and script from running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_carries_the_security_headers() {
+    let w = spawn_web("").await;
+    let mut answers = Vec::new();
+    for path in [
+        "/",
+        "/nope",
+        "/healthz",
+        "/metrics",
+        "/editions",
+        "/feed.xml",
+        "/confirm?token=forged",
+        "/unsubscribe?token=forged",
+    ] {
+        answers.push((path, w.get(path).await));
+    }
+    answers.push(("POST /subscribe", w.subscribe("not an address").await));
+    for (what, r) in answers {
+        let h = r.headers();
+        let value = |name: &str| {
+            h.get(name)
+                .unwrap_or_else(|| panic!("{what}: no {name}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(value("referrer-policy"), "no-referrer", "{what}");
+        assert_eq!(value("x-content-type-options"), "nosniff", "{what}");
+        assert_eq!(value("x-frame-options"), "DENY", "{what}");
+        let csp = value("content-security-policy");
+        for directive in [
+            "default-src 'none'",
+            "frame-ancestors 'none'",
+            "form-action 'self'",
+        ] {
+            assert!(csp.contains(directive), "{what}: {csp}");
+        }
+        assert!(
+            !csp.contains("script-src"),
+            "{what}: no script may run: {csp}"
+        );
+        assert!(h.contains_key("cache-control"), "{what}");
+    }
+    w.stop().await;
+}
+
+/// Well-formed requests from many clients together cannot exceed `subscribe_per_hour`:
+/// the limit that protects the mail server when the clients are many.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_overall_subscribe_limit_holds_across_clients() {
+    let w = spawn_web("trust_forwarded_for = true\nsubscribe_per_hour = 3").await;
+    let from = |client: &str, email: &str| {
+        w.http
+            .post(format!("{}/subscribe", w.base))
+            .header("x-forwarded-for", client)
+            .form(&[("email", email)])
+            .send()
+    };
+    for i in 0..3 {
+        let client = format!("198.51.100.{i}");
+        let r = from(&client, &format!("reader{i}@example.org"))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "request {i} is within the limit");
+    }
+    let r = from("198.51.100.99", "late@example.org").await.unwrap();
+    assert_eq!(r.status(), 429, "a fresh client is over the overall limit");
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(w.status_of("late@example.org"), None);
+    // The three within it were each asked to confirm.
+    let mut mailed = w.wait_for_mail(3).await;
+    mailed.sort_by(|a, b| a.recipients.cmp(&b.recipients));
+    let mailed: Vec<_> = mailed.iter().map(|m| m.recipients.join(",")).collect();
+    assert_eq!(
+        mailed,
+        [
+            "reader0@example.org",
+            "reader1@example.org",
+            "reader2@example.org"
+        ]
+    );
+    w.stop().await;
+}
+
+/// `X-Forwarded-For` names the client only when the operator says a proxy sets it; then
+/// its last entry (the one the proxy added) counts, not what the client wrote before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_for_counts_only_when_trusted() {
+    let post = |w: &WebApp, forwarded: &str, email: &str| {
+        let request = w
+            .http
+            .post(format!("{}/subscribe", w.base))
+            .header("x-forwarded-for", forwarded.to_string())
+            .form(&[("email", email.to_string())]);
+        async move { request.send().await.unwrap().status() }
+    };
+
+    // Not trusted: every request comes from the loopback peer, whatever the header says.
+    let w = spawn_web("subscribe_per_ip_per_hour = 2").await;
+    assert_eq!(post(&w, "203.0.113.1", "a@example.org").await, 200);
+    assert_eq!(post(&w, "203.0.113.2", "b@example.org").await, 200);
+    assert_eq!(post(&w, "203.0.113.3", "c@example.org").await, 429);
+    w.stop().await;
+
+    // Trusted: each forwarded address has its own budget.
+    let w = spawn_web("subscribe_per_ip_per_hour = 2\ntrust_forwarded_for = true").await;
+    assert_eq!(post(&w, "203.0.113.1", "a@example.org").await, 200);
+    assert_eq!(post(&w, "203.0.113.1", "b@example.org").await, 200);
+    assert_eq!(post(&w, "203.0.113.1", "c@example.org").await, 429);
+    assert_eq!(post(&w, "203.0.113.2", "d@example.org").await, 200);
+    // A client cannot pick its own key by writing an entry before the proxy's.
+    assert_eq!(
+        post(&w, "192.0.2.77, 203.0.113.1", "e@example.org").await,
+        429
+    );
+    w.stop().await;
+}
+
+/// `/healthz` fails when the last good fetch is older than `health_max_fetch_age_hours`,
+/// even though no fetch failed: a schedule that stopped fetching is not healthy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_fails_when_the_last_good_fetch_is_stale() {
+    let w = spawn_web("health_max_fetch_age_hours = 2").await;
+    let r = w.get("/healthz").await;
+    assert_eq!(r.status(), 200, "fetched at start");
+    assert!(
+        r.text()
+            .await
+            .unwrap()
+            .starts_with("ok: last successful fetch at")
+    );
+
+    w.metrics
+        .set_last_fetch_ok(Some(Utc::now() - chrono::Duration::minutes(90)));
+    assert_eq!(w.get("/healthz").await.status(), 200, "90 minutes is fresh");
+
+    let three_hours_ago = Utc::now() - chrono::Duration::hours(3);
+    w.metrics.set_last_fetch_ok(Some(three_hours_ago));
+    let r = w.get("/healthz").await;
+    assert_eq!(r.status(), 503);
+    let body = r.text().await.unwrap();
+    assert!(body.starts_with("no successful fetch since"), "{body}");
+
+    // The next good fetch makes it healthy again.
+    w.run_edition("2025-12-08").await;
+    assert_eq!(w.get("/healthz").await.status(), 200);
+    w.stop().await;
 }
