@@ -47,6 +47,9 @@ pub enum Reply {
     RateLimited(u64),
     /// The page, after a delay.
     Slow(Duration, String),
+    /// This many bytes of filler, streamed in 64 KiB chunks without a Content-Length, each
+    /// chunk made only when the client reads on; [`PageServer::streamed`] counts them.
+    Streamed(usize),
 }
 
 /// An HTTP server on a loopback port whose answers a test can script: each request takes
@@ -57,6 +60,7 @@ pub struct PageServer {
     replies: Arc<Mutex<std::collections::VecDeque<Reply>>>,
     routes: Arc<Mutex<std::collections::HashMap<String, Reply>>>,
     hits: Arc<std::sync::atomic::AtomicUsize>,
+    streamed: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl PageServer {
@@ -64,11 +68,17 @@ impl PageServer {
         let replies = Arc::new(Mutex::new(std::collections::VecDeque::from([initial])));
         let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let routes = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let streamed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (r, h, paths) = (replies.clone(), hits.clone(), routes.clone());
+        let (r, h, paths, made) = (
+            replies.clone(),
+            hits.clone(),
+            routes.clone(),
+            streamed.clone(),
+        );
         let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
-            let (r, h, paths) = (r.clone(), h.clone(), paths.clone());
+            let (r, h, paths, made) = (r.clone(), h.clone(), paths.clone(), made.clone());
             async move {
                 h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let routed = uri
@@ -95,6 +105,20 @@ impl PageServer {
                         tokio::time::sleep(delay).await;
                         body.into_response()
                     }
+                    Reply::Streamed(total) => {
+                        const CHUNK: usize = 64 * 1024;
+                        let chunks = futures_util::stream::unfold(0usize, move |sent| {
+                            let made = made.clone();
+                            async move {
+                                (sent < total).then(|| {
+                                    let n = CHUNK.min(total - sent);
+                                    made.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                                    (Ok::<_, std::io::Error>(vec![b'x'; n]), sent + n)
+                                })
+                            }
+                        });
+                        axum::body::Body::from_stream(chunks).into_response()
+                    }
                     Reply::Page(body) => (
                         [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
                         body,
@@ -116,7 +140,13 @@ impl PageServer {
             replies,
             routes,
             hits,
+            streamed,
         }
+    }
+
+    /// The bytes of [`Reply::Streamed`] bodies made so far.
+    pub fn streamed(&self) -> usize {
+        self.streamed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Requests for exactly `path_and_query` (`/api/daily_papers?date=2025-12-09`) always get

@@ -201,3 +201,23 @@ async fn the_recent_window_reads_earlier_days_at_best_effort() {
         "{error}"
     );
 }
+
+/// A page that sends no Content-Length is cut at `source.max_bytes` as it streams in: the
+/// fetch fails clearly, nothing is sent, and the rest of the body is never asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_without_a_length_is_cut_at_the_cap() {
+    let total = 64 * 1024 * 1024;
+    let pages = PageServer::start(Reply::Streamed(total)).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.set("source.max_bytes", 1048576);
+    app.set("source.max_attempts", 1);
+    app.add("ann@example.org", &["--confirmed"]);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(!r.ok());
+    assert!(r.stderr.contains("more than 1048576 bytes"), "{}", r.stderr);
+    // Loopback socket buffers hold a few megabytes; the rest was never made.
+    let made = pages.streamed();
+    assert!(made < total / 4, "{made} of {total} bytes were streamed");
+    assert!(sink.messages().is_empty());
+}
