@@ -299,3 +299,82 @@ async fn a_backup_during_a_send_restores_to_the_same_state() {
     );
     assert_eq!(sink.messages().len(), 6);
 }
+
+/// The admin socket is the service user's alone (mode 0600), and what is not a command is
+/// refused without an answer, running nothing and leaving the daemon up: garbage, and the
+/// commands no client may ask of a running daemon (`serve`, `restore`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_socket_is_private_and_refuses_what_is_not_a_command() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::net::UnixStream;
+
+    let app = TestApp::new("http://127.0.0.1:9/x", free_port(), "");
+    app.set("web.listen", format!("127.0.0.1:{}", free_port()));
+    app.set("schedule.cron", "0 0 8 1 1 * 2099");
+    let backup = app.dir.path().join("backup.bin");
+    assert!(app.run(&["backup", backup.to_str().unwrap()]).ok());
+    let log = app.dir.path().join("serve.log");
+    let mut daemon = KillOnDrop(
+        app.command(&["serve"])
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let socket = app.dir.path().join("data/admin.sock");
+    wait_until("the admin socket", || socket.exists());
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "admin socket mode {mode:o}");
+
+    let ask = |line: &str| {
+        let mut stream = UnixStream::connect(&socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+        stream.write_all(line.as_bytes()).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        answer
+    };
+    // A command as the CLI sends it is answered: the refusals below are not a format error.
+    let preview = paperboy::commands::Command::Preview {
+        email: "nobody@example.org".into(),
+    };
+    let line = serde_json::json!({ "command": preview, "input": null }).to_string() + "\n";
+    let answer: serde_json::Value = serde_json::from_str(&ask(&line)).unwrap();
+    assert_eq!(answer["code"], 1, "{answer}");
+    assert!(
+        answer["stderr"]
+            .as_str()
+            .unwrap()
+            .contains("nobody@example.org"),
+        "{answer}"
+    );
+
+    let restore = serde_json::json!({
+        "command": { "Restore": { "file": backup } },
+        "input": null,
+    });
+    for refused in [
+        "not json at all\n".to_string(),
+        "{\"command\":\"Serve\",\"input\":null}\n".to_string(),
+        restore.to_string() + "\n",
+    ] {
+        assert_eq!(ask(&refused), "", "{refused} was answered");
+    }
+    let warnings = || {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .matches("admin request failed")
+            .count()
+    };
+    wait_until("three refusals in the log", || warnings() == 3);
+
+    // Still serving, and nothing was run: the store was not restored over.
+    let r = app.run(&["subscribers", "add", "ann@example.org"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = app.run(&["subscribers", "list"]);
+    assert!(r.stdout.contains("ann@example.org"), "{}", r.stdout);
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon is up");
+}
