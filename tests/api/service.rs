@@ -378,3 +378,70 @@ async fn the_admin_socket_is_private_and_refuses_what_is_not_a_command() {
     assert!(r.stdout.contains("ann@example.org"), "{}", r.stdout);
     assert!(daemon.try_wait().unwrap().is_none(), "the daemon is up");
 }
+
+/// What systemd and an operator's environment set reaches the real loading path: the store
+/// goes to `$STATE_DIRECTORY`, the link key comes from `$CREDENTIALS_DIRECTORY`, and a
+/// `PAPERBOY_SECTION__KEY` variable wins over the file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_reaches_the_real_loading_path() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    let state = app.dir.path().join("state");
+    let credentials = app.dir.path().join("credentials");
+    std::fs::create_dir_all(&credentials).unwrap();
+    let key: Vec<u8> = (0..32).map(|i| i * 7 + 1).collect();
+    std::fs::write(credentials.join("secret-key"), &key).unwrap();
+    let with_env = |args: &[&str]| {
+        let out = app
+            .command(args)
+            .env("STATE_DIRECTORY", &state)
+            .env("CREDENTIALS_DIRECTORY", &credentials)
+            .env("PAPERBOY_DIGEST__MAX_ITEMS", "2")
+            .output()
+            .unwrap();
+        crate::helpers::Run::from(out)
+    };
+
+    let r = with_env(&["subscribers", "add", "ann@example.org", "--confirmed"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let r = with_env(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        !app.dir.path().join("data").exists(),
+        "the configured data_dir was not used"
+    );
+
+    let digest = sink.wait_for(1).await.pop().unwrap();
+    assert_eq!(digest.paper_ids().len(), 2, "the override of max_items");
+    let store = paperboy::store::Store::open(&state, EngineKind::default()).unwrap();
+    let ann = store
+        .subscriber(&paperboy::domain::SubscriberEmail::parse("ann@example.org").unwrap())
+        .unwrap()
+        .expect("the subscriber is in $STATE_DIRECTORY's store");
+    let links = paperboy::tokens::Links::new(
+        paperboy::tokens::TokenKey::from_bytes(key).unwrap(),
+        "https://papers.example.org",
+    );
+    let unsubscribe = digest.header("List-Unsubscribe").unwrap();
+    assert!(
+        unsubscribe.contains(&links.unsubscribe(ann.id)),
+        "links are signed with the credential's key: {unsubscribe}"
+    );
+    drop(store);
+
+    // The SMTP password is taken from the credential once a username is set.
+    std::fs::write(credentials.join("smtp-password"), "from-the-credential").unwrap();
+    let out = app
+        .command(&["check-config"])
+        .env("CREDENTIALS_DIRECTORY", &credentials)
+        .env("PAPERBOY_MAIL__SMTP__USERNAME", "pb")
+        .output()
+        .unwrap();
+    let r = crate::helpers::Run::from(out);
+    assert!(r.ok(), "{}", r.stderr);
+    let from = format!("(from {})", credentials.join("smtp-password").display());
+    assert!(r.stdout.contains(&from), "{}", r.stdout);
+    assert!(r.stdout.contains("username = \"pb\""), "{}", r.stdout);
+    assert!(!r.stdout.contains("from-the-credential"));
+}
