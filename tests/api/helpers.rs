@@ -247,9 +247,15 @@ impl Received {
 /// sink's `X-…-Args` headers and its three-line `Received:` header first), in the order of
 /// their file names.
 pub fn read_dump(dir: &Path) -> Vec<Received> {
+    read_complete(dir, &[])
+}
+
+/// [`read_dump`] leaving out the files in `busy`: those a server is still writing.
+fn read_complete(dir: &Path, busy: &[PathBuf]) -> Vec<Received> {
     let mut files: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
+        .filter(|p| !busy.contains(p))
         .collect();
     files.sort();
     files
@@ -367,8 +373,20 @@ impl SmtpSink {
         self.restart_on(self.port);
     }
 
+    /// The messages received in full. smtp-sink writes a message into its file as the data
+    /// arrives and closes the file at its end, so a file it still holds open is left out;
+    /// files listed before the check that are closed by then are complete.
     pub fn messages(&self) -> Vec<Received> {
-        read_dump(&self.dir)
+        #[cfg(feature = "e2e")]
+        let busy = self
+            .server
+            .as_ref()
+            .map(PostfixSink::open_files)
+            .unwrap_or_default();
+        // The in-process server renames a message into the directory only once it is whole.
+        #[cfg(not(feature = "e2e"))]
+        let busy = Vec::new();
+        read_complete(&self.dir, &busy)
     }
 
     /// Waits (bounded) until the sink holds `n` messages, and returns them.
@@ -454,6 +472,18 @@ impl PostfixSink {
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The files smtp-sink has open now: the messages it is still receiving.
+    fn open_files(&self) -> Vec<PathBuf> {
+        let fds = format!("/proc/{}/fd", self.child.id());
+        std::fs::read_dir(fds)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     fn binary() -> PathBuf {
@@ -777,7 +807,12 @@ pub fn web_on_free_port(app: &TestApp) -> String {
 /// `paperboy serve`, once `/healthz` at `base` answers (within 15 s), and a client that
 /// does not follow redirects.
 pub async fn start_serve(app: &TestApp, base: &str) -> (KillOnDrop, reqwest::Client) {
-    let daemon = KillOnDrop(app.command(&["serve"]).spawn().unwrap());
+    serve_with(app.command(&["serve"]), base).await
+}
+
+/// [`start_serve`] from a `serve` command the test has set up (its output, its log level).
+pub async fn serve_with(mut serve: Command, base: &str) -> (KillOnDrop, reqwest::Client) {
+    let daemon = KillOnDrop(serve.spawn().unwrap());
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
