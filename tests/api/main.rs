@@ -17,6 +17,7 @@ mod explain;
 mod faults;
 mod helpers;
 mod layout;
+mod logs;
 #[cfg(feature = "e2e")]
 mod mailcheck;
 mod properties;
