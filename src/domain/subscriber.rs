@@ -302,10 +302,19 @@ pub struct Subscriber {
     /// Permanent (5xx) refusals in a row; reset by any accepted digest.
     #[serde(default)]
     pub permanent_failures: u32,
-    /// Set while a confirmation is outstanding; confirm links are bound to it, and
-    /// confirming clears it, so each link works once.
+    /// Confirmations mailed and not used yet, oldest first. Each carries the preferences
+    /// asked for with it, and only its own link applies them: a request for somebody
+    /// else's address cannot change what they get.
     #[serde(default)]
-    pub confirm_nonce: Option<u64>,
+    pub confirmations: Vec<Confirmation>,
+    /// The nonce of the confirmation that made the subscription active: its link, used
+    /// again (a double click), says so instead of failing, and changes nothing.
+    #[serde(default)]
+    pub confirmed_nonce: Option<u64>,
+    /// The one confirmation nonce that earlier versions stored, for the preferences on the
+    /// record: read so that links already mailed keep working, never written.
+    #[serde(default, rename = "confirm_nonce", skip_serializing)]
+    legacy_nonce: Option<u64>,
     /// When paperboy last mailed this address about the subscription (not digests): at most
     /// one such mail an hour, whatever is posted to the subscribe form.
     #[serde(default)]
@@ -328,7 +337,9 @@ impl Subscriber {
             confirmed_at: confirmed.then_some(now),
             unsubscribed_at: None,
             permanent_failures: 0,
-            confirm_nonce: None,
+            confirmations: Vec::new(),
+            confirmed_nonce: None,
+            legacy_nonce: None,
             last_notice_at: None,
         }
     }
@@ -338,13 +349,38 @@ impl Subscriber {
         self.status == Status::Active && !self.preferences.paused
     }
 
-    /// Makes the subscriber active (the address owner confirmed) and kills the confirm link.
+    /// Makes the subscriber active (the address owner confirmed, or an operator added
+    /// them) and kills every confirm link outstanding.
     pub fn confirm(&mut self, now: DateTime<Utc>) {
         self.status = Status::Active;
         self.confirmed_at = Some(now);
         self.unsubscribed_at = None;
         self.permanent_failures = 0;
-        self.confirm_nonce = None;
+        self.confirmations.clear();
+        self.legacy_nonce = None;
+    }
+
+    /// The owner used the link of the confirmation with `nonce`: active, with the
+    /// preferences asked for in that request. The others die with it.
+    pub fn confirm_with(&mut self, nonce: u64, now: DateTime<Utc>) {
+        if let Some(c) = self.confirmations.iter().find(|c| c.nonce == nonce) {
+            self.preferences = c.preferences.clone();
+        }
+        self.confirm(now);
+        self.confirmed_nonce = Some(nonce);
+    }
+
+    /// The nonces a confirm link may be bound to now.
+    pub fn outstanding_nonces(&self) -> impl Iterator<Item = u64> + '_ {
+        self.confirmations
+            .iter()
+            .map(|c| c.nonce)
+            .chain(self.legacy_nonce)
+    }
+
+    /// The confirmation mailed last, whose link a confirm notice carries.
+    pub fn newest_confirmation(&self) -> Option<&Confirmation> {
+        self.confirmations.last()
     }
 
     pub fn unsubscribe(&mut self, now: DateTime<Utc>) {
@@ -352,9 +388,24 @@ impl Subscriber {
             self.status = Status::Unsubscribed;
             self.unsubscribed_at = Some(now);
         }
-        self.confirm_nonce = None;
+        self.confirmations.clear();
+        self.legacy_nonce = None;
+        self.confirmed_nonce = None;
     }
 }
+
+/// A confirmation mailed for a subscribe request: the nonce its link is bound to, and the
+/// preferences that request asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confirmation {
+    pub nonce: u64,
+    pub preferences: Preferences,
+    pub requested_at: DateTime<Utc>,
+}
+
+/// Confirmations kept per address: a few requests in a row (a typo fixed, a second device)
+/// each keep their link, and the list cannot grow.
+const MAX_CONFIRMATIONS: usize = 3;
 
 /// At most one mail about the subscription per address per hour, whatever is posted to the
 /// subscribe form: the form cannot be used to flood someone's inbox.
@@ -372,36 +423,47 @@ pub enum Notice {
 /// What a subscribe request for an address does. The answer on the page is the same in
 /// every case, so it reveals nothing about who is subscribed; only the mail differs.
 impl Subscriber {
-    /// A first request for an address: pending until the confirmation link is used.
+    /// A first request for an address: pending until the confirmation link is used, with
+    /// the preferences asked for waiting in that confirmation.
     pub fn requested(email: SubscriberEmail, preferences: Preferences, now: DateTime<Utc>) -> Self {
-        let mut s = Self::new(email, preferences, false);
-        s.confirm_nonce = Some(new_nonce());
+        let mut s = Self::new(email, Preferences::default(), false);
+        s.add_confirmation(preferences, now);
         s.last_notice_at = Some(now);
         s
     }
 
     /// Another request for a known address, and the mail it calls for, if one may go now.
     /// An active subscriber is told they are subscribed; anyone else (pending,
-    /// unsubscribed, bounced) gets a confirmation link, and these preferences.
+    /// unsubscribed, bounced) gets a new confirmation carrying these preferences. Nothing
+    /// else about the subscriber changes: who asks need not own the address.
     pub fn requested_again(
         &mut self,
         preferences: Preferences,
         now: DateTime<Utc>,
     ) -> Option<Notice> {
-        let notice = if self.status == Status::Active {
-            Notice::AlreadySubscribed
-        } else {
-            self.preferences = preferences;
-            self.confirm_nonce.get_or_insert_with(new_nonce);
-            Notice::Confirm
-        };
         let may_notify = self
             .last_notice_at
             .is_none_or(|t| now.signed_duration_since(t) >= NOTICE_INTERVAL);
-        may_notify.then(|| {
-            self.last_notice_at = Some(now);
-            notice
-        })
+        if !may_notify {
+            return None;
+        }
+        self.last_notice_at = Some(now);
+        if self.status == Status::Active {
+            return Some(Notice::AlreadySubscribed);
+        }
+        self.add_confirmation(preferences, now);
+        Some(Notice::Confirm)
+    }
+
+    fn add_confirmation(&mut self, preferences: Preferences, now: DateTime<Utc>) {
+        if self.confirmations.len() >= MAX_CONFIRMATIONS {
+            self.confirmations.remove(0);
+        }
+        self.confirmations.push(Confirmation {
+            nonce: new_nonce(),
+            preferences,
+            requested_at: now,
+        });
     }
 }
 
@@ -443,28 +505,106 @@ mod tests {
         assert!(!k.any_starts_a_word_in("Fragments"));
     }
 
+    fn with_keyword(k: &str) -> Preferences {
+        let choices = Choices {
+            keywords: Keywords::parse_list(k).unwrap(),
+            ..Choices::default()
+        };
+        Preferences::new(choices, &EditionDays::every_day()).unwrap()
+    }
+
     #[test]
     fn requests_for_a_known_address_mail_at_most_once_an_hour() {
         let email = SubscriberEmail::parse("ann@example.org").unwrap();
         let t0 = Utc::now();
         let mut s = Subscriber::requested(email, Preferences::default(), t0);
         assert_eq!(s.status, Status::Pending);
-        let nonce = s.confirm_nonce.expect("a confirmation outstanding");
-        assert_eq!(s.requested_again(Preferences::default(), t0), None);
+        let first = s.newest_confirmation().expect("a confirmation").nonce;
+        let before = s.clone();
+        assert_eq!(s.requested_again(with_keyword("x"), t0), None);
+        assert_eq!(s, before, "a request that mails nothing changes nothing");
         let later = t0 + NOTICE_INTERVAL;
         assert_eq!(
             s.requested_again(Preferences::default(), later),
             Some(Notice::Confirm)
         );
-        // The link already mailed keeps working.
-        assert_eq!(s.confirm_nonce, Some(nonce));
-        s.confirm(later);
+        // The link already mailed keeps working beside the new one.
+        assert!(s.outstanding_nonces().any(|n| n == first));
+        assert_eq!(s.outstanding_nonces().count(), 2);
+        s.confirm_with(first, later);
+        assert_eq!(s.outstanding_nonces().count(), 0, "every link dies");
+        assert_eq!(s.confirmed_nonce, Some(first));
         let much_later = later + NOTICE_INTERVAL;
         assert_eq!(
-            s.requested_again(Preferences::default(), much_later),
+            s.requested_again(with_keyword("x"), much_later),
             Some(Notice::AlreadySubscribed)
         );
         assert_eq!(s.status, Status::Active);
+        assert!(s.outstanding_nonces().next().is_none());
+    }
+
+    #[test]
+    fn preferences_take_effect_only_through_their_own_confirmation() {
+        let email = SubscriberEmail::parse("ann@example.org").unwrap();
+        let t0 = Utc::now();
+        let mut s = Subscriber::requested(email, with_keyword("mine"), t0);
+        assert_eq!(
+            s.preferences,
+            Preferences::default(),
+            "nothing until confirmed"
+        );
+        let own = s.newest_confirmation().unwrap().nonce;
+        // Someone else asks for the same address later, with other preferences.
+        let later = t0 + NOTICE_INTERVAL;
+        assert_eq!(
+            s.requested_again(with_keyword("theirs"), later),
+            Some(Notice::Confirm)
+        );
+        assert_eq!(s.preferences, Preferences::default());
+        s.confirm_with(own, later);
+        assert_eq!(s.preferences, with_keyword("mine"));
+
+        // An unsubscribed reader's settings stay as they were until they confirm again.
+        s.unsubscribe(later);
+        let kept = s.preferences.clone();
+        let again = later + NOTICE_INTERVAL;
+        s.requested_again(with_keyword("theirs"), again);
+        assert_eq!(s.preferences, kept);
+        assert_eq!(s.status, Status::Unsubscribed);
+    }
+
+    #[test]
+    fn a_few_confirmations_are_kept_and_no_more() {
+        let email = SubscriberEmail::parse("ann@example.org").unwrap();
+        let mut t = Utc::now();
+        let mut s = Subscriber::requested(email, Preferences::default(), t);
+        for _ in 0..10 {
+            t += NOTICE_INTERVAL;
+            s.requested_again(Preferences::default(), t);
+        }
+        assert_eq!(s.outstanding_nonces().count(), MAX_CONFIRMATIONS);
+    }
+
+    #[test]
+    fn a_confirmation_stored_by_an_earlier_version_still_works() {
+        let mut record = serde_json::to_value(Subscriber::new(
+            SubscriberEmail::parse("ann@example.org").unwrap(),
+            with_keyword("kept"),
+            false,
+        ))
+        .unwrap();
+        record["confirm_nonce"] = 77.into();
+        let mut s: Subscriber = serde_json::from_value(record).unwrap();
+        assert_eq!(s.outstanding_nonces().collect::<Vec<_>>(), [77]);
+        s.confirm_with(77, Utc::now());
+        assert_eq!(s.status, Status::Active);
+        assert_eq!(s.preferences, with_keyword("kept"));
+        assert!(
+            serde_json::to_value(&s)
+                .unwrap()
+                .get("confirm_nonce")
+                .is_none()
+        );
     }
 
     #[test]

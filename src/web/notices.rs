@@ -99,7 +99,7 @@ pub fn render(
         .unwrap_or_else(|| base.to_string());
     let (subject, heading, paragraphs, label, url, footnote) = match notice {
         Notice::Confirm => {
-            let nonce = s.confirm_nonce.unwrap_or_default();
+            let nonce = s.newest_confirmation().map_or(0, |c| c.nonce);
             let expires = Utc::now() + Duration::hours(CONFIRM_VALID_HOURS);
             (
                 "Confirm your subscription to trending papers".to_string(),

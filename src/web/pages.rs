@@ -17,7 +17,7 @@ use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
 use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
 use crate::edition::{self, RunError};
 use crate::telemetry::{metrics, one_line};
-use crate::tokens::{Purpose, TokenError, TokenKey};
+use crate::tokens::{Purpose, TokenKey};
 use crate::web::notices::Notice;
 
 type Shared = State<Arc<WebState>>;
@@ -256,16 +256,32 @@ pub async fn subscribe(
     Ok(check_your_inbox())
 }
 
-/// The subscriber a confirm token belongs to, if the token is valid now.
-fn confirm_target(web: &WebState, token: &str) -> Result<Subscriber, WebError> {
+/// What a valid confirm token is for.
+enum ConfirmTarget {
+    /// A confirmation outstanding: its nonce, and whose it is.
+    Outstanding(Subscriber, u64),
+    /// The link that already made this subscriber active, used again.
+    Done(Subscriber),
+}
+
+/// What a confirm token is for, if it is valid now.
+fn confirm_target(web: &WebState, token: &str) -> Result<ConfirmTarget, WebError> {
     let sid = TokenKey::claimed_subscriber(token).ok_or(WebError::BadToken)?;
     let s = web.store.subscriber_by_id(sid)?.ok_or(WebError::BadToken)?;
-    let nonce = s.confirm_nonce.ok_or(WebError::BadToken)?;
-    web.links
-        .key()
-        .verify(Purpose::Confirm, token, Utc::now(), nonce)
-        .map_err(|_: TokenError| WebError::BadToken)?;
-    Ok(s)
+    let valid = |nonce: u64| {
+        web.links
+            .key()
+            .verify(Purpose::Confirm, token, Utc::now(), nonce)
+            .is_ok()
+    };
+    let outstanding = s.outstanding_nonces().find(|&n| valid(n));
+    if let Some(nonce) = outstanding {
+        return Ok(ConfirmTarget::Outstanding(s, nonce));
+    }
+    match s.confirmed_nonce {
+        Some(n) if s.status == Status::Active && valid(n) => Ok(ConfirmTarget::Done(s)),
+        _ => Err(WebError::BadToken),
+    }
 }
 
 /// Shows a button; following the link alone changes nothing, since mail scanners follow
@@ -294,11 +310,18 @@ pub async fn confirm(
 ) -> Result<Response, WebError> {
     let Form(form) = form.map_err(form_rejection)?;
     let web = &*state;
-    let mut s = confirm_target(web, &form.token)?;
-    s.confirm(Utc::now());
-    web.store.update_subscriber(&s)?;
-    web.store.flush().await?;
-    tracing::info!(domain = %s.email.domain(), "subscription confirmed");
+    let _guard = state.subscribe_lock.lock().await;
+    let s = match confirm_target(web, &form.token)? {
+        ConfirmTarget::Outstanding(mut s, nonce) => {
+            s.confirm_with(nonce, Utc::now());
+            web.store.update_subscriber(&s)?;
+            web.store.flush().await?;
+            tracing::info!(subscriber = %s.id, "subscription confirmed");
+            s
+        }
+        // A second click on the same link: already done, and said so.
+        ConfirmTarget::Done(s) => s,
+    };
     let prefs = web.links.preferences(s.id);
     Ok(page(
         StatusCode::OK,
