@@ -44,6 +44,7 @@ pub enum TopLevel {
 }
 
 pub fn main() -> ExitCode {
+    crate::files::private_by_default();
     let cli = Cli::parse();
     crate::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,26 +125,9 @@ fn finish(command: &Command, out: Output) -> anyhow::Result<ExitCode> {
     print!("{}", out.stdout);
     eprint!("{}", out.stderr);
     if let (Some(path), Some(bytes)) = (command.output_file(), &out.file) {
-        write_private(path, bytes)?;
+        // Backups hold the link-signing key: only their owner may read them.
+        crate::files::write_private(path, bytes)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
     Ok(ExitCode::from(out.code))
-}
-
-/// Backups hold the link-signing key: only their owner may read them.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options
-        .open(path)
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    // The mode above applies only to a file it creates: one already there keeps its own.
-    #[cfg(unix)]
-    f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .map_err(|e| anyhow::anyhow!("cannot make {} private: {e}", path.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    Ok(())
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod edition;
+pub mod files;
 pub mod mail;
 pub mod parts;
 pub mod render;

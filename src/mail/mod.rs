@@ -253,7 +253,7 @@ impl Mailer {
         let inner = match settings.transport {
             Transport::File => {
                 let dir = outbox;
-                std::fs::create_dir_all(dir)
+                crate::files::private_dir(dir)
                     .with_context(|| format!("creating the outbox {}", dir.display()))?;
                 Inner::File(AsyncFileTransport::new(dir))
             }

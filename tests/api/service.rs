@@ -445,3 +445,52 @@ async fn the_environment_reaches_the_real_loading_path() {
     assert!(r.stdout.contains("username = \"pb\""), "{}", r.stdout);
     assert!(!r.stdout.contains("from-the-credential"));
 }
+
+/// Started from a shell with umask 022, paperboy still keeps its files to itself: the data
+/// directory (even one created open by someone else), the store, the key, the outbox and
+/// every message in it are its owner's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let app = TestApp::new(&pages.url(), free_port(), "");
+    app.set("mail.transport", "file");
+    let data = app.dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |args: &[&str]| {
+        let mut cmd = app.command(args);
+        // SAFETY: umask(2) is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+                Ok(())
+            });
+        }
+        let r = crate::helpers::Run::from(cmd.output().unwrap());
+        assert!(r.ok(), "{args:?}: {}", r.stderr);
+    };
+    run(&["subscribers", "add", "ann@example.org", "--confirmed"]);
+    run(&["run-once", "--date", "2025-12-09"]);
+
+    let mut seen = Vec::new();
+    let mut todo = vec![data.clone()];
+    while let Some(path) = todo.pop() {
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        let mode = meta.permissions().mode() & 0o777;
+        assert_eq!(mode & 0o077, 0, "{} is mode {mode:o}", path.display());
+        if meta.is_dir() {
+            todo.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        }
+        seen.push(path);
+    }
+    let names: Vec<_> = seen.iter().map(|p| p.display().to_string()).collect();
+    for expected in ["secret.key", "outbox/", ".eml", "paperboy.lock"] {
+        assert!(
+            names.iter().any(|n| n.contains(expected)),
+            "{expected} was looked at: {names:?}"
+        );
+    }
+}

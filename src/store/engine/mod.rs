@@ -144,7 +144,7 @@ pub fn lock(data_dir: &Path) -> Result<File> {
         path: data_dir.to_path_buf(),
         reason: e.to_string(),
     };
-    std::fs::create_dir_all(data_dir).map_err(open_error)?;
+    crate::files::private_dir(data_dir).map_err(open_error)?;
     let file = File::options()
         .create(true)
         .truncate(false)
