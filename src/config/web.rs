@@ -21,6 +21,11 @@ pub struct WebSettings {
     pub subscribe_per_hour: u32,
     /// `/healthz` fails when the last successful fetch is older than this.
     pub health_max_fetch_age_hours: u32,
+    /// A connection that sends no complete request (or request body) for this long is
+    /// closed.
+    pub idle_timeout_secs: u32,
+    /// Connections open at once; past it, new ones wait to be accepted.
+    pub max_connections: u32,
 }
 
 impl Default for WebSettings {
@@ -32,6 +37,8 @@ impl Default for WebSettings {
             subscribe_per_address_per_hour: 5,
             subscribe_per_hour: 500,
             health_max_fetch_age_hours: 96,
+            idle_timeout_secs: 20,
+            max_connections: 1024,
         }
     }
 }
@@ -52,6 +59,8 @@ impl WebSettings {
                 "web.health_max_fetch_age_hours",
                 self.health_max_fetch_age_hours,
             ),
+            ("web.idle_timeout_secs", self.idle_timeout_secs),
+            ("web.max_connections", self.max_connections),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));

@@ -16,7 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::commands;
-use crate::config::{ScheduleSettings, Settings};
+use crate::config::{ScheduleSettings, Settings, WebSettings};
 use crate::edition::Editions;
 use crate::parts::Parts;
 use crate::source::Source;
@@ -34,6 +34,7 @@ pub struct Application {
     metrics: Arc<Metrics>,
     commands: Arc<commands::Context>,
     router: axum::Router,
+    web: WebSettings,
     schedule: ScheduleSettings,
     data_dir: PathBuf,
     listener: TcpListener,
@@ -72,6 +73,7 @@ impl Application {
             metrics: parts.metrics,
             commands: parts.commands,
             router,
+            web: settings.web,
             schedule: settings.schedule,
             data_dir: settings.data_dir,
             listener,
@@ -118,12 +120,7 @@ impl Application {
             let _ = stop_tx.send(true);
         });
         let mut web_stop = stop_rx.clone();
-        let web = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        let web = crate::web::serve(self.listener, self.router, &self.web, async move {
             let _ = web_stop.wait_for(|s| *s).await;
         });
         tracing::info!(addr = %self.addr, "serving");
@@ -142,8 +139,7 @@ impl Application {
             &self.schedule,
             stop_rx,
         );
-        let (web, ()) = tokio::join!(async { web.await }, scheduler);
-        web.context("the web server failed")?;
+        tokio::join!(web, scheduler);
         // An edition started through the admin socket finishes its messages in flight too.
         let _no_edition_running = self.editions.between_editions().await;
         self.store.flush().await?;

@@ -12,6 +12,7 @@ mod forms;
 mod limits;
 pub mod notices;
 mod pages;
+mod server;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::telemetry::one_line;
 use crate::tokens::Links;
 
 pub use limits::Limits;
+pub use server::serve;
 
 /// Forms are a few short fields; anything larger is refused before it is read.
 const BODY_LIMIT: usize = 16 * 1024;

@@ -849,3 +849,82 @@ async fn health_fails_when_the_last_good_fetch_is_stale() {
     assert_eq!(w.get("/healthz").await.status(), 200);
     w.stop().await;
 }
+
+/// Connections that send nothing, or half a request line, are closed after
+/// `idle_timeout_secs`; past `max_connections` new ones wait to be accepted instead of
+/// using up descriptors; and once the flood is closed, `/healthz` answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_half_sent_connections_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let w = spawn_web("idle_timeout_secs = 2\nmax_connections = 16").await;
+    let addr = w.base.trim_start_matches("http://").to_string();
+    let started = Instant::now();
+    let mut flood = Vec::new();
+    for i in 0..48 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 1 {
+            s.write_all(b"GET /healthz HT").await.unwrap();
+        }
+        flood.push(s);
+    }
+    // Every one of them is closed by the server: at most a 408, then end of stream.
+    let closing = flood.into_iter().map(|mut s| async move {
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(60), s.read_to_end(&mut answer))
+            .await
+            .map(|read| (read.is_ok(), answer))
+    });
+    for closed in futures_util::future::join_all(closing).await {
+        let (_, answer) = closed.expect("an idle connection stayed open for a minute");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    let all_closed = started.elapsed();
+    // 48 connections, 16 at a time, 2 s each: at least three rounds of the timeout.
+    assert!(
+        all_closed >= Duration::from_secs(5),
+        "closed in {all_closed:?}: the cap did not hold them back"
+    );
+    let r = w.get("/healthz").await;
+    assert_eq!(r.status(), 200);
+    eprintln!("48 idle connections, 16 at a time, all closed in {all_closed:?}");
+    w.stop().await;
+}
+
+/// SIGTERM with idle and half-sent connections open: the daemon exits at once, without
+/// waiting for them (their idle timeout here is a minute).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_connections_do_not_hold_the_exit() {
+    use tokio::io::AsyncWriteExt;
+    let app = crate::helpers::TestApp::new("http://127.0.0.1:9/x", free_port(), "");
+    let base = crate::helpers::web_on_free_port(&app);
+    app.set("web.idle_timeout_secs", 60);
+    let (mut daemon, _) = crate::helpers::start_serve(&app, &base).await;
+    let addr = base.trim_start_matches("http://").to_string();
+    let mut open = Vec::new();
+    for i in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        if i % 2 == 1 {
+            s.write_all(b"POST /subscribe HTTP/1.1\r\nHost: x\r\nContent-Le")
+                .await
+                .unwrap();
+        }
+        open.push(s);
+    }
+    // Served: a full request on a kept-alive connection also answers first.
+    let r = reqwest::get(format!("{base}/healthz")).await.unwrap();
+    assert!(r.status().is_success() || r.status() == 503);
+    let stopping = Instant::now();
+    let status = daemon.terminate(Duration::from_secs(30));
+    let took = stopping.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        took < Duration::from_secs(15),
+        "the exit waited {took:?} on open connections"
+    );
+    eprintln!("stopped in {took:?} with 10 connections open");
+    drop(open);
+}
