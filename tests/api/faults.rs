@@ -415,27 +415,51 @@ async fn slow_huge_and_truncated_pages_send_nothing() {
     assert!(sink.messages().is_empty());
 }
 
+/// A cap of `k` a second lets `k` go at once and then one every 1/k s, so `n` digests reach
+/// the sink over at least (n - k)/k seconds: seconds that an unpaced run of a few small
+/// digests to a local sink never takes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_rate_caps_pace_the_run() {
     let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
     let sink = SmtpSink::start();
     let app = TestApp::new(&pages.url(), sink.port, "");
-    app.set("mail.smtp.max_per_second", 3);
-    for i in 0..6 {
-        app.add(
-            &format!("r{i}@example.org"),
-            &["--confirmed", "--max-items", "2"],
-        );
-    }
-    let r = app
+    let (per_second, digests) = (4u32, 16u32);
+    app.set("mail.smtp.max_per_second", i64::from(per_second));
+    app.seed(digests, |_| {
+        let choices = paperboy::domain::Choices {
+            max_items: Some(2),
+            ..Default::default()
+        };
+        paperboy::domain::Preferences::new(choices, &paperboy::domain::EditionDays::every_day())
+            .unwrap()
+    })
+    .await;
+    let run = app
         .command(&["run-once", "--date", "2025-12-09"])
         .env("RUST_LOG", "info")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
+    sink.wait_for_first().await;
+    let first = std::time::Instant::now();
+    sink.wait_for(digests as usize).await;
+    let spread = first.elapsed();
+    let out = run.wait_with_output_bounded();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("send-rate caps in force"), "{stderr}");
-    assert_eq!(sink.messages().len(), 6, "paced, not dropped");
+    let paced = Duration::from_secs_f64(f64::from(digests - per_second) / f64::from(per_second));
+    assert!(
+        spread + Duration::from_millis(300) >= paced,
+        "{digests} digests at {per_second}/s arrived within {spread:?}, under the {paced:?} \
+         the cap needs"
+    );
+    assert_eq!(
+        sink.messages().len(),
+        digests as usize,
+        "paced, not dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
