@@ -11,7 +11,9 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
@@ -62,28 +64,51 @@ enum Outcome {
 
 /// The send-rate caps of `[mail.smtp]`: the run waits for a slot instead of failing.
 pub struct Pacer {
-    per_second: Option<DefaultDirectRateLimiter>,
-    per_hour: Option<DefaultDirectRateLimiter>,
+    clock: TokioClock,
+    per_second: Option<Limiter>,
+    per_hour: Option<Limiter>,
 }
+
+/// governor's clock read from tokio's, and waits on tokio's timers: so that the pacing
+/// follows a paused test clock as it follows the real one.
+#[derive(Clone, Copy)]
+struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl governor::clock::Clock for TokioClock {
+    type Instant = Duration;
+
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, TokioClock, NoOpMiddleware<Duration>>;
 
 impl Pacer {
     pub fn new(smtp: &SmtpSettings) -> Self {
+        let clock = TokioClock {
+            origin: tokio::time::Instant::now(),
+        };
+        let limiter = |quota| Some(RateLimiter::direct_with_clock(quota, clock));
         let nz = |n: u32| NonZeroU32::new(n);
         Self {
-            per_second: nz(smtp.max_per_second).map(|n| RateLimiter::direct(Quota::per_second(n))),
+            clock,
+            per_second: nz(smtp.max_per_second).and_then(|n| limiter(Quota::per_second(n))),
             // One at a time, evenly spaced: "1800 an hour" must not mean 1800 in the first
             // second when the provider also counts per minute.
             per_hour: nz(smtp.max_per_hour)
-                .map(|n| RateLimiter::direct(Quota::per_hour(n).allow_burst(NonZeroU32::MIN))),
+                .and_then(|n| limiter(Quota::per_hour(n).allow_burst(NonZeroU32::MIN))),
         }
     }
 
     pub async fn wait(&self) {
-        if let Some(l) = &self.per_second {
-            l.until_ready().await;
-        }
-        if let Some(l) = &self.per_hour {
-            l.until_ready().await;
+        for limiter in [&self.per_second, &self.per_hour].into_iter().flatten() {
+            while let Err(not_until) = limiter.check() {
+                let at = self.clock.origin + not_until.earliest_possible();
+                tokio::time::sleep_until(at).await;
+            }
         }
     }
 
@@ -498,5 +523,72 @@ mod tests {
         assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(1800)));
         smtp.max_per_hour = 0;
         assert_eq!(Pacer::estimate(&smtp, 900), Some(Duration::from_secs(900)));
+    }
+
+    fn caps(per_second: u32, per_hour: u32) -> SmtpSettings {
+        let mut smtp = crate::config::Settings::default().mail.smtp;
+        smtp.max_per_second = per_second;
+        smtp.max_per_hour = per_hour;
+        smtp
+    }
+
+    /// When each of `n` sends, one after another, got its slot, in milliseconds from the
+    /// first call (tokio's timers round up to the millisecond).
+    async fn slots(smtp: &SmtpSettings, n: usize) -> Vec<u128> {
+        let pacer = Pacer::new(smtp);
+        let start = tokio::time::Instant::now();
+        let mut at = Vec::new();
+        for _ in 0..n {
+            pacer.wait().await;
+            at.push(start.elapsed().as_millis());
+        }
+        at
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_hourly_cap_spaces_sends_evenly() {
+        assert_eq!(
+            slots(&caps(0, 60), 4).await,
+            [0, 60_000, 120_000, 180_000],
+            "60 an hour: one a minute, not 60 at once"
+        );
+        assert_eq!(slots(&caps(0, 7200), 3).await, [0, 500, 1000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_per_second_cap_allows_its_burst_then_spaces_the_rest() {
+        assert_eq!(
+            slots(&caps(4, 0), 8).await,
+            [0, 0, 0, 0, 250, 500, 750, 1000]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn with_both_caps_the_slower_sets_the_pace() {
+        // 3600 an hour is one a second, slower than the two a second allowed.
+        assert_eq!(slots(&caps(2, 3600), 4).await, [0, 1000, 2000, 3000]);
+        // One a second is slower than 7200 an hour.
+        assert_eq!(slots(&caps(1, 7200), 4).await, [0, 1000, 2000, 3000]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_sharing_the_pacer_share_the_cap() {
+        let pacer = Arc::new(Pacer::new(&caps(0, 60)));
+        let start = tokio::time::Instant::now();
+        let mut workers = JoinSet::new();
+        for _ in 0..4 {
+            let pacer = pacer.clone();
+            workers.spawn(async move {
+                let mut at = Vec::new();
+                for _ in 0..3 {
+                    pacer.wait().await;
+                    at.push(start.elapsed().as_secs());
+                }
+                at
+            });
+        }
+        let mut at: Vec<u64> = workers.join_all().await.into_iter().flatten().collect();
+        at.sort();
+        assert_eq!(at, (0..12).map(|i| i * 60).collect::<Vec<_>>());
     }
 }

@@ -1,6 +1,7 @@
 //! Bad input and failures: the run fails loudly, sends nothing it should not, loses nothing.
 
-use std::time::Duration;
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::helpers::{PageServer, Reply, SmtpSink, TestApp, WaitBounded, fixture, free_port};
 
@@ -272,17 +273,40 @@ async fn an_accepted_digest_clears_the_refusals_and_a_bounced_address_is_skipped
 
 crate::helpers::on_both_engines!(kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight);
 
-/// kill -9 in the middle of a run, again and again: the next run sends every digest that was
-/// not accepted, and only those in flight at a kill can arrive twice.
+/// The digests in the sink by reader: each digest (Message-ID) with its papers, in the order
+/// they arrived, repeats included.
+fn digests_by_reader(sink: &SmtpSink) -> HashMap<String, Vec<(String, Vec<String>)>> {
+    let mut per: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    for m in sink.messages() {
+        per.entry(m.recipients[0].clone())
+            .or_default()
+            .push((m.header("Message-ID").unwrap(), m.paper_ids()));
+    }
+    per
+}
+
+/// Readers with a digest in the sink, and messages there.
+fn readers_and_messages(sink: &SmtpSink) -> (usize, usize) {
+    let messages = sink.messages();
+    let readers: HashSet<&String> = messages.iter().map(|m| &m.recipients[0]).collect();
+    (readers.len(), messages.len())
+}
+
+/// kill -9 in the middle of sending, again and again: the next run sends every digest that
+/// was not accepted, only those in flight at a kill arrive twice (and then the same digest),
+/// and the next day's edition brings nobody a paper they already had.
 async fn kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight(
     engine: crate::helpers::EngineKind,
 ) {
-    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-08.html"))).await;
     let sink = SmtpSink::start();
     let app = TestApp::on(engine, &pages.url(), sink.port, "");
     let concurrency = 4;
     app.set("mail.smtp.concurrency", concurrency as i64);
-    let subscribers = 300;
+    // Paced, so that a run sends for seconds: a kill at a share of the readers lands while
+    // the run is sending, however slow the machine.
+    app.set("mail.smtp.max_per_second", 40);
+    let subscribers = 160;
     app.seed(subscribers, |i| {
         let choices = paperboy::domain::Choices {
             min_upvotes: Some(i % 50),
@@ -293,60 +317,127 @@ async fn kills_mid_run_lose_nothing_and_repeat_at_most_the_in_flight(
             .unwrap()
     })
     .await;
-    let mut kills = 0;
-    for round in 0..6u64 {
+    let kills = 4;
+    for round in 1..=kills {
+        let (_, before) = readers_and_messages(&sink);
         let mut child = crate::helpers::KillOnDrop(
-            app.command(&["run-once", "--date", "2025-12-09"])
+            app.command(&["run-once", "--date", "2025-12-08"])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .spawn()
                 .unwrap(),
         );
-        // Kill at a different point each round: planning, early sends, later sends.
-        std::thread::sleep(Duration::from_millis(100 + 150 * round));
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap();
-            kills += 1;
+        // Kill once this run has sent something and a further share of the readers has
+        // their digest: a fifth, two fifths, ...
+        let share = subscribers as usize * round / (kills + 1);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (readers, messages) = readers_and_messages(&sink);
+            if messages > before && readers >= share {
+                break;
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "round {round}: the run ended before {share} readers had their digest"
+            );
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no progress in 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "round {round}: the run had ended before the kill"
+        );
+        child.kill().unwrap();
         child.wait().unwrap();
+        let (readers, messages) = readers_and_messages(&sink);
+        assert!(
+            messages > before && readers < subscribers as usize,
+            "round {round}: the kill did not land while sending ({readers} readers served)"
+        );
     }
-    assert!(kills >= 1, "no run was killed mid-way");
-    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    // The sends that follow need no pacing.
+    app.set("mail.smtp.max_per_second", 0);
+    let r = app.run(&["run-once", "--date", "2025-12-08"]);
     assert!(
         r.ok(),
         "the store opens cleanly after kill -9: {}",
         r.stderr
     );
 
-    let mut per: std::collections::HashMap<String, Vec<String>> = Default::default();
-    for m in sink.messages() {
-        per.entry(m.recipients[0].clone())
-            .or_default()
-            .push(m.header("Message-ID").unwrap());
-    }
+    let per = digests_by_reader(&sink);
     assert_eq!(
         per.len(),
         subscribers as usize,
         "every subscriber got their digest"
     );
-    let repeats: usize = per.values().map(|ids| ids.len() - 1).sum();
+    let mut repeats = 0;
+    for (reader, copies) in &per {
+        assert!(
+            copies.len() <= 2,
+            "{reader} got {} copies: only the one in flight at a kill may repeat",
+            copies.len()
+        );
+        for copy in &copies[1..] {
+            assert_eq!(copy, &copies[0], "{reader}'s repeat is the same digest");
+        }
+        repeats += copies.len() - 1;
+    }
     eprintln!("{kills} kills, {repeats} repeated digests of {subscribers}");
     assert!(
-        repeats <= kills * concurrency,
+        repeats <= kills * concurrency as usize,
         "{repeats} repeats for {kills} kills at concurrency {concurrency}"
     );
-    for ids in per.values() {
-        assert!(
-            ids.iter().all(|id| id == &ids[0]),
-            "a repeat carries the same Message-ID"
-        );
-    }
-    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    let r = app.run(&["run-once", "--date", "2025-12-08"]);
     assert!(r.ok());
     assert_eq!(
         sink.messages().len(),
         subscribers as usize + repeats,
         "a re-run sends nothing"
+    );
+
+    // The next day's page: the first day's papers, still trending and with more upvotes, at
+    // its top, and new ones below. Nobody gets one of the first day's papers a second time,
+    // in a new digest or a repeated one.
+    let day1 = paperboy::source::parse_listing(&fixture("trending-2025-12-08.html")).unwrap();
+    let mut entries: Vec<serde_json::Value> = day1
+        .papers
+        .iter()
+        .map(|p| {
+            serde_json::json!({"paper": {"id": p.id.as_str(), "title": p.title, "upvotes": p.upvotes + 10}})
+        })
+        .collect();
+    entries.extend((0..5).map(|i| {
+        serde_json::json!({"paper": {"id": format!("2512.300{i:02}"), "title": format!("New {i}"), "upvotes": 60}})
+    }));
+    pages.set(Reply::Page(crate::helpers::island_page(
+        "2025-12-09",
+        true,
+        &entries,
+    )));
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let per = digests_by_reader(&sink);
+    let mut next_day = 0;
+    for (reader, copies) in &per {
+        // A repeat carries the same papers as its first copy (checked above): count it once.
+        let digests: HashMap<&String, &Vec<String>> =
+            copies.iter().map(|(id, papers)| (id, papers)).collect();
+        next_day += digests
+            .keys()
+            .filter(|id| id.contains(".2025-12-09."))
+            .count();
+        let mut papers: Vec<&String> = digests.values().copied().flatten().collect();
+        let all = papers.len();
+        papers.sort();
+        papers.dedup();
+        assert_eq!(papers.len(), all, "{reader} got a paper twice: {digests:?}");
+    }
+    assert!(
+        next_day > subscribers as usize / 2,
+        "the next day's edition went out ({next_day} digests)"
     );
 }
 
@@ -415,27 +506,51 @@ async fn slow_huge_and_truncated_pages_send_nothing() {
     assert!(sink.messages().is_empty());
 }
 
+/// A cap of `k` a second lets `k` go at once and then one every 1/k s, so `n` digests reach
+/// the sink over at least (n - k)/k seconds: seconds that an unpaced run of a few small
+/// digests to a local sink never takes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn send_rate_caps_pace_the_run() {
     let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
     let sink = SmtpSink::start();
     let app = TestApp::new(&pages.url(), sink.port, "");
-    app.set("mail.smtp.max_per_second", 3);
-    for i in 0..6 {
-        app.add(
-            &format!("r{i}@example.org"),
-            &["--confirmed", "--max-items", "2"],
-        );
-    }
-    let r = app
+    let (per_second, digests) = (4u32, 16u32);
+    app.set("mail.smtp.max_per_second", i64::from(per_second));
+    app.seed(digests, |_| {
+        let choices = paperboy::domain::Choices {
+            max_items: Some(2),
+            ..Default::default()
+        };
+        paperboy::domain::Preferences::new(choices, &paperboy::domain::EditionDays::every_day())
+            .unwrap()
+    })
+    .await;
+    let run = app
         .command(&["run-once", "--date", "2025-12-09"])
         .env("RUST_LOG", "info")
-        .output()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let stderr = String::from_utf8_lossy(&r.stderr);
-    assert!(r.status.success(), "{stderr}");
+    sink.wait_for_first().await;
+    let first = std::time::Instant::now();
+    sink.wait_for(digests as usize).await;
+    let spread = first.elapsed();
+    let out = run.wait_with_output_bounded();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("send-rate caps in force"), "{stderr}");
-    assert_eq!(sink.messages().len(), 6, "paced, not dropped");
+    let paced = Duration::from_secs_f64(f64::from(digests - per_second) / f64::from(per_second));
+    assert!(
+        spread + Duration::from_millis(300) >= paced,
+        "{digests} digests at {per_second}/s arrived within {spread:?}, under the {paced:?} \
+         the cap needs"
+    );
+    assert_eq!(
+        sink.messages().len(),
+        digests as usize,
+        "paced, not dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
