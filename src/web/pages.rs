@@ -218,7 +218,7 @@ pub async fn subscribe(
             return Ok(page(StatusCode::UNPROCESSABLE_ENTITY, &p));
         }
     };
-    if !state.limits.allow_address(email.as_str()) {
+    if !state.limits.allow_request(email.as_str()) {
         metrics::inc(&web.metrics.rate_limited);
         return Err(WebError::RateLimited);
     }

@@ -928,3 +928,45 @@ async fn open_connections_do_not_hold_the_exit() {
     eprintln!("stopped in {took:?} with 10 connections open");
     drop(open);
 }
+
+/// Malformed posts spend only their sender's budget: a flood of empty addresses from many
+/// clients leaves the form open to a real request, while the flooding client is refused.
+/// IPv6 clients are counted by their /64.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_spends_only_its_senders_budget() {
+    let w = spawn_web(
+        "trust_forwarded_for = true\nsubscribe_per_hour = 3\nsubscribe_per_ip_per_hour = 4",
+    )
+    .await;
+    let post = |client: String, email: &'static str| {
+        let request = w
+            .http
+            .post(format!("{}/subscribe", w.base))
+            .header("x-forwarded-for", client)
+            .form(&[("email", email)]);
+        async move { request.send().await.unwrap().status() }
+    };
+    // Ten clients, four malformed posts each (their whole budget), then more.
+    for i in 0..60 {
+        let status = post(format!("198.51.100.{}", i % 10), "").await;
+        let expected = if i < 40 { 422 } else { 429 };
+        assert_eq!(status, expected, "post {i}");
+    }
+    assert_eq!(
+        post("198.51.100.1".into(), "real@example.org").await,
+        429,
+        "the flooding client is over its own limit"
+    );
+    assert_eq!(
+        post("203.0.113.9".into(), "real@example.org").await,
+        200,
+        "a new client still gets through"
+    );
+    // One /64 is one client: four requests from any of its addresses, then 429.
+    for i in 1..=4 {
+        assert_eq!(post(format!("2001:db8:0:7::{i}"), "").await, 422);
+    }
+    assert_eq!(post("2001:db8:0:7::99".into(), "").await, 429);
+    assert_eq!(post("2001:db8:0:8::1".into(), "").await, 422, "another /64");
+    w.stop().await;
+}
