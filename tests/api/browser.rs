@@ -1,12 +1,15 @@
 //! A real browser through the whole journey: headless Chromium, driven by chromedriver over
-//! the WebDriver protocol (the thirtyfour client). Screenshots of every page land in
-//! `target/tmp/screenshots/`.
+//! the WebDriver protocol (the thirtyfour client). Every page is screenshot as a phone and a
+//! desktop show it, light and dark, into `target/tmp/screenshots/`, and each screenshot is
+//! checked: the size asked for, light or dark as asked, nothing wider than the screen. The
+//! mail's screenshots (mailcheck.rs) are taken and checked the same way.
 
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use thirtyfour::cdp::domains::emulation::{MediaFeature, SetEmulatedMedia};
 use thirtyfour::prelude::*;
 use thirtyfour::stringmatch::StringMatch;
 
@@ -129,15 +132,12 @@ impl Browser {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
-        let png = self
-            .driver()
-            .screenshot_as_png()
-            .await
-            .unwrap_or_else(|e| panic!("screenshot {name}: {e}"));
-        let dir = screenshots();
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    /// Screenshots of the page open as a phone and a desktop show it, light and dark, each
+    /// checked by [`check_shot`].
+    async fn check_shots(&self, page: &str) {
+        for shot in &SHOTS {
+            check_shot(self, page, shot).await;
+        }
     }
 
     /// Ends the session politely; drop ends chromedriver and its browsers.
@@ -177,6 +177,173 @@ pub(crate) fn screenshots() -> PathBuf {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")
 }
 
+/// One screenshot: a viewport `width` CSS pixels wide, light or dark.
+pub(crate) struct Shot {
+    name: &'static str,
+    pub(crate) width: u32,
+    height: u32,
+    dark: bool,
+}
+
+pub(crate) const SHOTS: [Shot; 4] = [
+    Shot {
+        name: "phone-light",
+        width: 375,
+        height: 812,
+        dark: false,
+    },
+    Shot {
+        name: "phone-dark",
+        width: 375,
+        height: 812,
+        dark: true,
+    },
+    Shot {
+        name: "desktop-light",
+        width: 1200,
+        height: 900,
+        dark: false,
+    },
+    Shot {
+        name: "desktop-dark",
+        width: 1200,
+        height: 900,
+        dark: true,
+    },
+];
+
+impl Browser {
+    /// Emulates a screen `width` × `height` at one device pixel per CSS pixel (a phone
+    /// below 600), in light or dark mode, through Chrome DevTools commands.
+    async fn emulate(&self, shot: &Shot) {
+        let cdp = self.driver().cdp();
+        cdp.emulation()
+            .set_device_metrics_override(shot.width, shot.height, 1.0, shot.width < 600)
+            .await
+            .expect("Emulation.setDeviceMetricsOverride");
+        let scheme = if shot.dark { "dark" } else { "light" };
+        cdp.send(SetEmulatedMedia {
+            media: None,
+            features: Some(vec![MediaFeature {
+                name: "prefers-color-scheme".into(),
+                value: scheme.into(),
+            }]),
+        })
+        .await
+        .expect("Emulation.setEmulatedMedia");
+    }
+
+    async fn png(&self) -> Vec<u8> {
+        self.driver()
+            .screenshot_as_png()
+            .await
+            .expect("a screenshot")
+    }
+
+    async fn script(&self, js: &str) -> serde_json::Value {
+        self.driver()
+            .execute(js, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("{js}: {e}"))
+            .json()
+            .clone()
+    }
+}
+
+/// A decoded screenshot, as 8-bit RGB(A) rows.
+struct Image {
+    width: u32,
+    height: u32,
+    channels: usize,
+    pixels: Vec<u8>,
+}
+
+impl Image {
+    fn decode(png_bytes: &[u8]) -> Self {
+        let mut decoder = png::Decoder::new(std::io::Cursor::new(png_bytes));
+        decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut pixels = vec![0; reader.output_buffer_size().expect("a sane size")];
+        let info = reader.next_frame(&mut pixels).expect("a PNG frame");
+        pixels.truncate(info.buffer_size());
+        let channels = match info.color_type {
+            png::ColorType::Rgb => 3,
+            png::ColorType::Rgba => 4,
+            other => panic!("a colour screenshot, not {other:?}"),
+        };
+        Self {
+            width: info.width,
+            height: info.height,
+            channels,
+            pixels,
+        }
+    }
+
+    /// Relative luminance (0 black, 1 white) of the pixel at `x`, `y`, roughly.
+    fn luminance(&self, x: u32, y: u32) -> f64 {
+        let at = (y as usize * self.width as usize + x as usize) * self.channels;
+        let [r, g, b] = [0, 1, 2].map(|i| f64::from(self.pixels[at + i]) / 255.0);
+        0.2126 * r + 0.7152 * g + 0.0722 * b
+    }
+
+    /// The mean luminance of every pixel: how light the page is as a whole.
+    fn mean_luminance(&self) -> f64 {
+        let mut sum = 0.0;
+        for y in 0..self.height {
+            for x in 0..self.width {
+                sum += self.luminance(x, y);
+            }
+        }
+        sum / f64::from(self.width * self.height)
+    }
+}
+
+/// Takes the screenshot `shot` of the page open in `browser`, saves it as `{page}-{name}.png`
+/// and checks it: the size asked for, light or dark as asked, nothing wider than the screen.
+pub(crate) async fn check_shot(browser: &Browser, page: &str, shot: &Shot) {
+    browser.emulate(shot).await;
+    let bytes = browser.png().await;
+    let dir = screenshots();
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{page}-{}.png", shot.name));
+    std::fs::write(&path, &bytes).unwrap();
+    println!("screenshot: {}", path.display());
+
+    let image = Image::decode(&bytes);
+    assert_eq!(
+        (image.width, image.height),
+        (shot.width, shot.height),
+        "{}: the size asked for",
+        path.display()
+    );
+    // The corner is the page background, outside every card.
+    let corner = image.luminance(3, 3);
+    let mean = image.mean_luminance();
+    if shot.dark {
+        assert!(
+            corner < 0.1 && mean < 0.3,
+            "{}: dark mode is not dark (corner {corner:.2}, mean {mean:.2})",
+            path.display()
+        );
+    } else {
+        assert!(
+            corner > 0.85 && mean > 0.7,
+            "{}: light mode is not light (corner {corner:.2}, mean {mean:.2})",
+            path.display()
+        );
+    }
+    let scroll_width = browser
+        .script("return document.documentElement.scrollWidth")
+        .await;
+    assert!(
+        scroll_width
+            .as_u64()
+            .is_some_and(|w| w <= u64::from(shot.width)),
+        "{}: the page is {scroll_width} px wide, wider than the screen",
+        path.display()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
     let w = spawn_web("").await;
@@ -185,7 +352,7 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
 
     browser.goto(&format!("{}/", w.base)).await;
     browser.wait_for_text("Trending papers in your inbox").await;
-    browser.screenshot("1-subscribe").await;
+    browser.check_shots("1-subscribe").await;
     browser.type_into("#email", "reader@example.org").await;
     browser
         .type_into("#keywords", "bottleneck, diffusion")
@@ -193,15 +360,15 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
     browser.type_into("#max_items", "3").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("Check your inbox").await;
-    browser.screenshot("2-check-inbox").await;
+    browser.check_shots("2-check-inbox").await;
 
     let mail = w.wait_for_mail(1).await;
     browser.goto(&link_in(&mail[0], "/confirm?token=")).await;
     browser.wait_for_text("Confirm your subscription").await;
-    browser.screenshot("3-confirm").await;
+    browser.check_shots("3-confirm").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("You are subscribed").await;
-    browser.screenshot("4-confirmed").await;
+    browser.check_shots("4-confirmed").await;
 
     w.pages.serve_fixture("trending-2025-12-09.html");
     w.run_edition("2025-12-09").await;
@@ -216,19 +383,19 @@ async fn a_reader_subscribes_confirms_reads_and_leaves_in_a_browser() {
     std::fs::write(&file, &html).unwrap();
     browser.goto(&format!("file://{}", file.display())).await;
     browser.wait_for_text("Trending papers").await;
-    browser.screenshot("5-digest").await;
+    browser.check_shots("5-digest").await;
 
     browser.goto(&link_in(digest, "/preferences?token=")).await;
     browser.wait_for_text("Your preferences").await;
-    browser.screenshot("6-preferences").await;
+    browser.check_shots("6-preferences").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("Saved").await;
 
     browser.goto(&link_in(digest, "/unsubscribe?token=")).await;
-    browser.screenshot("7-unsubscribe").await;
+    browser.check_shots("7-unsubscribe").await;
     browser.click("button[type=submit]").await;
     browser.wait_for_text("You are unsubscribed").await;
-    browser.screenshot("8-unsubscribed").await;
+    browser.check_shots("8-unsubscribed").await;
     assert_eq!(
         w.status_of("reader@example.org"),
         Some(paperboy::domain::Status::Unsubscribed)
