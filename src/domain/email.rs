@@ -17,10 +17,16 @@ const MAX_LEN: usize = 254;
 #[serde(try_from = "String", into = "String")]
 pub struct SubscriberEmail(String);
 
+/// Reading a stored record: the address was checked when it was stored, by the rules of
+/// the version that stored it, and must load as it is even where today's rules are
+/// stricter (so an old store opens, and its keys still match).
 impl TryFrom<String> for SubscriberEmail {
     type Error = EmailError;
     fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
+        match lettre::Address::from_str(&value) {
+            Ok(_) => Ok(Self(value)),
+            Err(_) => Err(EmailError::Invalid(shorten(&value))),
+        }
     }
 }
 
@@ -36,13 +42,26 @@ pub enum EmailError {
     Empty,
     #[error("the address is longer than {MAX_LEN} characters")]
     TooLong,
-    #[error("the address contains spaces or control characters")]
+    #[error("the address contains spaces, control or invisible characters")]
     BadCharacters,
+    #[error("quoted addresses (\"...\"@) cannot be used")]
+    Quoted,
+    #[error("addresses at an IP address ([...]) cannot be used; use the domain's name")]
+    IpLiteral,
+    #[error("only ASCII letters, digits and punctuation can come before the @")]
+    NonAsciiLocalPart,
     #[error("'{0}' is not a valid email address")]
     Invalid(String),
 }
 
 impl SubscriberEmail {
+    /// Checks an address as typed into the form or given to the CLI, and normalises it:
+    /// lower case, and a non-ASCII domain in its ASCII (punycode) form, as SMTP carries it.
+    ///
+    /// Refused, because a digest could never reach them or they hide what they are: quoted
+    /// local parts, IP-literal domains, control, bidirectional and zero-width characters
+    /// (and U+FFFD, what invalid UTF-8 becomes), and non-ASCII before the `@`, which needs
+    /// SMTPUTF8 from every server on the way; paperboy's mailer does not ask for it.
     pub fn parse(raw: &str) -> Result<Self, EmailError> {
         let trimmed = raw.trim();
         if trimmed.is_empty() {
@@ -51,15 +70,35 @@ impl SubscriberEmail {
         if trimmed.len() > MAX_LEN {
             return Err(EmailError::TooLong);
         }
-        if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if trimmed
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || is_invisible(c))
+        {
             return Err(EmailError::BadCharacters);
         }
-        let lower = trimmed.to_lowercase();
-        let address =
-            lettre::Address::from_str(&lower).map_err(|_| EmailError::Invalid(shorten(trimmed)))?;
+        if trimmed.contains('"') {
+            return Err(EmailError::Quoted);
+        }
+        let invalid = || EmailError::Invalid(shorten(trimmed));
+        let (local, domain) = trimmed.rsplit_once('@').ok_or_else(invalid)?;
+        if domain.starts_with('[') {
+            return Err(EmailError::IpLiteral);
+        }
+        if !local.is_ascii() {
+            return Err(EmailError::NonAsciiLocalPart);
+        }
+        let domain = match url::Host::parse(domain) {
+            Ok(url::Host::Domain(ascii)) => ascii,
+            _ => return Err(invalid()),
+        };
+        let lower = format!("{}@{}", local.to_lowercase(), domain.to_lowercase());
+        if lower.len() > MAX_LEN {
+            return Err(EmailError::TooLong);
+        }
+        let address = lettre::Address::from_str(&lower).map_err(|_| invalid())?;
         // lettre accepts domains without a dot ("user@localhost"); a digest cannot reach those.
-        if !address.domain().contains('.') && !address.domain().starts_with('[') {
-            return Err(EmailError::Invalid(shorten(trimmed)));
+        if !address.domain().contains('.') {
+            return Err(invalid());
         }
         Ok(Self(lower))
     }
@@ -89,6 +128,16 @@ impl SubscriberEmail {
     pub fn to_address(&self) -> lettre::Address {
         lettre::Address::from_str(&self.0).expect("checked in parse")
     }
+}
+
+/// Characters that show nothing, or turn the text around them: an address holding one
+/// looks like another. U+FFFD stands for bytes that were not UTF-8.
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}'
+        | '\u{17B5}' | '\u{180B}'..='\u{180F}' | '\u{200B}'..='\u{200F}'
+        | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{206F}' | '\u{3164}'
+        | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}' | '\u{FFF0}'..='\u{FFFD}')
 }
 
 /// Error messages quote what was typed, but never an unbounded amount of it.
@@ -151,5 +200,46 @@ mod tests {
         }
         let long = format!("{}@example.org", "a".repeat(250));
         assert_eq!(SubscriberEmail::parse(&long), Err(EmailError::TooLong));
+    }
+
+    #[test]
+    fn refuses_addresses_that_hide_what_they_are_or_cannot_be_sent() {
+        let cases = [
+            ("\"ann\"@example.org", EmailError::Quoted),
+            ("\"a.b\".c@example.org", EmailError::Quoted),
+            ("ann@[192.0.2.1]", EmailError::IpLiteral),
+            ("ann@[IPv6:2001:db8::1]", EmailError::IpLiteral),
+            (
+                "ann\u{202E}gro.elpmaxe@example.org",
+                EmailError::BadCharacters,
+            ),
+            ("an\u{200B}n@example.org", EmailError::BadCharacters),
+            ("ann@exam\u{200D}ple.org", EmailError::BadCharacters),
+            ("ann\u{FEFF}@example.org", EmailError::BadCharacters),
+            ("ann\u{0007}@example.org", EmailError::BadCharacters),
+            ("ann\u{FFFD}@example.org", EmailError::BadCharacters),
+            ("jörg@example.org", EmailError::NonAsciiLocalPart),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(SubscriberEmail::parse(raw), Err(expected), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_non_ascii_domain_is_kept_as_punycode() {
+        let e = SubscriberEmail::parse("Ann@Bücher.Example").unwrap();
+        assert_eq!(e.as_str(), "ann@xn--bcher-kva.example");
+        assert_eq!(
+            SubscriberEmail::parse("ann@xn--bcher-kva.example").unwrap(),
+            e
+        );
+    }
+
+    #[test]
+    fn a_stored_address_loads_as_stored() {
+        // Stored by a version whose rules were looser: it still loads, unchanged.
+        let e: SubscriberEmail = serde_json::from_str("\"ann@[192.0.2.1]\"").unwrap();
+        assert_eq!(e.as_str(), "ann@[192.0.2.1]");
+        assert!(serde_json::from_str::<SubscriberEmail>("\"not an address\"").is_err());
     }
 }

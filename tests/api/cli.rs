@@ -2,6 +2,28 @@
 
 use crate::helpers::{EngineKind, PageServer, Reply, SmtpSink, TestApp, fixture};
 
+/// The CLI refuses what the form refuses: an address no digest could reach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refuses_addresses_that_cannot_be_mailed() {
+    let app = TestApp::new("http://127.0.0.1:9/x", 25, "");
+    for (address, says) in [
+        ("ann@[192.0.2.1]", "at an IP address"),
+        ("\"ann\"@example.org", "quoted addresses"),
+        ("a\u{202E}nn@example.org", "invisible characters"),
+    ] {
+        let r = app.run(&["subscribers", "add", address]);
+        assert_eq!(r.code, Some(1), "{address:?}: {}", r.stdout);
+        assert!(r.stderr.contains(says), "{address:?}: {}", r.stderr);
+    }
+    let r = app.run(&["subscribers", "add", "bob@Bücher.example", "--confirmed"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("bob@xn--bcher-kva.example"),
+        "{}",
+        r.stdout
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn check_config_names_the_bad_key_and_masks_secrets() {
     let app = TestApp::new("http://127.0.0.1:9/x", 25, "");

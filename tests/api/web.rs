@@ -970,3 +970,46 @@ async fn garbage_spends_only_its_senders_budget() {
     assert_eq!(post("2001:db8:0:8::1".into(), "").await, 422, "another /64");
     w.stop().await;
 }
+
+/// Addresses a digest could never reach, or that look like another, are refused at the
+/// form with a message saying why; a non-ASCII domain is kept in the form SMTP carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_that_cannot_be_mailed_are_refused_at_the_form() {
+    let w = spawn_web("").await;
+    for (address, says) in [
+        ("\"ann\"@example.org", "quoted addresses"),
+        ("ann@[192.0.2.1]", "at an IP address"),
+        ("ann\u{202E}gro.elpmaxe@example.org", "invisible characters"),
+        ("an\u{200B}n@example.org", "invisible characters"),
+        ("jörg@example.org", "only ASCII"),
+    ] {
+        let r = w.subscribe(address).await;
+        assert_eq!(r.status(), 422, "{address:?}");
+        let body = r.text().await.unwrap();
+        assert!(body.contains(says), "{address:?}: {body}");
+    }
+    // Bytes that are not UTF-8, percent-encoded in the form body.
+    let r = w
+        .http
+        .post(format!("{}/subscribe", w.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("email=ann%FF%FE%40example.org")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.status() == 422 || r.status() == 400,
+        "invalid UTF-8: {}",
+        r.status()
+    );
+    assert!(w.store.subscribers().unwrap().is_empty());
+
+    assert_eq!(w.subscribe("Ann@Bücher.Example").await.status(), 200);
+    let mail = w.wait_for_mail(1).await;
+    assert_eq!(mail[0].recipients, ["ann@xn--bcher-kva.example"]);
+    assert_eq!(
+        w.status_of("ann@xn--bcher-kva.example"),
+        Some(Status::Pending)
+    );
+    w.stop().await;
+}
