@@ -68,6 +68,28 @@ pub enum SourceError {
 }
 
 impl SourceError {
+    /// What went wrong, without the source's address or anything it sent: for `/healthz`,
+    /// which anyone who can reach the web pages can read. The log has the whole error.
+    pub fn summary(&self) -> String {
+        match self {
+            SourceError::GaveUp { last, .. } => last.summary(),
+            SourceError::Network { .. } => "source unreachable".into(),
+            SourceError::Timeout { secs, .. } => {
+                format!("the source did not answer within {secs} s")
+            }
+            SourceError::RateLimited { .. } => "the source is rate-limiting us (HTTP 429)".into(),
+            SourceError::Http { status, .. } => format!("the source answered HTTP {status}"),
+            SourceError::TooLarge { limit, .. } => {
+                format!("the source sent more than {limit} bytes")
+            }
+            SourceError::Parse { .. } => {
+                "the source's page could not be read (has its layout changed?)".into()
+            }
+            SourceError::WrongDate { .. } => "the source shows another day's papers".into(),
+            SourceError::Of { key, error } => format!("{key}: {}", error.summary()),
+        }
+    }
+
     /// Whether trying again soon may succeed. A page that parses wrongly or is for another
     /// day will not be different a few seconds later.
     pub fn is_transient(&self) -> bool {

@@ -45,7 +45,8 @@ impl Source {
                 Ok(listing)
             }
             Err(e) => {
-                self.metrics.fetch_failed(Utc::now(), one_line(&e));
+                // What health shows: the kind of failure, not the source's address.
+                self.metrics.fetch_failed(Utc::now(), e.summary());
                 Err(e)
             }
         }

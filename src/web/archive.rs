@@ -4,12 +4,12 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::{WebError, WebState, page};
+use super::{Params, WebError, WebState, page};
 use crate::domain::{EditionDate, Paper};
 use crate::render::PaperView;
 
@@ -63,7 +63,7 @@ pub struct IndexQuery {
 
 pub async fn index(
     State(state): State<Arc<WebState>>,
-    Query(q): Query<IndexQuery>,
+    Params(q): Params<IndexQuery>,
 ) -> Result<Response, WebError> {
     let before = q.before.as_deref().map(date_in_url).transpose()?;
     // One more than shown: whether there is an older page.

@@ -276,6 +276,30 @@ impl IntoResponse for WebError {
 }
 
 /// Maps a form body that could not be read to our page, with the right status.
+/// `Query`, with a query string that cannot be read (a parameter missing or given twice)
+/// answered by the usual error page rather than axum's plain text.
+pub struct Params<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Params<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = WebError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, WebError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(params)) => Ok(Params(params)),
+            Err(_) => Err(WebError::BadRequest(
+                "The address of this page could not be read.".into(),
+            )),
+        }
+    }
+}
+
 pub fn form_rejection(r: axum::extract::rejection::FormRejection) -> WebError {
     if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
         WebError::TooLarge

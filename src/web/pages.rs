@@ -6,14 +6,14 @@ use std::sync::Arc;
 use askama::Template;
 use axum::Form;
 use axum::extract::rejection::FormRejection;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Deserialize;
 
 use super::forms::{FormValues, PreferencesForm, SubscribeForm};
-use super::{MessagePage, WebError, WebState, client_ip, form_rejection, page};
+use super::{MessagePage, Params, WebError, WebState, client_ip, form_rejection, page};
 use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
 use crate::edition::{self, RunError};
 use crate::telemetry::{metrics, one_line};
@@ -288,7 +288,7 @@ fn confirm_target(web: &WebState, token: &str) -> Result<ConfirmTarget, WebError
 /// links too.
 pub async fn confirm_page(
     State(state): Shared,
-    Query(q): Query<TokenQuery>,
+    Params(q): Params<TokenQuery>,
 ) -> Result<Response, WebError> {
     confirm_target(&state, &q.token)?;
     Ok(page(
@@ -346,7 +346,7 @@ fn token_owner(web: &WebState, purpose: Purpose, token: &str) -> Result<Subscrib
 
 pub async fn unsubscribe_page(
     State(state): Shared,
-    Query(q): Query<TokenQuery>,
+    Params(q): Params<TokenQuery>,
 ) -> Result<Response, WebError> {
     let s = token_owner(&state, Purpose::Unsubscribe, &q.token)?;
     Ok(page(
@@ -369,7 +369,7 @@ pub async fn unsubscribe_page(
 /// The page's own button posts the same. The body is not needed to act.
 pub async fn unsubscribe(
     State(state): Shared,
-    Query(q): Query<TokenQuery>,
+    Params(q): Params<TokenQuery>,
 ) -> Result<Response, WebError> {
     let web = &*state;
     let mut s = token_owner(web, Purpose::Unsubscribe, &q.token)?;
@@ -485,7 +485,7 @@ async fn preferences_view(
 
 pub async fn preferences_page(
     State(state): Shared,
-    Query(q): Query<TokenQuery>,
+    Params(q): Params<TokenQuery>,
 ) -> Result<Response, WebError> {
     let web = &*state;
     let s = token_owner(web, Purpose::Preferences, &q.token)?;
@@ -498,7 +498,7 @@ pub async fn preferences_page(
 
 pub async fn save_preferences(
     State(state): Shared,
-    Query(q): Query<TokenQuery>,
+    Params(q): Params<TokenQuery>,
     form: Result<Form<PreferencesForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     let web = &*state;

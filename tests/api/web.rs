@@ -538,6 +538,19 @@ async fn bad_input_gets_a_page_saying_what_is_wrong() {
         .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(w.get("/nope").await.status(), 404);
+    // A query string that cannot be read gets the usual page, not a framework's text.
+    for path in [
+        "/confirm?token=a&token=b",
+        "/unsubscribe",
+        "/preferences?token=a&token=b",
+        "/editions?before=a&before=b",
+    ] {
+        let r = w.get(path).await;
+        assert_eq!(r.status(), 400, "{path}");
+        let kind = r.headers()["content-type"].to_str().unwrap().to_string();
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(r.text().await.unwrap().contains("<html"), "{path}");
+    }
     // The honeypot: same answer, no mail, no subscriber.
     let r = w
         .post_form(
@@ -633,7 +646,9 @@ async fn health_and_metrics_tell_the_operator() {
     assert!(paperboy::edition::run(&w.editions, date).await.is_err());
     let r = w.get("/healthz").await;
     assert_eq!(r.status(), 503);
-    assert!(r.text().await.unwrap().contains("HTTP 500"));
+    let body = r.text().await.unwrap();
+    assert!(body.contains("the source answered HTTP 500"), "{body}");
+    assert!(!body.contains("127.0.0.1"), "the source's address is private: {body}");
     w.pages.serve_fixture("trending-2025-12-08.html");
     w.run_edition("2025-12-08").await;
     assert_eq!(w.get("/healthz").await.status(), 200);
