@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::{self, Command, Output};
 use crate::config::Settings;
@@ -41,11 +41,38 @@ pub enum TopLevel {
     CheckConfig,
     /// Fill an empty data directory from a backup FILE
     Restore { file: PathBuf },
+    /// Print the shell completion script for SHELL
+    Completions { shell: clap_complete::Shell },
+    /// Print the manual page, paperboy(1), as roff: `paperboy man | man -l -` reads it
+    Man,
 }
 
 pub fn main() -> ExitCode {
     crate::files::private_by_default();
     let cli = Cli::parse();
+    // Made from the definitions above alone (the package's man page and completions too):
+    // no config, no store, no runtime.
+    match cli.command {
+        TopLevel::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "paperboy",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        TopLevel::Man => {
+            return match manual_page(&mut std::io::stdout()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     crate::telemetry::init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -85,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::SUCCESS);
         }
         TopLevel::OnStore(command) => command,
+        TopLevel::Completions { .. } | TopLevel::Man => unreachable!("handled in main"),
     };
     let input = match command.input_file() {
         Some(path) => Some(
@@ -118,6 +146,75 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e),
     };
     finish(&command, output)
+}
+
+/// paperboy(1): one page with every command and its options. clap_mangen makes a page per
+/// command; its sections are reused here, each command's under a heading of its own in
+/// COMMANDS, so that `man paperboy` alone says everything.
+pub fn manual_page(w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    let mut cli = Cli::command().disable_help_subcommand(true);
+    cli.build();
+    let top = clap_mangen::Man::new(cli.clone());
+    let mut head = Vec::new();
+    top.render_title(&mut head)?;
+    top.render_name_section(&mut head)?;
+    top.render_synopsis_section(&mut head)?;
+    top.render_description_section(&mut head)?;
+    top.render_options_section(&mut head)?;
+    let mut page = String::from_utf8_lossy(&head).into_owned();
+    page.push_str(".SH COMMANDS\n");
+    for command in leaf_commands(&cli) {
+        // build() named each command in full: "paperboy subscribers add".
+        let path = command.get_bin_name().unwrap_or(command.get_name());
+        page.push_str(&format!(".SS \"{path}\"\n"));
+        // --config and --help are described once, at the top of the page.
+        let command = command.clone().mut_args(|a| {
+            let said_above = a.is_global_set() || matches!(a.get_action(), clap::ArgAction::Help);
+            a.hide(said_above)
+        });
+        let man = clap_mangen::Man::new(command.clone());
+        let mut section = Vec::new();
+        man.render_synopsis_section(&mut section)?;
+        man.render_description_section(&mut section)?;
+        if command.get_arguments().any(|a| !a.is_hide_set()) {
+            man.render_options_section(&mut section)?;
+        }
+        // Within COMMANDS, a command's parts are paragraphs, not sections of the page.
+        for line in String::from_utf8_lossy(&section).lines() {
+            page.push_str(if line.starts_with(".SH ") {
+                ".PP"
+            } else {
+                line
+            });
+            page.push('\n');
+        }
+    }
+    let mut tail = Vec::new();
+    top.render_version_section(&mut tail)?;
+    page.push_str(&String::from_utf8_lossy(&tail));
+    // Every part rendered on its own begins by defining the same string (Aq): once will do.
+    let mut defined = std::collections::HashSet::new();
+    for line in page.lines() {
+        let defines_aq = line.starts_with(".ie \\n(.g .ds Aq") || line.starts_with(".el .ds Aq");
+        if !defines_aq || defined.insert(line) {
+            writeln!(w, "{line}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Every command that does something, depth first; groups such as `subscribers` are
+/// represented by their commands.
+fn leaf_commands(cmd: &clap::Command) -> Vec<&clap::Command> {
+    let mut found = Vec::new();
+    for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+        if sub.has_subcommands() {
+            found.extend(leaf_commands(sub));
+        } else {
+            found.push(sub);
+        }
+    }
+    found
 }
 
 /// Prints what a command produced, writes the file it made, and gives its exit code.

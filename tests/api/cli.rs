@@ -421,3 +421,130 @@ async fn a_backup_over_a_readable_file_is_left_private() {
     let list = other.run(&["subscribers", "list", "--json"]);
     assert!(list.stdout.contains("ann@example.org"), "{}", list.stdout);
 }
+
+/// The commands that do something, as their full names ("paperboy subscribers add"), with
+/// the long options of each that the command itself defines (not --config or --help).
+fn commands_and_options() -> Vec<(String, Vec<String>)> {
+    fn walk(cmd: &clap::Command, path: &str, found: &mut Vec<(String, Vec<String>)>) {
+        for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
+            let name = format!("{path} {}", sub.get_name());
+            if sub.has_subcommands() {
+                walk(sub, &name, found);
+            } else {
+                let options = sub
+                    .get_arguments()
+                    .filter(|a| !a.is_hide_set() && !a.is_global_set())
+                    .filter_map(|a| a.get_long())
+                    .filter(|long| *long != "help")
+                    .map(|long| format!("--{long}"))
+                    .collect();
+                found.push((name, options));
+            }
+        }
+    }
+    use clap::CommandFactory;
+    let mut found = Vec::new();
+    walk(&paperboy::cli::Cli::command(), "paperboy", &mut found);
+    found
+}
+
+/// paperboy(1), as the package ships it: every command under a heading of its own, with
+/// every one of its options; made without a config file (a config that cannot be read
+/// does not stop it).
+#[test]
+fn the_manual_page_describes_every_command_and_option() {
+    let out = crate::helpers::paperboy_command()
+        .args(["--config", "/nonexistent/paperboy.toml", "man"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Roff as text: options are written \fB\-\-name\fR.
+    let page = String::from_utf8(out.stdout)
+        .unwrap()
+        .replace("\\-", "-")
+        .replace("\\fB", "")
+        .replace("\\fI", "")
+        .replace("\\fR", "");
+    assert!(page.contains("\n.TH paperboy 1 "), "{page}");
+    let (top, commands) = page
+        .split_once("\n.SH COMMANDS")
+        .expect("a COMMANDS section");
+    assert!(top.contains("--config"), "{top}");
+    let sections: Vec<&str> = commands.split("\n.SS ").collect();
+    let listed = commands_and_options();
+    assert!(listed.len() >= 12, "{listed:?}");
+    for (name, options) in listed {
+        let heading = format!("\"{name}\"\n");
+        let section = sections
+            .iter()
+            .find(|s| s.starts_with(&heading))
+            .unwrap_or_else(|| panic!("no section for {name} in\n{commands}"));
+        // Described, not only in the synopsis: an entry of its own (.TP) in the options.
+        for option in options {
+            assert!(
+                section.contains(&format!("\n.TP\n{option}")),
+                "{name}: no {option} in\n{section}"
+            );
+        }
+    }
+}
+
+/// `paperboy completions SHELL` prints a script that completes commands and options: bash's
+/// is run as bash runs it on Tab; zsh's and fish's name every command.
+#[test]
+fn completions_complete_commands_and_options() {
+    let script = |shell: &str| {
+        let out = crate::helpers::paperboy_command()
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}: {:?}", out);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // What bash offers for the words typed so far (the last one is being completed).
+    let bash = script("bash");
+    let offered = |words: &[&str]| -> Vec<String> {
+        let out = std::process::Command::new("bash")
+            .args([
+                "-c",
+                r#"eval "$BASH_COMPLETION_SCRIPT"
+                   COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1))
+                   _paperboy paperboy "${COMP_WORDS[COMP_CWORD]}" "${COMP_WORDS[COMP_CWORD - 1]}"
+                   printf '%s\n' "${COMPREPLY[@]}""#,
+                "bash",
+            ])
+            .args(words)
+            .env("BASH_COMPLETION_SCRIPT", &bash)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{:?}", out);
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(offered(&["paperboy", "subscr"]), ["subscribers"]);
+    assert_eq!(offered(&["paperboy", "subscribers", "ex"]), ["export"]);
+    let options = offered(&["paperboy", "subscribers", "add", "--m"]);
+    assert!(
+        options.contains(&"--min-upvotes".to_owned())
+            && options.contains(&"--max-items".to_owned()),
+        "{options:?}"
+    );
+    let everything = offered(&["paperboy", ""]);
+    let (zsh, fish) = (script("zsh"), script("fish"));
+    for (name, _) in commands_and_options() {
+        let first = name.split(' ').nth(1).unwrap();
+        assert!(
+            everything.iter().any(|w| w == first),
+            "bash offers no {first}"
+        );
+        let last = name.rsplit(' ').next().unwrap();
+        assert!(zsh.contains(last) && fish.contains(last), "{name}");
+    }
+}
