@@ -146,15 +146,26 @@ fn bounded(s: &str) -> String {
     s.chars().take(MAX_FIELD).collect()
 }
 
-fn number(raw: &str, what: &str, max: u32, errors: &mut Vec<String>) -> Option<u32> {
+/// An optional whole number in `range`; the message names the same range the field's
+/// hint and the CLI do.
+fn number(
+    raw: &str,
+    what: &str,
+    range: std::ops::RangeInclusive<u32>,
+    errors: &mut Vec<String>,
+) -> Option<u32> {
     let t = raw.trim();
     if t.is_empty() {
         return None;
     }
     match t.parse::<u32>() {
-        Ok(n) if n <= max => Some(n),
+        Ok(n) if range.contains(&n) => Some(n),
         _ => {
-            errors.push(format!("{what} must be a whole number from 0 to {max}."));
+            errors.push(format!(
+                "{what} must be a whole number from {} to {}.",
+                range.start(),
+                range.end()
+            ));
             None
         }
     }
@@ -177,17 +188,12 @@ fn preferences(
             .map_err(|e| errors.push(format!("Keywords: {e}.")))
             .ok()
     };
-    let min_upvotes = number(min_upvotes, "Minimum upvotes", 100_000, errors);
-    let max_items = number(max_items, "Papers per digest", MAX_ITEMS_CAP, errors);
-    if max_items == Some(0) {
-        errors.push(format!(
-            "Papers per digest must be between 1 and {MAX_ITEMS_CAP}."
-        ));
-    }
+    let min_upvotes = number(min_upvotes, "Minimum upvotes", 0..=100_000, errors);
+    let max_items = number(max_items, "Papers per digest", 1..=MAX_ITEMS_CAP, errors);
     let choices = Choices {
         min_upvotes,
         keywords: keywords?,
-        max_items: max_items.filter(|n| *n > 0),
+        max_items,
         paused,
         ..Choices::default()
     };
@@ -357,9 +363,16 @@ mod tests {
             .unwrap_err();
         assert_eq!(errors.len(), 4, "{errors:?}");
         assert!(errors[0].starts_with("Email address"));
-        let errors = form("a@example.org", "", "", "0")
-            .parse(&EditionDays::every_day())
-            .unwrap_err();
-        assert_eq!(errors.len(), 1, "{errors:?}");
+        // One range for papers per digest, whichever end is crossed, as the hint says.
+        for bad in ["0", "31"] {
+            let errors = form("a@example.org", "", "", bad)
+                .parse(&EditionDays::every_day())
+                .unwrap_err();
+            assert_eq!(
+                errors,
+                ["Papers per digest must be a whole number from 1 to 30."],
+                "{bad}"
+            );
+        }
     }
 }
