@@ -35,9 +35,11 @@ pub struct Record {
     pub max_items: Option<u32>,
     #[serde(default)]
     pub paused: bool,
-    #[serde(default, skip_serializing_if = "Frequency::is_daily")]
+    // Always written, so `subscribers list --json` shows every reader's schedule; files
+    // from before these fields existed still import.
+    #[serde(default)]
     pub frequency: Frequency,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub send_at: Option<SendAt>,
     #[serde(default)]
     pub created_at: Option<DateTime<Utc>>,

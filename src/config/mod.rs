@@ -184,18 +184,41 @@ pub enum Origin {
     Defaults,
 }
 
-impl std::fmt::Display for Origin {
+/// Where the settings came from, and the environment variables laid over them.
+#[derive(Clone, Debug)]
+pub struct Sources {
+    pub origin: Origin,
+    /// `PAPERBOY_*` key overrides, and `STATE_DIRECTORY` / `CREDENTIALS_DIRECTORY` where
+    /// they were used, by name.
+    pub environment: Vec<String>,
+}
+
+impl std::fmt::Display for Sources {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Origin::File(p) => write!(f, "{}", p.display()),
-            Origin::Defaults => f.write_str("built-in defaults (no config file found)"),
+        match &self.origin {
+            Origin::File(p) => write!(f, "{}", p.display())?,
+            Origin::Defaults => f.write_str("built-in defaults (no config file found)")?,
         }
+        if !self.environment.is_empty() {
+            write!(
+                f,
+                ", with {} from the environment",
+                self.environment.join(", ")
+            )?;
+        }
+        Ok(())
     }
+}
+
+/// Whether an environment variable overrides a key (`PAPERBOY_SECTION__KEY`).
+fn is_override(name: &str) -> bool {
+    name.strip_prefix("PAPERBOY_")
+        .is_some_and(|rest| !rest.is_empty() && !RESERVED_ENV.contains(&name))
 }
 
 impl Settings {
     /// Finds, reads and validates the settings, reading secrets from the environment.
-    pub fn load(explicit: Option<&Path>) -> Result<(Self, Origin), ConfigError> {
+    pub fn load(explicit: Option<&Path>) -> Result<(Self, Sources), ConfigError> {
         let env_path = std::env::var_os("PAPERBOY_CONFIG").map(PathBuf::from);
         let path = explicit.map(Path::to_path_buf).or(env_path);
         let (text, origin) = match path {
@@ -215,7 +238,13 @@ impl Settings {
             Origin::Defaults => ConfigError::Environment(reason),
         };
         let mut settings = Self::from_toml_with_env(&text, std::env::vars()).map_err(syntax)?;
+        let mut environment: Vec<String> = std::env::vars()
+            .map(|(name, _)| name)
+            .filter(|name| is_override(name))
+            .collect();
+        environment.sort();
         if let Some(dir) = std::env::var_os("STATE_DIRECTORY").filter(|d| !d.is_empty()) {
+            environment.push("STATE_DIRECTORY".into());
             // systemd may pass several, colon-separated; the first is ours.
             let first = dir
                 .to_string_lossy()
@@ -228,12 +257,19 @@ impl Settings {
         // systemd's LoadCredential= puts secrets in $CREDENTIALS_DIRECTORY; a file named
         // there is used when the config names none.
         if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from) {
+            environment.push("CREDENTIALS_DIRECTORY".into());
             settings.use_credentials(&dir);
         }
         settings.load_password()?;
         settings.load_dkim_key()?;
         settings.validate()?;
-        Ok((settings, origin))
+        Ok((
+            settings,
+            Sources {
+                origin,
+                environment,
+            },
+        ))
     }
 
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -264,12 +300,10 @@ impl Settings {
         let defaults = toml::Table::try_from(Self::default()).expect("defaults serialise");
         let mut applied = Vec::new();
         for (name, value) in vars {
-            let Some(rest) = name.strip_prefix("PAPERBOY_") else {
-                continue;
-            };
-            if RESERVED_ENV.contains(&name.as_str()) || rest.is_empty() {
+            if !is_override(&name) {
                 continue;
             }
+            let rest = &name["PAPERBOY_".len()..];
             let path: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
             let like = lookup(&table, &path)
                 .or_else(|| lookup(&defaults, &path))
@@ -390,10 +424,14 @@ impl Settings {
 
     /// The effective settings as TOML, with secrets masked: what `check-config` prints.
     pub fn to_masked_toml(&self) -> String {
-        let shown = Self {
+        // Paths left to their defaults are shown as they resolve: an operator looking for
+        // the outbox or the key should not have to know the rule.
+        let mut shown = Self {
             source: self.source.resolved(),
+            secret_file: Some(self.secret_key_path()),
             ..self.clone()
         };
+        shown.mail.outbox_dir = Some(self.outbox_dir());
         let mut out = toml::to_string_pretty(&shown).expect("settings serialise");
         let password = match (&self.mail.smtp.password, &self.mail.smtp.password_file) {
             (None, _) => "not set".to_string(),

@@ -123,7 +123,11 @@ impl Application {
         let web = crate::web::serve(self.listener, self.router, &self.web, async move {
             let _ = web_stop.wait_for(|s| *s).await;
         });
-        tracing::info!(addr = %self.addr, "serving");
+        tracing::info!(
+            url = %local_url(self.addr),
+            public_url = %self.links.base(),
+            "serving the web pages"
+        );
         crate::telemetry::systemd::ready();
         watchdog::spawn(self.store.clone());
         tokio::spawn(first_look(self.source.clone(), self.schedule.tz()));
@@ -190,5 +194,29 @@ async fn one_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// A URL for the listening address that opens in a browser on this machine: a wildcard
+/// address (0.0.0.0, ::) is reached through loopback.
+fn local_url(addr: SocketAddr) -> String {
+    let ip = match addr.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{ip}:{}/", addr.port())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_logged_url_opens_locally() {
+        let url = |a: &str| super::local_url(a.parse().unwrap());
+        assert_eq!(url("127.0.0.1:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("0.0.0.0:80"), "http://127.0.0.1:80/");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
+        assert_eq!(url("[2001:db8::1]:8080"), "http://[2001:db8::1]:8080/");
     }
 }

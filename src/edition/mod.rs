@@ -138,6 +138,15 @@ pub struct Report {
     pub elapsed: Duration,
 }
 
+/// "1 digest", "2 digests".
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
 impl Report {
     /// The one line an edition leaves in the log and on the terminal.
     pub fn summary(&self, date: EditionDate) -> String {
@@ -146,9 +155,9 @@ impl Report {
             n => format!(", {n} not due"),
         };
         format!(
-            "edition {date}: {} papers on the page, {} digests planned, {} sent, {} failed, {} deferred, {} with nothing new, {} already had it{not_due} ({:.1} s)",
-            self.papers_on_page,
-            self.planned,
+            "edition {date}: {} on the page, {} planned, {} sent, {} failed, {} deferred, {} with nothing new, {} already had it{not_due} ({:.1} s)",
+            plural(self.papers_on_page, "paper"),
+            plural(self.planned, "digest"),
             self.send.sent,
             self.send.failed,
             self.send.deferred,

@@ -51,6 +51,8 @@ struct IndexPage {
     errors: Vec<String>,
     sample: Vec<SampleView>,
     sample_date: Option<String>,
+    /// Why there is no sample, when there is none.
+    sample_missing: &'static str,
     max_items_cap: u32,
     max_items_default: u32,
 }
@@ -157,12 +159,18 @@ fn index_page(
         }
         None => (Vec::new(), None),
     };
+    let sample_missing = if web.metrics.last_fetch_error().is_some() {
+        "The list of trending papers could not be read just now. Subscribing works all the same: your first digest comes with the next edition."
+    } else {
+        "The papers trending now will show here once the list has been read."
+    };
     Ok(IndexPage {
         cadence: cadence(web),
         form,
         errors,
         sample,
         sample_date,
+        sample_missing,
         max_items_cap: MAX_ITEMS_CAP,
         max_items_default: web.digest.max_items,
     })

@@ -95,6 +95,8 @@ async fn no_log_line_names_a_reader() {
             "no log line says {event:?}:\n{logs}"
         );
     }
+    // The start-up line gives a URL to open.
+    assert!(logs.contains(&format!("url={base}/")), "{logs}");
     let lower = logs.to_lowercase();
     for local in ["hidden.alice", "hidden.bob"] {
         let leaks: Vec<_> = lower.lines().filter(|l| l.contains(local)).collect();

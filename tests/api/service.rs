@@ -408,6 +408,11 @@ async fn the_environment_reaches_the_real_loading_path() {
     let r = with_env(&["run-once", "--date", "2025-12-09"]);
     assert!(r.ok(), "{}", r.stderr);
     assert!(
+        r.stdout.contains(", 1 digest planned, 1 sent,"),
+        "{}",
+        r.stdout
+    );
+    assert!(
         !app.dir.path().join("data").exists(),
         "the configured data_dir was not used"
     );
@@ -442,6 +447,25 @@ async fn the_environment_reaches_the_real_loading_path() {
     assert!(r.ok(), "{}", r.stderr);
     let from = format!("(from {})", credentials.join("smtp-password").display());
     assert!(r.stdout.contains(&from), "{}", r.stdout);
+    // It says where the settings came from, the environment included, and where the
+    // paths left to their defaults lead.
+    let first = r.stdout.lines().next().unwrap();
+    assert!(
+        first.contains(
+            "with PAPERBOY_MAIL__SMTP__USERNAME, CREDENTIALS_DIRECTORY from the environment"
+        ),
+        "{first}"
+    );
+    let data = app.dir.path().join("data");
+    for line in [
+        format!("outbox_dir = \"{}\"", data.join("outbox").display()),
+        format!(
+            "secret_file = \"{}\"",
+            credentials.join("secret-key").display()
+        ),
+    ] {
+        assert!(r.stdout.contains(&line), "{line}: {}", r.stdout);
+    }
     assert!(r.stdout.contains("username = \"pb\""), "{}", r.stdout);
     assert!(!r.stdout.contains("from-the-credential"));
 }

@@ -648,7 +648,10 @@ async fn health_and_metrics_tell_the_operator() {
     assert_eq!(r.status(), 503);
     let body = r.text().await.unwrap();
     assert!(body.contains("the source answered HTTP 500"), "{body}");
-    assert!(!body.contains("127.0.0.1"), "the source's address is private: {body}");
+    assert!(
+        !body.contains("127.0.0.1"),
+        "the source's address is private: {body}"
+    );
     w.pages.serve_fixture("trending-2025-12-08.html");
     w.run_edition("2025-12-08").await;
     assert_eq!(w.get("/healthz").await.status(), 200);
@@ -1027,4 +1030,27 @@ async fn addresses_that_cannot_be_mailed_are_refused_at_the_form() {
         Some(Status::Pending)
     );
     w.stop().await;
+}
+
+/// With the source down and no edition on record, the home page says why it shows no
+/// papers, and that subscribing works all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_home_page_says_why_it_has_no_sample() {
+    let app = crate::helpers::TestApp::new("http://127.0.0.1:9/x", free_port(), "");
+    let base = crate::helpers::web_on_free_port(&app);
+    let (_daemon, http) = crate::helpers::start_serve(&app, &base).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = http.get(&base).send().await.unwrap().text().await.unwrap();
+        if page.contains("could not be read just now") {
+            assert!(page.contains("Subscribing works all the same"));
+            break;
+        }
+        assert!(
+            page.contains("will show here once the list has been read"),
+            "neither note: {page}"
+        );
+        assert!(Instant::now() < deadline, "the failed fetch never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -313,7 +313,7 @@ async fn the_preferences_form_sets_how_often_and_when() {
     assert_eq!(status, 200);
     let listed = s.app.run(&["subscribers", "export"]).stdout;
     assert!(
-        !listed.contains("send_at") && !listed.contains("frequency"),
+        listed.contains("\"frequency\":\"daily\"") && listed.contains("\"send_at\":null"),
         "{listed}"
     );
 }
