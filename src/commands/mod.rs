@@ -345,7 +345,7 @@ async fn explain(
             }
         );
     }
-    let e = edition::explain(&ctx.editions, date, &s, true)
+    let e = edition::explain(&ctx.editions, date, &s, true, edition::Judge::AsSent)
         .await?
         .expect("a fetch was allowed");
     let o = &mut out.stdout;

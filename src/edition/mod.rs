@@ -10,7 +10,7 @@ pub mod due;
 mod preview;
 pub mod select;
 
-pub use preview::{DryRunLine, DryRunPlan, Explanation, dry_run, explain, preview};
+pub use preview::{DryRunLine, DryRunPlan, Explanation, Judge, dry_run, explain, preview};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -117,7 +117,7 @@ pub struct Explanation {
     /// Whether the papers are the edition as frozen in the store (else a fresh fetch).
     pub on_record: bool,
     /// Whether the subscriber's digest of this edition was planned already: the picked
-    /// papers are then those it carried (as far as the page has not changed since).
+    /// papers are then exactly those it carried.
     pub had_it: bool,
     /// Every paper of the page (then of recent lists), with its verdict, in page order.
     pub lines: Vec<(Paper, Verdict)>,
@@ -132,11 +132,22 @@ impl Explanation {
 /// The verdict on every paper of the edition for `date` for this subscriber: the edition on
 /// record if there is one, else (with `fetch`) the page as it is now. Nothing is written.
 /// Papers already in the subscriber's digest of that edition show as sent on that date.
+/// How [`explain`] judges an edition the reader already had a digest of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Judge {
+    /// As it was sent: the papers their digest carried are the picked ones (`explain`).
+    AsSent,
+    /// Under their preferences as they are now, whatever was sent: what a change of
+    /// preferences would pick (the preferences page).
+    AsNow,
+}
+
 pub async fn explain(
     editions: &Arc<Editions>,
     date: EditionDate,
     s: &Subscriber,
     fetch: bool,
+    judge: Judge,
 ) -> Result<Option<Explanation>, RunError> {
     let (edition, on_record) = match editions.store.edition(date)? {
         Some(e) => (e, true),
@@ -155,13 +166,35 @@ pub async fn explain(
     // Judged as when this edition was planned: what its own digest carried was not sent
     // before it.
     let mut sent = before.among(&page.index);
+    let in_digest: std::collections::HashSet<_> = sent
+        .iter()
+        .filter(|(_, on)| **on == Some(date))
+        .map(|(id, _)| id.clone())
+        .collect();
     sent.retain(|_, on| *on != Some(date));
     let (judged, _) = decide(editions, page, s, &sent, &mut editions.personal(s));
-    let lines = judged.into_iter().map(|(p, v)| (p.clone(), v)).collect();
+    let had_it = before.has_edition(date);
+    // Once their digest of it is on record, it says what was picked: a later run of the
+    // same date may have added papers, and their preferences may have changed since, so
+    // judging again would contradict what they were sent.
+    let lines = judged
+        .into_iter()
+        .map(|(p, v)| {
+            let as_sent = had_it && judge == Judge::AsSent;
+            let v = match (as_sent, in_digest.contains(&p.id), v) {
+                (false, _, v) => v,
+                (true, true, v @ Verdict::Picked { .. }) => v,
+                (true, true, _) => Verdict::Picked { late: None },
+                (true, false, Verdict::Picked { .. }) => Verdict::NotInTheirDigest,
+                (true, false, v) => v,
+            };
+            (p.clone(), v)
+        })
+        .collect();
     Ok(Some(Explanation {
         date,
         on_record,
-        had_it: before.has_edition(date),
+        had_it,
         lines,
     }))
 }

@@ -97,6 +97,9 @@ pub enum Verdict {
     OverCap(u32),
     /// Picked, but the email would have grown past what mail clients show whole.
     OverSizeBudget,
+    /// Would be picked now, but their digest of this edition, already on record, did not
+    /// carry it: a later run of the same date added it, or their preferences changed.
+    NotInTheirDigest,
 }
 
 impl Verdict {
@@ -121,6 +124,7 @@ impl std::fmt::Display for Verdict {
             Verdict::NotOnPage => f.write_str("no longer on the page"),
             Verdict::OverCap(max) => write!(f, "over the cap of {max} papers"),
             Verdict::OverSizeBudget => f.write_str("over the size limit of one email"),
+            Verdict::NotInTheirDigest => f.write_str("not in the digest they were sent"),
         }
     }
 }

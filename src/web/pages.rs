@@ -415,7 +415,9 @@ async fn why_view(web: &WebState, s: &Subscriber) -> Result<Option<WhyView>, Run
     let Some(latest) = web.store.edition_summaries(None, 1)?.into_iter().next() else {
         return Ok(None);
     };
-    let Some(e) = edition::explain(&web.editions, latest.date, s, false).await? else {
+    let Some(e) =
+        edition::explain(&web.editions, latest.date, s, false, edition::Judge::AsNow).await?
+    else {
         return Ok(None);
     };
     let (picked, total) = (e.picked(), e.lines.len());

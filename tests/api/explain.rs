@@ -239,3 +239,87 @@ async fn a_late_bloomer_off_the_page_comes_from_the_recent_window() {
             .contains("Late bloomer: first seen Dec 7 with 8 upvotes")
     );
 }
+
+/// A second run of the same date with a newer page adds its new papers to the edition (for
+/// readers that run serves), but `explain` for a reader served by the first run says what
+/// their digest carried, not what the grown edition would pick.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn explain_says_what_was_sent_after_a_later_run_of_the_same_date() {
+    let first = island_page(
+        "2025-12-08",
+        true,
+        &[
+            entry("2512.00001", 10, "Small"),
+            entry("2512.00002", 20, "Middle"),
+            entry("2512.00003", 30, "Large"),
+        ],
+    );
+    let pages = PageServer::start(Reply::Page(first)).await;
+    let sink = SmtpSink::start();
+    let app = TestApp::new(&pages.url(), sink.port, "");
+    app.add("ann@example.org", &["--confirmed", "--max-items", "2"]);
+    assert!(app.run(&["run-once", "--date", "2025-12-08"]).ok());
+    let sent = sink.wait_for(1).await[0].paper_ids();
+    assert_eq!(sent, ["2512.00003", "2512.00002"]);
+
+    // Later the same day: two new papers above them all, and a reader who joined since.
+    pages.set(Reply::Page(island_page(
+        "2025-12-08",
+        true,
+        &[
+            entry("2512.00004", 100, "Newcomer"),
+            entry("2512.00005", 90, "Runner-up"),
+            entry("2512.00001", 10, "Small"),
+            entry("2512.00002", 20, "Middle"),
+            entry("2512.00003", 30, "Large"),
+        ],
+    )));
+    app.add("bob@example.org", &["--confirmed", "--max-items", "2"]);
+    assert!(app.run(&["run-once", "--date", "2025-12-08"]).ok());
+    let mail = sink.wait_for(2).await;
+    let bob = mail
+        .iter()
+        .find(|m| m.recipients == ["bob@example.org"])
+        .unwrap();
+    assert_eq!(bob.paper_ids(), ["2512.00004", "2512.00005"]);
+
+    let r = app.run(&["explain", "ann@example.org", "--date", "2025-12-08"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let verdict = |id: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.contains(id))
+            .unwrap_or_else(|| panic!("no line for {id}: {}", r.stdout))
+            .to_string()
+    };
+    assert!(r.stdout.contains("2 of 5 papers picked"), "{}", r.stdout);
+    for id in sent {
+        assert!(verdict(&id).starts_with("picked"), "{}", verdict(&id));
+    }
+    for id in ["2512.00004", "2512.00005"] {
+        assert!(
+            verdict(id).starts_with("not in the digest they were sent"),
+            "{}",
+            verdict(id)
+        );
+    }
+    assert!(
+        verdict("2512.00001").starts_with("over the cap"),
+        "{}",
+        r.stdout
+    );
+
+    // Bob, served by the second run, is explained by the same rule: his digest.
+    let r = app.run(&["explain", "bob@example.org", "--date", "2025-12-08"]);
+    let picked: Vec<_> = r
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("picked"))
+        .collect();
+    assert_eq!(picked.len(), 2, "{}", r.stdout);
+    assert!(
+        picked
+            .iter()
+            .all(|l| l.contains("2512.00004") || l.contains("2512.00005"))
+    );
+}

@@ -186,12 +186,24 @@ impl PageServer {
 }
 
 /// A port nothing listens on right now.
+/// A loopback port nothing listens on now, and never handed out before in this process:
+/// the kernel may give a port it just gave back to another test, whose server would then
+/// answer for this one.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no loopback port left that was not handed out before");
 }
 
 fn wait_for_port(port: u16, up: bool) -> bool {
