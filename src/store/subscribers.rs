@@ -8,10 +8,22 @@ use crate::domain::{Status, Subscriber, SubscriberEmail, SubscriberId};
 impl Store {
     /// Adds a new subscriber; an address that is already known is an error and changes nothing.
     pub fn add_subscriber(&self, s: &Subscriber) -> Result<()> {
+        self.save_subscriber(s, true)
+    }
+
+    /// Writes a subscriber new (`new`) or known, with the same reads and writes either way:
+    /// the subscribe form answers after this, and its answer must take as long for an
+    /// address that is known as for one that is not. The address being new, or known, is
+    /// checked in the same transaction; otherwise it is an error and changes nothing.
+    pub fn save_subscriber(&self, s: &Subscriber, new: bool) -> Result<()> {
         self.db.transaction(|tx| {
             let email = s.email.as_str().as_bytes();
-            if tx.get(SUBSCRIBERS, email)?.is_some() {
+            let known = tx.get(SUBSCRIBERS, email)?.is_some();
+            if known && new {
                 return Err(StoreError::Duplicate(s.email.clone()));
+            }
+            if !known && !new {
+                return Err(StoreError::Unknown(s.email.clone()));
             }
             tx.put(SUBSCRIBERS, email, &encode(s))?;
             tx.put(SUBSCRIBER_IDS, &s.id.to_bytes(), email)
@@ -131,6 +143,18 @@ mod tests {
         assert_eq!(
             store.subscriber_by_id(s.id).unwrap().unwrap().email,
             s.email
+        );
+        // Saving a known one rewrites it; saving an unknown one as known is an error.
+        store.save_subscriber(&s, false).unwrap();
+        assert!(matches!(
+            store.save_subscriber(&subscriber("bob@example.org"), false),
+            Err(StoreError::Unknown(_))
+        ));
+        assert!(
+            store
+                .subscriber(&subscriber("bob@example.org").email)
+                .unwrap()
+                .is_none()
         );
         let d = date("2025-12-08");
         assert!(store.plan_one(&delivery(d, &s, &["2501.00001"])).unwrap());

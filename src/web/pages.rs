@@ -234,18 +234,20 @@ pub async fn subscribe(
     let notice = {
         let _guard = state.subscribe_lock.lock().await;
         let now = Utc::now();
-        let (s, notice) = match web.store.subscriber(&email)? {
-            None => {
-                let s = Subscriber::requested(email, prefs, now);
-                web.store.add_subscriber(&s)?;
-                (s, Some(Notice::Confirm))
-            }
+        // The same reads and writes for a new address as for a known one, even when a
+        // request changes nothing: the answer's timing must not tell them apart.
+        let (s, notice, new) = match web.store.subscriber(&email)? {
+            None => (
+                Subscriber::requested(email, prefs, now),
+                Some(Notice::Confirm),
+                true,
+            ),
             Some(mut s) => {
                 let notice = s.requested_again(prefs, now);
-                web.store.update_subscriber(&s)?;
-                (s, notice)
+                (s, notice, false)
             }
         };
+        web.store.save_subscriber(&s, new)?;
         web.store.flush().await?;
         notice.map(|n| (s, n))
     };
