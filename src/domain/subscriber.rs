@@ -420,6 +420,16 @@ pub enum Notice {
     AlreadySubscribed,
 }
 
+impl Notice {
+    /// A short name for the kind, as it appears in the notice's Message-ID.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Notice::Confirm => "confirm",
+            Notice::AlreadySubscribed => "subscribed",
+        }
+    }
+}
+
 /// What a subscribe request for an address does. The answer on the page is the same in
 /// every case, so it reveals nothing about who is subscribed; only the mail differs.
 impl Subscriber {

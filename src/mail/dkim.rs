@@ -301,6 +301,7 @@ mod tests {
             let notice = mailer
                 .build_notice(
                     &SubscriberEmail::parse("bob@example.org").unwrap(),
+                    "confirm",
                     "Confirm your subscription",
                     "Confirm: https://p.example.org/confirm?token=x\n".into(),
                     "<p>Confirm</p>\n".into(),

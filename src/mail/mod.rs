@@ -319,21 +319,31 @@ impl Mailer {
     }
 
     /// A mail about the subscription itself (confirm, already subscribed): no list headers.
+    /// A notice about the subscription, `kind` naming it in its Message-ID. Its own
+    /// Message-ID, so that no relay adds one under the DKIM signature (which covers it),
+    /// and `Auto-Submitted: auto-generated` (RFC 3834: made by a program, not a reply).
     pub fn build_notice(
         &self,
         to: &SubscriberEmail,
+        kind: &str,
         subject: &str,
         text: String,
         html: String,
     ) -> Result<Formatted, SendError> {
+        let message_id = format!(
+            "<notice.{kind}.{:016x}@{}>",
+            rand::random::<u64>(),
+            self.from.email.domain()
+        );
         let message = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(None, to.to_address()))
             .subject(subject)
+            .message_id(Some(message_id))
             .date_now()
             .raw_header(HeaderValue::new(
                 HeaderName::new_from_ascii_str("Auto-Submitted"),
-                "auto-replied".into(),
+                "auto-generated".into(),
             ));
         with_alternatives(message, &text, &html)
             .map(|m| Formatted::new(m, self.dkim.as_deref()))
@@ -850,7 +860,7 @@ mod tests {
         settings.mail.smtp.password = Some("secret".to_string().into());
         let mailer = Mailer::new(&settings.mail, &settings.outbox_dir()).unwrap();
         let message = mailer
-            .build_notice(&to(), "Hello", "Hi.".into(), "<p>Hi.</p>".into())
+            .build_notice(&to(), "test", "Hello", "Hi.".into(), "<p>Hi.</p>".into())
             .unwrap();
         mailer.send(&message).await.unwrap();
         let seen = server.await.unwrap();

@@ -78,9 +78,9 @@ impl Notices {
     /// Renders and sends a notice, retrying temporary failures like a digest.
     pub async fn send(&self, s: &Subscriber, notice: Notice) -> Result<(), NoticeError> {
         let r = render(&self.links, s, notice)?;
-        let message = self
-            .mailer
-            .build_notice(&s.email, &r.subject, r.text, r.html)?;
+        let message =
+            self.mailer
+                .build_notice(&s.email, notice.kind(), &r.subject, r.text, r.html)?;
         with_retries(self.attempts, &self.metrics, || self.mailer.send(&message)).await?;
         crate::telemetry::metrics::inc(&self.metrics.notices_sent);
         Ok(())

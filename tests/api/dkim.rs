@@ -147,3 +147,63 @@ async fn a_key_that_cannot_sign_stops_paperboy_before_sending() {
     );
     assert!(sink.messages().is_empty());
 }
+
+/// A confirmation notice, as the web form sends it through a signing paperboy: a
+/// Message-ID of its own (so no relay adds one under the signature), marked as made by a
+/// program, and with dkimpy, a signature that still verifies after a relay has put its
+/// usual headers on top.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notice_has_its_own_message_id_and_survives_a_relay() {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start();
+    let app = signing_app(&pages, &sink, &key("rsa-pkcs8.pem"));
+    let base = crate::helpers::web_on_free_port(&app);
+    let (_daemon, http) = crate::helpers::start_serve(&app, &base).await;
+    let r = http
+        .post(format!("{base}/subscribe"))
+        .form(&[("email", "ann@example.org")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let notice = sink.wait_for(1).await.pop().unwrap();
+
+    let id = notice.header("Message-ID").expect("a Message-ID");
+    let inner = id
+        .strip_prefix("<notice.confirm.")
+        .and_then(|s| s.strip_suffix("@example.org>"))
+        .unwrap_or_else(|| panic!("{id}"));
+    assert!(
+        inner.len() == 16 && inner.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id}"
+    );
+    assert_eq!(
+        notice.header("Auto-Submitted").as_deref(),
+        Some("auto-generated")
+    );
+
+    #[cfg(feature = "e2e")]
+    {
+        let (ok, h) = verify(&notice.raw, "rsa.txt");
+        assert!(ok, "{}", String::from_utf8_lossy(&notice.raw));
+        assert!(h.split(':').any(|h| h == "message-id"), "h={h}");
+        // What Postfix puts on top on the way; the signature does not cover it.
+        let eol = if notice.raw.windows(2).any(|w| w == b"\r\n") {
+            "\r\n"
+        } else {
+            "\n"
+        };
+        let on_top = [
+            "Return-Path: <digest@example.org>",
+            "Received: from papers.example.org (papers.example.org [192.0.2.10])",
+            "\tby mx.example.net (Postfix) with ESMTPS id 4XyZ1;",
+            "\tMon, 8 Dec 2025 08:00:01 +0000 (UTC)",
+        ];
+        let mut relayed = on_top.map(|l| format!("{l}{eol}")).concat().into_bytes();
+        relayed.extend_from_slice(&notice.raw);
+        assert!(
+            verify(&relayed, "rsa.txt").0,
+            "relayed notice does not verify"
+        );
+    }
+}
