@@ -492,22 +492,40 @@ impl Cut {
     }
 }
 
-/// "Trending papers, Dec 9: <title> and 9 more" ("Your week in papers, …" for a weekly
-/// digest). The title is already free of line breaks (the source collapses whitespace);
-/// lettre encodes the rest, so no header can be injected.
+/// The most a subject holds: what a phone's inbox shows of it.
+const SUBJECT_MAX: usize = 80;
+
+/// "Dec 9: <the top paper's title> + 9 more", at most [`SUBJECT_MAX`] characters, the title
+/// cut at a word to fit ("Your week in papers, Dec 3–9: …" for a weekly digest). The From
+/// name already says whose mail it is, so the subject does not. The title is already free
+/// of line breaks (the source collapses whitespace); lettre encodes the rest, so no header
+/// can be injected.
 pub fn subject(date: EditionDate, papers: &[&PaperView], weekly: bool) -> String {
-    let what = if weekly {
-        "Your week in papers"
+    let when = if weekly {
+        format!("Your week in papers, {}", week_ending(date))
     } else {
-        "Trending papers"
+        date.short()
     };
     let Some(top) = papers.first() else {
-        return format!("{what}, {}", date.short());
+        return when;
     };
-    let title = trim_at_word(&top.title, 90);
-    match papers.len() {
-        1 => format!("{what}, {}: {title}", date.short()),
-        n => format!("{what}, {}: {title} and {} more", date.short(), n - 1),
+    let more = match papers.len() {
+        1 => String::new(),
+        n => format!(" + {} more", n - 1),
+    };
+    // ": " and the ellipsis a cut title ends with.
+    let room = SUBJECT_MAX.saturating_sub(when.chars().count() + more.chars().count() + 3);
+    format!("{when}: {}{more}", trim_at_word(&top.title, room))
+}
+
+/// "Dec 3–9", or "Nov 28–Dec 4" across a month end: the seven days a weekly digest ending
+/// on `date` draws on.
+fn week_ending(date: EditionDate) -> String {
+    let first = date.minus_days(6);
+    if first.naive().format("%b").to_string() == date.naive().format("%b").to_string() {
+        format!("{}–{}", first.short(), date.naive().format("%-d"))
+    } else {
+        format!("{}–{}", first.short(), date.short())
     }
 }
 
@@ -699,6 +717,34 @@ mod tests {
     }
 
     #[test]
+    fn subjects_fit_a_phone_and_cut_at_a_word() {
+        let long = paper(
+            "2501.00001",
+            "Inference Scaling for Long-Context Retrieval Augmented Generation with Many Experts at Once",
+            3,
+        );
+        let other = paper("2501.00002", "Other", 2);
+        let views: Vec<PaperView> = [&long, &other].iter().map(|p| PaperView::new(p)).collect();
+        let refs: Vec<&PaperView> = views.iter().collect();
+        let daily = subject(date(), &refs, false);
+        assert!(daily.chars().count() <= SUBJECT_MAX, "{daily}");
+        assert!(
+            daily.starts_with("Dec 9: Inference Scaling for Long-Context"),
+            "{daily}"
+        );
+        assert!(daily.ends_with("… + 1 more"), "{daily}");
+        let weekly = subject(date(), &refs, true);
+        assert!(
+            weekly.starts_with("Your week in papers, Dec 3–9: "),
+            "{weekly}"
+        );
+        assert!(weekly.chars().count() <= SUBJECT_MAX, "{weekly}");
+        assert_eq!(subject(date(), &refs[1..], false), "Dec 9: Other");
+        let across = EditionDate::parse("2025-12-02").unwrap();
+        assert_eq!(week_ending(across), "Nov 26–Dec 2");
+    }
+
+    #[test]
     fn assembles_only_the_chosen_papers_in_order() {
         let papers = vec![
             paper("2501.00001", "First", 3),
@@ -709,7 +755,7 @@ mod tests {
         let r = t.digest(&ids, &personal()).unwrap();
         assert!(r.html.contains("Second") && !r.html.contains(">First<"));
         assert!(r.text.contains("1. Second") && !r.text.contains("First"));
-        assert_eq!(r.subject, "Trending papers, Dec 9: Second");
+        assert_eq!(r.subject, "Dec 9: Second");
         assert!(
             r.html
                 .contains("https://p.example.org/unsubscribe?token=abc")

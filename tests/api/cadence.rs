@@ -152,7 +152,7 @@ async fn a_weekly_digest_gathers_the_week_on_its_day() {
     );
     let subject = weekly[0].header("Subject").unwrap();
     assert!(
-        subject.starts_with("Your week in papers, Mar 30"),
+        subject.starts_with("Your week in papers, Mar 24–30: "),
         "{subject}"
     );
     assert!(
