@@ -57,6 +57,10 @@ pub struct PaperView {
     pub blurb: String,
     pub blurb_is_ai: bool,
     pub blurb_lines: Vec<String>,
+    /// The title and the byline wrapped for the text part, as the blurb is: a long title
+    /// wraps at a word, never mid-word.
+    pub title_lines: Vec<String>,
+    pub byline_lines: Vec<String>,
     pub abs_url: String,
     pub pdf_url: String,
 }
@@ -73,6 +77,13 @@ impl PaperView {
         if names.len() > AUTHORS_SHOWN {
             authors.push_str(" et al.");
         }
+        let byline_lines = wrap(
+            &match &p.organization {
+                Some(org) if !authors.is_empty() => format!("{authors} · {org}"),
+                _ => authors.clone(),
+            },
+            TEXT_WIDTH - 3,
+        );
         let (blurb, blurb_is_ai) = match &p.ai_summary {
             Some(s) => (s.clone(), true),
             None => (trim_at_word(&p.summary, ABSTRACT_CHARS), false),
@@ -91,7 +102,23 @@ impl PaperView {
                 stars: p.github_stars,
             }),
             project_page: p.project_page.as_ref().map(ToString::to_string),
-            blurb_lines: wrap(&blurb, TEXT_WIDTH - 3),
+            // The same label as the HTML card's.
+            blurb_lines: wrap(
+                &if blurb_is_ai {
+                    format!("AI summary: {blurb}")
+                } else {
+                    blurb.clone()
+                },
+                TEXT_WIDTH - 3,
+            ),
+            byline_lines,
+            title_lines: {
+                let mut lines = wrap(&p.title, TEXT_WIDTH - 4);
+                if lines.is_empty() {
+                    lines.push(String::new());
+                }
+                lines
+            },
             blurb,
             blurb_is_ai,
             abs_url: p.id.arxiv_abs_url(),
@@ -714,6 +741,46 @@ mod tests {
         slotted.fill_into(&mut out, &values);
         assert_eq!(out, format!("3<p>WU {m}-other {m}</p>pre"));
         assert_eq!(slotted.len_with(&values), out.len());
+    }
+
+    #[test]
+    fn the_text_part_reads_like_a_plain_text_newsletter() {
+        let mut long = paper(
+            "2501.00001",
+            "Inference Scaling for Long-Context Retrieval Augmented Generation with Many Experts at Once, and Then Some More Words",
+            3,
+        );
+        long.ai_summary = Some("A model reads long documents. ".repeat(5));
+        let papers = vec![long];
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org").unwrap();
+        let r = t.digest(&[papers[0].id.clone()], &personal()).unwrap();
+        for line in r.text.lines() {
+            assert!(line.chars().count() <= 78, "too long: {line:?}");
+        }
+        let lines: Vec<&str> = r.text.lines().collect();
+        let first = lines
+            .iter()
+            .position(|l| l.starts_with("1. Inference"))
+            .unwrap();
+        assert!(
+            lines[first + 1].starts_with("   "),
+            "the title goes on, indented"
+        );
+        assert!(
+            r.text.contains("Many Experts at Once"),
+            "no word of the title is cut: {}",
+            r.text
+        );
+        assert!(
+            r.text.contains("   AI summary: A model reads"),
+            "{}",
+            r.text
+        );
+        assert!(
+            lines.contains(&"-- "),
+            "the signature delimiter: {}",
+            r.text
+        );
     }
 
     #[test]

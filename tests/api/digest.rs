@@ -155,6 +155,16 @@ async fn every_digest_is_well_formed_mail() {
     );
     assert!(html.contains("https://papers.example.org/preferences?token="));
     assert!(text.contains(token));
+    // A plain-text newsletter as mail readers expect one: lines that fit (a long link on a
+    // line of its own, never broken), and the footer after the signature delimiter,
+    // trailing space and all, as it arrived.
+    let a_link_alone = |l: &str| l.trim_start().starts_with("https://") && !l.trim().contains(' ');
+    assert!(
+        text.lines()
+            .all(|l| l.chars().count() <= 78 || a_link_alone(l)),
+        "{text}"
+    );
+    assert!(text.lines().any(|l| l == "-- "), "{text}");
     assert!(html.contains("style=\""), "CSS is inlined");
     assert!(m.raw.len() < 102 * 1024, "{} bytes", m.raw.len());
     assert_eq!(m.paper_ids().len(), 10);
