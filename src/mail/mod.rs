@@ -1038,7 +1038,7 @@ mod tests {
         assert_eq!(cte(1), "7bit");
         assert_eq!(
             parsed.headers.get_first_value("Subject").unwrap(),
-            "Trending papers, Dec 9: Über-Modelle 0: 大規模言語モデル — «test» & <b> and 2 more"
+            "Dec 9: Über-Modelle 0: 大規模言語モデル — «test» & <b> + 2 more"
         );
         assert!(text.contains("Zoë Çelik, Łukasz Żółć, José Núñez et al."));
         // What a mail client shows of the HTML: the same characters.
