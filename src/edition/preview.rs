@@ -129,9 +129,6 @@ impl Explanation {
     }
 }
 
-/// The verdict on every paper of the edition for `date` for this subscriber: the edition on
-/// record if there is one, else (with `fetch`) the page as it is now. Nothing is written.
-/// Papers already in the subscriber's digest of that edition show as sent on that date.
 /// How [`explain`] judges an edition the reader already had a digest of.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Judge {
@@ -142,6 +139,8 @@ pub enum Judge {
     AsNow,
 }
 
+/// The verdict on every paper of the edition for `date` for this subscriber: the edition on
+/// record if there is one, else (with `fetch`) the page as it is now. Nothing is written.
 pub async fn explain(
     editions: &Arc<Editions>,
     date: EditionDate,
@@ -177,10 +176,10 @@ pub async fn explain(
     // Once their digest of it is on record, it says what was picked: a later run of the
     // same date may have added papers, and their preferences may have changed since, so
     // judging again would contradict what they were sent.
+    let as_sent = had_it && judge == Judge::AsSent;
     let lines = judged
         .into_iter()
         .map(|(p, v)| {
-            let as_sent = had_it && judge == Judge::AsSent;
             let v = match (as_sent, in_digest.contains(&p.id), v) {
                 (false, _, v) => v,
                 (true, true, v @ Verdict::Picked { .. }) => v,
