@@ -54,6 +54,8 @@ fn bench_render(c: &mut Criterion) {
         ),
         late: Vec::new(),
         weekly: false,
+        keywords: Default::default(),
+        view_url: None,
     };
     let chosen: Vec<PaperId> = select(&Pool::page(date, &papers), &effective, &SentOn::new())
         .into_iter()
@@ -65,7 +67,8 @@ fn bench_render(c: &mut Criterion) {
     let mailer = Mailer::new(&settings.mail, &settings.outbox_dir()).expect("a mailer");
     let message_id = mailer.message_id(date, subscriber.id);
 
-    let template = EditionTemplate::new(date, &papers, base).expect("the edition renders");
+    let template = EditionTemplate::new(date, &papers, base, &Default::default())
+        .expect("the edition renders");
     // Once, outside the timing: the digest and the message are whole, not an error path.
     let rendered = template.digest(&chosen, &personal).expect("a digest");
     assert_eq!(rendered.papers, chosen, "all 10 papers fit the size budget");
@@ -87,7 +90,15 @@ fn bench_render(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .sample_size(50);
     per_edition.bench_function("edition_template_new", |b| {
-        b.iter(|| EditionTemplate::new(black_box(date), black_box(&papers), base).expect("render"))
+        b.iter(|| {
+            EditionTemplate::new(
+                black_box(date),
+                black_box(&papers),
+                base,
+                &Default::default(),
+            )
+            .expect("render")
+        })
     });
     per_edition.finish();
 

@@ -52,6 +52,10 @@ impl Parts {
             mailer: mailer.clone(),
             links: links.clone(),
             digest: settings.digest.clone(),
+            look: crate::render::Look {
+                thumbnails: settings.digest.thumbnails,
+                postal_address: settings.mail.postal_address.clone(),
+            },
             smtp: settings.mail.smtp.clone(),
             catch_up_hours: settings.schedule.catch_up_hours,
             metrics: metrics.clone(),

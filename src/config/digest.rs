@@ -12,6 +12,9 @@ pub struct DigestSettings {
     pub min_upvotes: u32,
     /// Days a paper is remembered after it was last seen on the source; see the README.
     pub retention_days: u32,
+    /// Each card shows the paper's thumbnail from the source (off: the images are remote,
+    /// and many clients block them until the reader allows).
+    pub thumbnails: bool,
 }
 
 impl Default for DigestSettings {
@@ -20,6 +23,7 @@ impl Default for DigestSettings {
             max_items: 10,
             min_upvotes: 0,
             retention_days: 180,
+            thumbnails: false,
         }
     }
 }

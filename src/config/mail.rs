@@ -35,6 +35,9 @@ pub struct MailSettings {
     pub smtp: SmtpSettings,
     /// Sign every message with DKIM; unset, messages go unsigned.
     pub dkim: Option<DkimSettings>,
+    /// The sender's postal address, shown in every digest's footer: bulk-mail rules in
+    /// several countries (CAN-SPAM in the US among them) ask for one.
+    pub postal_address: Option<String>,
 }
 
 /// `[mail.dkim]`: the signing domain, the selector its public key is published under
@@ -85,6 +88,7 @@ impl Default for MailSettings {
             outbox_dir: None,
             smtp: SmtpSettings::default(),
             dkim: None,
+            postal_address: None,
         }
     }
 }
@@ -110,6 +114,20 @@ impl Default for SmtpSettings {
 
 impl MailSettings {
     pub(super) fn check(&self) -> Result<(), ConfigError> {
+        if let Some(address) = &self.postal_address {
+            if address.trim().is_empty() || address.chars().count() > 200 {
+                return Err(invalid(
+                    "mail.postal_address",
+                    "must be between 1 and 200 characters",
+                ));
+            }
+            if address.chars().any(char::is_control) {
+                return Err(invalid(
+                    "mail.postal_address",
+                    "must be one line, without control characters",
+                ));
+            }
+        }
         let smtp = &self.smtp;
         if smtp.host.trim().is_empty() {
             return Err(invalid("mail.smtp.host", "must not be empty"));

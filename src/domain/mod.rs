@@ -17,6 +17,6 @@ pub use email::{EmailError, SubscriberEmail};
 pub use paper::{Author, HttpUrl, Paper, PaperId, PaperIdError};
 pub use sighting::{SentOn, Sighting};
 pub use subscriber::{
-    Choices, Confirmation, EditionDays, Keywords, MAX_ITEMS_CAP, NOTICE_INTERVAL, Notice,
+    Choices, Confirmation, EditionDays, Keywords, MAX_ITEMS_CAP, NOTICE_INTERVAL, Notice, Place,
     Preferences, PreferencesError, Status, Subscriber, SubscriberId,
 };

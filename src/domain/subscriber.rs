@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use chrono::Weekday;
 
-use super::{Frequency, SendAt, SubscriberEmail, day_code};
+use super::{Frequency, Paper, SendAt, SubscriberEmail, day_code};
 
 /// A random, stable identifier. Stored keys, tokens and Message-IDs use it instead of the
 /// address, so none of them reveals who the subscriber is.
@@ -167,6 +167,30 @@ impl Keywords {
         &self.0
     }
 
+    /// Each keyword that matches `paper`, with the first place it is found in, in the order
+    /// a reader looks (title, AI keywords, abstract): what a digest's card says about why
+    /// the paper is there, so a match deep in an abstract is no mystery.
+    pub fn found_in(&self, paper: &Paper) -> Vec<(&str, Place)> {
+        let title = paper.title.to_lowercase();
+        let ai: Vec<String> = paper.ai_keywords.iter().map(|k| k.to_lowercase()).collect();
+        let summary = paper.summary.to_lowercase();
+        self.0
+            .iter()
+            .filter_map(|k| {
+                let place = if starts_a_word(&title, k) {
+                    Place::Title
+                } else if ai.iter().any(|a| starts_a_word(a, k)) {
+                    Place::AiKeywords
+                } else if starts_a_word(&summary, k) {
+                    Place::Abstract
+                } else {
+                    return None;
+                };
+                Some((k.as_str(), place))
+            })
+            .collect()
+    }
+
     /// Whether any keyword starts a word of `text`. Both sides are compared in lower case.
     pub fn any_starts_a_word_in(&self, text: &str) -> bool {
         let text = text.to_lowercase();
@@ -181,6 +205,24 @@ fn starts_a_word(text: &str, keyword: &str) -> bool {
             .next_back()
             .is_none_or(|c| !c.is_alphanumeric())
     })
+}
+
+/// Where in a paper a keyword was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Place {
+    Title,
+    AiKeywords,
+    Abstract,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Place::Title => "title",
+            Place::AiKeywords => "AI keywords",
+            Place::Abstract => "abstract",
+        })
+    }
 }
 
 impl TryFrom<Vec<String>> for Keywords {
@@ -513,6 +555,30 @@ mod tests {
         assert!(k.any_starts_a_word_in("long-context RAG"));
         assert!(!k.any_starts_a_word_in("Cheap storage for everyone"));
         assert!(!k.any_starts_a_word_in("Fragments"));
+    }
+
+    #[test]
+    fn keywords_say_where_they_matched() {
+        let paper = Paper {
+            summary: "We add retrieval to a small model.".into(),
+            ai_keywords: vec!["Vision-Language Models".into()],
+            ..Paper::new(
+                crate::domain::PaperId::parse("2512.00001").unwrap(),
+                "Scaling LLMs, and retrieval",
+                1,
+            )
+        };
+        let k = Keywords::parse_list("retrieval, vision, small, robots, llm").unwrap();
+        assert_eq!(
+            k.found_in(&paper),
+            [
+                ("retrieval", Place::Title),
+                ("vision", Place::AiKeywords),
+                ("small", Place::Abstract),
+                ("llm", Place::Title),
+            ]
+        );
+        assert!(Keywords::default().found_in(&paper).is_empty());
     }
 
     fn with_keyword(k: &str) -> Preferences {

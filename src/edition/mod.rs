@@ -24,7 +24,7 @@ use crate::domain::{EditionDate, Keywords, Paper, PaperId, SentOn, Subscriber};
 use crate::edition::due::{Occasion, due};
 use crate::edition::select::{Effective, Pool, Verdict, judge, matches_keywords, picked};
 use crate::mail::Mailer;
-use crate::render::{EditionTemplate, Personal, RenderError};
+use crate::render::{EditionTemplate, Look, Personal, RenderError};
 use crate::source::{Source, SourceError};
 use crate::store::{
     Delivery, DeliveryState, EditionRecord, PageIndex, SentBefore, Store, StoreError,
@@ -45,6 +45,8 @@ pub struct Editions {
     links: Links,
     /// The operator's defaults for what a subscriber did not choose.
     digest: DigestSettings,
+    /// How digests look: thumbnails, the postal address.
+    look: Look,
     /// Concurrency, attempts, rate caps and when to give up.
     smtp: SmtpSettings,
     /// How far back a subscriber's own send time may have come and still be kept.
@@ -64,6 +66,7 @@ pub struct Parts {
     pub mailer: Mailer,
     pub links: Links,
     pub digest: DigestSettings,
+    pub look: Look,
     pub smtp: SmtpSettings,
     pub catch_up_hours: u32,
     pub metrics: Arc<Metrics>,
@@ -77,6 +80,7 @@ impl Editions {
             mailer: parts.mailer,
             links: parts.links,
             digest: parts.digest,
+            look: parts.look,
             smtp: parts.smtp,
             catch_up: chrono::Duration::hours(parts.catch_up_hours.into()),
             metrics: parts.metrics,
@@ -108,6 +112,8 @@ impl Editions {
             preferences_url: self.links.preferences(s.id),
             late: Vec::new(),
             weekly: !s.preferences.frequency().is_daily(),
+            keywords: s.preferences.keywords().clone(),
+            view_url: None,
         }
     }
 }
@@ -494,6 +500,7 @@ fn template_for(editions: &Editions, edition: &EditionRecord) -> Result<EditionT
         edition.date,
         &digest_papers(editions, edition)?,
         editions.links.base(),
+        &editions.look,
     )?)
 }
 

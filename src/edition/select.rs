@@ -219,7 +219,7 @@ mod tests {
         DigestSettings {
             max_items: 10,
             min_upvotes: 0,
-            retention_days: 180,
+            ..DigestSettings::default()
         }
     }
 
@@ -488,7 +488,7 @@ mod properties {
                     keywords: if keyword { Keywords::parse_list("llm").unwrap() } else { Keywords::default() },
                     ..Default::default()
                 }, &EditionDays::every_day()).unwrap();
-                let defaults = DigestSettings { max_items: 10, min_upvotes: 0, retention_days: 180 };
+                let defaults = DigestSettings { max_items: 10, min_upvotes: 0, ..DigestSettings::default() };
                 let eff = Effective::new(&prefs, &defaults);
                 let day = EditionDate::parse("2025-12-09").unwrap();
                 let chosen = select(&Pool::page(day, &papers), &eff, &sent);

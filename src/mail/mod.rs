@@ -999,7 +999,9 @@ mod tests {
             .collect();
         papers[1].ai_summary = Some("Short AI summary with a = sign…".into());
         let date = EditionDate::parse("2025-12-09").unwrap();
-        let template = EditionTemplate::new(date, &papers, "https://p.example.org").unwrap();
+        let template =
+            EditionTemplate::new(date, &papers, "https://p.example.org", &Default::default())
+                .unwrap();
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
         let personal = Personal {
             why: "up to 10 trending papers about «Über»".into(),
@@ -1007,6 +1009,8 @@ mod tests {
             unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
             late: Vec::new(),
             weekly: false,
+            keywords: Default::default(),
+            view_url: None,
         };
         let r = template.digest(&ids, &personal).unwrap();
         assert!(r.html.is_ascii(), "the renderer keeps the HTML ASCII");

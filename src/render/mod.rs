@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 
-use crate::domain::{EditionDate, Paper, PaperId, Sighting};
+use crate::domain::{EditionDate, Keywords, Paper, PaperId, Sighting};
 use crate::telemetry::Flat;
 
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
@@ -63,10 +63,14 @@ pub struct PaperView {
     pub byline_lines: Vec<String>,
     pub abs_url: String,
     pub pdf_url: String,
+    /// The paper's comments on Hugging Face, where readers discuss it.
+    pub discussion_url: String,
+    /// The source's thumbnail, when the digest shows them.
+    pub thumbnail: Option<String>,
 }
 
 impl PaperView {
-    pub fn new(p: &Paper) -> Self {
+    pub fn new(p: &Paper, look: &Look) -> Self {
         let names: Vec<&str> = p.authors.iter().map(|a| a.name.as_str()).collect();
         let mut authors = names
             .iter()
@@ -123,38 +127,63 @@ impl PaperView {
             blurb_is_ai,
             abs_url: p.id.arxiv_abs_url(),
             pdf_url: p.id.arxiv_pdf_url(),
+            // The anchor Hugging Face's own pages link a paper's comments with.
+            discussion_url: format!("{}#community", p.id.hf_url()),
+            thumbnail: p
+                .thumbnail
+                .as_ref()
+                .filter(|_| look.thumbnails)
+                .map(ToString::to_string),
         }
     }
+}
+
+/// How an operator's digests look, the same for every reader: from the `digest` and
+/// `mail` settings.
+#[derive(Clone, Debug, Default)]
+pub struct Look {
+    /// Each card shows the paper's thumbnail, when the source gives one.
+    pub thumbnails: bool,
+    /// The sender's postal address, in the footer (bulk-mail rules in several countries ask
+    /// for one).
+    pub postal_address: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "digest.html")]
 struct DigestHtml<'a> {
-    date_long: &'a str,
-    edition_url: &'a str,
+    heading: &'a str,
+    when: &'a str,
+    browser_url: &'a str,
     count_line: &'a str,
     preheader: &'a str,
     papers: &'a [PaperView],
     marker: &'a str,
     site: &'a str,
+    kind: &'a str,
     why: &'a str,
     preferences_url: &'a str,
     unsubscribe_url: &'a str,
+    postal_address: Option<&'a str>,
 }
 
 #[derive(Template)]
 #[template(path = "digest.txt")]
 struct DigestText<'a> {
-    date_long: &'a str,
-    edition_url: &'a str,
+    heading: &'a str,
+    when: &'a str,
+    browser_url: &'a str,
     count_line: &'a str,
     papers: &'a [&'a PaperView],
-    /// Per paper, in order: a note for a late bloomer, else empty.
-    notes: &'a [String],
+    /// Per paper, in order: the lines saying why it is there (a late bloomer's note, the
+    /// keywords it matched), often none.
+    notes: &'a [Vec<String>],
     site: &'a str,
+    kind: &'a str,
     why: &'a str,
     preferences_url: &'a str,
     unsubscribe_url: &'a str,
+    postal_address: Option<&'a str>,
 }
 
 /// The per-subscriber parts of a digest.
@@ -165,8 +194,13 @@ pub struct Personal {
     pub unsubscribe_url: String,
     /// The papers that are late bloomers for them, with their first sighting.
     pub late: Vec<(PaperId, Sighting)>,
-    /// A weekly digest: the week's best, said so in the subject and the count.
+    /// A weekly digest: the week's best, said so in the subject, heading, count and footer.
     pub weekly: bool,
+    /// Their keywords: each card says which of them it matched, and where.
+    pub keywords: Keywords,
+    /// Their own copy of the digest on the web; without one, "view in your browser" opens
+    /// the edition's page in the archive.
+    pub view_url: Option<String>,
 }
 
 impl Personal {
@@ -180,15 +214,61 @@ impl Personal {
         ))
     }
 
-    /// The badge a late bloomer's card opens with. Cards are inlined once per edition, so
-    /// this carries its style inline itself; the class is for the dark-mode rule.
-    fn late_badge(&self, id: &PaperId) -> Option<String> {
-        self.late_note(id).map(|note| {
+    /// Which of their keywords `paper` matched, and where: "Matches your keywords: llm
+    /// (title), rag (abstract)". None without keywords.
+    fn reason(&self, paper: &Paper) -> Option<String> {
+        let found = self.keywords.found_in(paper);
+        if found.is_empty() {
+            return None;
+        }
+        let list: Vec<String> = found.iter().map(|(k, at)| format!("{k} ({at})")).collect();
+        let label = if found.len() == 1 {
+            "Matches your keyword"
+        } else {
+            "Matches your keywords"
+        };
+        Some(format!("{label}: {}", list.join(", ")))
+    }
+
+    /// What one reader's copy of a card adds to it, in the order of [`CARD_SLOTS`]: its
+    /// number, a late bloomer's badge, the keywords it matched. Cards are inlined once per
+    /// edition, so these carry their style inline themselves; the classes are for the
+    /// dark-mode rules.
+    fn card_values(&self, rank: usize, paper: &Paper) -> CardValues {
+        let badge = self.late_note(&paper.id).map(|note| {
             format!(
                 "<p class=\"late\" style=\"font-size: 12px; font-weight: 700; color: #047857; margin: 0 0 4px 0;\">{}</p>",
                 escape_html(&note)
             )
-        })
+        });
+        let reason = self.reason(paper).map(|reason| {
+            format!(
+                "<p class=\"reason\" style=\"font-size: 13px; line-height: 18px; color: #52525b; margin: 0 0 10px 0;\">{}</p>",
+                escape_html(&reason)
+            )
+        });
+        [
+            format!("{rank}. "),
+            badge.unwrap_or_default(),
+            reason.unwrap_or_default(),
+        ]
+    }
+
+    /// The text part's lines under a card's title: the same as the HTML's badge and reason.
+    fn card_notes(&self, paper: &Paper) -> Vec<String> {
+        let mut lines: Vec<String> = self.late_note(&paper.id).into_iter().collect();
+        if let Some(reason) = self.reason(paper) {
+            lines.extend(wrap(&reason, TEXT_WIDTH - 3));
+        }
+        lines
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.weekly {
+            "weekly digest"
+        } else {
+            "daily digest"
+        }
     }
 }
 
@@ -207,6 +287,7 @@ struct Fitted<'a> {
     ids: Vec<PaperId>,
     views: Vec<&'a PaperView>,
     values: SlotValues,
+    cards: Vec<CardValues>,
     size: usize,
 }
 
@@ -214,12 +295,14 @@ struct Fitted<'a> {
 pub struct EditionTemplate {
     date: EditionDate,
     site: String,
-    /// The edition's page in the archive: the digest's "view in browser" link.
+    /// The edition's page in the archive: where "view in your browser" goes for a reader
+    /// without a page of their own.
     edition_url: String,
-    views: HashMap<PaperId, PaperView>,
+    look: Look,
+    papers: HashMap<PaperId, (Paper, PaperView)>,
     head: Slotted,
-    /// Each paper's card, cut where a late bloomer's badge goes.
-    cards: HashMap<String, (String, String)>,
+    /// Each paper's card, cut at what a reader's copy adds to it.
+    cards: HashMap<String, Slotted>,
     tail: Slotted,
     /// Kept for the tests, which check that no marker reaches a mail.
     #[cfg(test)]
@@ -227,51 +310,68 @@ pub struct EditionTemplate {
 }
 
 /// The per-subscriber parts of a digest's head and tail, in the order of [`SLOTS`].
-type SlotValues = [String; 5];
+type SlotValues = [String; SLOTS.len()];
 
-/// Where the per-subscriber parts go, by the name after the marker in the rendered page.
-const SLOTS: [&str; 5] = ["count", "preheader", "why", "preferences", "unsubscribe"];
+/// Where the per-subscriber parts go, by the name after the marker in the rendered page. No
+/// name starts another.
+const SLOTS: [&str; 10] = [
+    "heading",
+    "when",
+    "browser",
+    "count",
+    "preheader",
+    "kind",
+    "why",
+    "preferences",
+    "unsubscribe",
+    "title",
+];
 
-/// The head or tail of an edition's HTML, cut once at its slots: each digest is then filled
-/// in one pass, and its size known without filling it.
+/// What a reader's copy of a card adds to it, in the order of [`CARD_SLOTS`].
+type CardValues = [String; CARD_SLOTS.len()];
+
+/// Where a card's per-subscriber parts go: its number in their digest, a late bloomer's
+/// badge, the keywords it matched.
+const CARD_SLOTS: [&str; 3] = ["rank", "badge", "reason"];
+
+/// Rendered HTML cut once at its slots: each digest is then filled in one pass, and its size
+/// known without filling it.
 struct Slotted {
     pieces: Vec<Piece>,
 }
 
 enum Piece {
     Text(String),
-    /// An index into [`SLOTS`].
+    /// An index into the slot names the text was cut at.
     Slot(usize),
 }
 
 impl Slotted {
-    fn cut(text: &str, marker: &str) -> Self {
+    fn cut(text: &str, marker: &str, names: &[&str]) -> Self {
         let mut pieces = Vec::new();
         let mut rest = text;
-        let mut text_start = 0;
         let mut at = 0;
         while let Some(found) = rest[at..].find(marker) {
             let start = at + found;
             let after = &rest[start + marker.len()..];
-            let slot = SLOTS
+            let slot = names
                 .iter()
                 .position(|name| after.strip_prefix('-').is_some_and(|a| a.starts_with(name)));
             match slot {
                 Some(i) => {
-                    pieces.push(Piece::Text(rest[text_start..start].to_string()));
+                    pieces.push(Piece::Text(rest[..start].to_string()));
                     pieces.push(Piece::Slot(i));
-                    rest = &rest[start + marker.len() + 1 + SLOTS[i].len()..];
-                    text_start = 0;
+                    rest = &rest[start + marker.len() + 1 + names[i].len()..];
                     at = 0;
                 }
                 None => at = start + marker.len(),
             }
         }
-        pieces.push(Piece::Text(rest[text_start..].to_string()));
+        pieces.push(Piece::Text(rest.to_string()));
         Self { pieces }
     }
 
-    fn len_with(&self, values: &SlotValues) -> usize {
+    fn len_with(&self, values: &[String]) -> usize {
         self.pieces
             .iter()
             .map(|p| match p {
@@ -281,7 +381,7 @@ impl Slotted {
             .sum()
     }
 
-    fn fill_into(&self, out: &mut String, values: &SlotValues) {
+    fn fill_into(&self, out: &mut String, values: &[String]) {
         for p in &self.pieces {
             match p {
                 Piece::Text(t) => out.push_str(t),
@@ -296,26 +396,33 @@ impl EditionTemplate {
         date: EditionDate,
         papers: &[Paper],
         public_base: &str,
+        look: &Look,
     ) -> Result<Self, RenderError> {
         // A marker no paper can contain: random, and only hex digits, which escaping keeps.
         let marker = format!("pb{:032x}", rand::random::<u128>());
-        let views: Vec<PaperView> = papers.iter().map(PaperView::new).collect();
+        let views: Vec<PaperView> = papers.iter().map(|p| PaperView::new(p, look)).collect();
         let site = site_name(public_base);
         let edition_url = edition_url(public_base, date);
-        let html = marked_edition(date, &views, &site, &edition_url, &marker)?;
+        let html = marked_edition(&views, &site, look, &marker)?;
         let cut = Cut::new(inline_css(&html)?, &views, &marker)?;
         Ok(Self {
             date,
             site,
             edition_url,
-            views: views
-                .into_iter()
-                .zip(papers)
-                .map(|(v, p)| (p.id.clone(), v))
+            look: look.clone(),
+            papers: papers
+                .iter()
+                .cloned()
+                .zip(views)
+                .map(|(p, v)| (p.id.clone(), (p, v)))
                 .collect(),
-            head: Slotted::cut(&cut.head, &marker),
-            cards: cut.cards,
-            tail: Slotted::cut(&cut.tail, &marker),
+            head: Slotted::cut(&cut.head, &marker, &SLOTS),
+            cards: cut
+                .cards
+                .into_iter()
+                .map(|(id, card)| (id, Slotted::cut(&card, &marker, &CARD_SLOTS)))
+                .collect(),
+            tail: Slotted::cut(&cut.tail, &marker, &SLOTS),
             #[cfg(test)]
             marker,
         })
@@ -323,8 +430,8 @@ impl EditionTemplate {
 
     /// The chosen papers that make it into a digest, in their order: those of this edition,
     /// cut at the end if the HTML would exceed the size budget (the rest stay unsent for a
-    /// later digest). Only sizes are added up: the cards are fixed, and just the head and
-    /// tail are filled in per try.
+    /// later digest). Only sizes are added up: the cards are fixed but for a few short
+    /// parts, and just the head and tail are filled in per try.
     pub fn fit(&self, chosen: &[PaperId], personal: &Personal) -> Vec<PaperId> {
         self.fitted(chosen, personal).ids
     }
@@ -333,36 +440,38 @@ impl EditionTemplate {
     ///
     /// [`fit`]: EditionTemplate::fit
     fn fitted(&self, chosen: &[PaperId], personal: &Personal) -> Fitted<'_> {
-        let (mut ids, mut views): (Vec<PaperId>, Vec<&PaperView>) = chosen
-            .iter()
-            .filter_map(|id| Some((id.clone(), self.views.get(id)?)))
-            .unzip();
-        let badges: usize = ids
-            .iter()
-            .filter_map(|id| personal.late_badge(id))
-            .map(|b| b.len())
-            .sum();
+        let mut ids = Vec::new();
+        let mut views = Vec::new();
+        let mut cards = Vec::new();
+        let mut card_sizes = Vec::new();
+        for id in chosen {
+            let Some((paper, view)) = self.papers.get(id) else {
+                continue;
+            };
+            let values = personal.card_values(views.len() + 1, paper);
+            card_sizes.push(self.cards[&view.id].len_with(&values));
+            ids.push(id.clone());
+            views.push(view);
+            cards.push(values);
+        }
         loop {
             let values = self.slot_values(&views, personal);
-            let cards: usize = views
-                .iter()
-                .map(|v| {
-                    let (a, b) = &self.cards[&v.id];
-                    a.len() + b.len()
-                })
-                .sum::<usize>()
-                + badges;
-            let size = self.head.len_with(&values) + cards + self.tail.len_with(&values);
+            let size = self.head.len_with(&values)
+                + card_sizes.iter().sum::<usize>()
+                + self.tail.len_with(&values);
             if size <= HTML_BUDGET || views.len() <= 1 {
                 return Fitted {
                     ids,
                     views,
                     values,
+                    cards,
                     size,
                 };
             }
             ids.pop();
             views.pop();
+            cards.pop();
+            card_sizes.pop();
         }
     }
 
@@ -374,34 +483,32 @@ impl EditionTemplate {
             ids: papers,
             views,
             values,
+            cards,
             size,
         } = self.fitted(chosen, personal);
         let mut html = String::with_capacity(size);
         self.head.fill_into(&mut html, &values);
-        for (id, v) in papers.iter().zip(&views) {
-            let (before, after) = &self.cards[&v.id];
-            html.push_str(before);
-            if let Some(badge) = personal.late_badge(id) {
-                html.push_str(&badge);
-            }
-            html.push_str(after);
+        for (v, card) in views.iter().zip(&cards) {
+            self.cards[&v.id].fill_into(&mut html, card);
         }
         self.tail.fill_into(&mut html, &values);
-        let date_long = self.date.long();
-        let notes: Vec<String> = papers
+        let notes: Vec<Vec<String>> = papers
             .iter()
-            .map(|id| personal.late_note(id).unwrap_or_default())
+            .map(|id| personal.card_notes(&self.papers[id].0))
             .collect();
         let text = DigestText {
-            date_long: &date_long,
-            edition_url: &self.edition_url,
+            heading: heading(personal.weekly),
+            when: &self.when(personal.weekly),
+            browser_url: self.browser_url(personal),
             count_line: &count_line(views.len(), personal.weekly),
             papers: &views,
             notes: &notes,
             site: &self.site,
+            kind: personal.kind(),
             why: &personal.why,
             preferences_url: &personal.preferences_url,
             unsubscribe_url: &personal.unsubscribe_url,
+            postal_address: self.look.postal_address.as_deref(),
         }
         .render()?;
         Ok(Rendered {
@@ -412,41 +519,72 @@ impl EditionTemplate {
         })
     }
 
-    /// The per-subscriber parts (count, preview line, reason, links), escaped, in the order
-    /// of [`SLOTS`].
+    /// The dates a digest covers, as its heading shows them: "Tuesday, December 9, 2025",
+    /// or the seven days of a weekly one, "Dec 3–9, 2025".
+    fn when(&self, weekly: bool) -> String {
+        use chrono::Datelike;
+        if weekly {
+            format!("{}, {}", week_ending(self.date), self.date.naive().year())
+        } else {
+            self.date.long()
+        }
+    }
+
+    fn browser_url<'a>(&'a self, personal: &'a Personal) -> &'a str {
+        personal.view_url.as_deref().unwrap_or(&self.edition_url)
+    }
+
+    /// The per-subscriber parts of the head and tail, escaped, in the order of [`SLOTS`].
     fn slot_values(&self, views: &[&PaperView], personal: &Personal) -> SlotValues {
+        let heading = heading(personal.weekly);
+        let when = self.when(personal.weekly);
         [
+            escape_html(heading),
+            escape_html(&when),
+            escape_html(self.browser_url(personal)),
             escape_html(&count_line(views.len(), personal.weekly)),
             escape_html(&preheader(views)),
+            escape_html(personal.kind()),
             escape_html(&personal.why),
             escape_html(&personal.preferences_url),
             escape_html(&personal.unsubscribe_url),
+            escape_html(&format!("{heading}, {when}")),
         ]
+    }
+}
+
+/// A digest's heading: a weekly digest says it is one.
+fn heading(weekly: bool) -> &'static str {
+    if weekly {
+        "Your week in papers"
+    } else {
+        "Trending papers"
     }
 }
 
 /// The whole edition as one digest with every paper, and markers where the per-subscriber
 /// parts go and around each card: the HTML that is inlined once and cut.
 fn marked_edition(
-    date: EditionDate,
     views: &[PaperView],
     site: &str,
-    edition_url: &str,
+    look: &Look,
     marker: &str,
 ) -> Result<String, RenderError> {
     let slot = |name: &str| format!("{marker}-{name}");
-    let date_long = date.long();
     let html = DigestHtml {
-        date_long: &date_long,
-        edition_url,
+        heading: &slot("heading"),
+        when: &slot("when"),
+        browser_url: &slot("browser"),
         count_line: &slot("count"),
         preheader: &slot("preheader"),
         papers: views,
         marker,
         site,
+        kind: &slot("kind"),
         why: &slot("why"),
         preferences_url: &slot("preferences"),
         unsubscribe_url: &slot("unsubscribe"),
+        postal_address: look.postal_address.as_deref(),
     }
     .render()?;
     Ok(html)
@@ -464,8 +602,8 @@ fn inline_css(html: &str) -> Result<String, RenderError> {
 /// An edition's inlined HTML cut at its card markers.
 struct Cut {
     head: String,
-    /// Each paper's card, cut where a late bloomer's badge goes.
-    cards: HashMap<String, (String, String)>,
+    /// Each paper's card, with the markers of its [`CARD_SLOTS`].
+    cards: HashMap<String, String>,
     tail: String,
 }
 
@@ -481,7 +619,6 @@ impl Cut {
         };
         let start_tag = |id: &str| format!("<!--{marker} card {id}-->");
         let end_tag = format!("<!--{marker} end-->");
-        let late = format!("<!--{marker} late-->");
         let head_end = inlined
             .find(&start_tag(&first.id))
             .ok_or(RenderError::Shape("the first card marker is missing"))?;
@@ -499,16 +636,13 @@ impl Cut {
                 .ok_or(RenderError::Shape("a card end marker is missing"))?
                 + body_start;
             let card = &inlined[body_start..body_end];
-            let split = card
-                .find(&late)
-                .ok_or(RenderError::Shape("a card's badge marker is missing"))?;
-            cards.insert(
-                v.id.clone(),
-                (
-                    card[..split].to_string(),
-                    card[split + late.len()..].to_string(),
-                ),
-            );
+            if CARD_SLOTS
+                .iter()
+                .any(|name| card.matches(&format!("{marker}-{name}")).count() != 1)
+            {
+                return Err(RenderError::Shape("a card lacks one of its slots"));
+            }
+            cards.insert(v.id.clone(), card.to_string());
             cursor = body_end + end_tag.len();
         }
         Ok(Self {
@@ -725,6 +859,8 @@ mod tests {
             unsubscribe_url: "https://p.example.org/unsubscribe?token=abc".into(),
             late: Vec::new(),
             weekly: false,
+            keywords: Keywords::default(),
+            view_url: None,
         }
     }
 
@@ -735,12 +871,12 @@ mod tests {
     #[test]
     fn slots_are_cut_once_and_filled_in_one_pass() {
         let m = "pb0123";
-        let text = format!("{m}-count<p>{m}-why{m}-unsubscribe {m}-other {m}</p>{m}-preheader");
-        let slotted = Slotted::cut(&text, m);
-        let values: SlotValues = ["3".into(), "pre".into(), "W".into(), "P".into(), "U".into()];
+        let text = format!("{m}-rank<p>{m}-badge{m}-reason {m}-other {m}</p>{m}-rank");
+        let slotted = Slotted::cut(&text, m, &CARD_SLOTS);
+        let values: CardValues = ["3".into(), "W".into(), "U".into()];
         let mut out = String::new();
         slotted.fill_into(&mut out, &values);
-        assert_eq!(out, format!("3<p>WU {m}-other {m}</p>pre"));
+        assert_eq!(out, format!("3<p>WU {m}-other {m}</p>3"));
         assert_eq!(slotted.len_with(&values), out.len());
     }
 
@@ -753,7 +889,8 @@ mod tests {
         );
         long.ai_summary = Some("A model reads long documents. ".repeat(5));
         let papers = vec![long];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org").unwrap();
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+            .unwrap();
         let r = t.digest(&[papers[0].id.clone()], &personal()).unwrap();
         for line in r.text.lines() {
             assert!(line.chars().count() <= 78, "too long: {line:?}");
@@ -794,7 +931,10 @@ mod tests {
             3,
         );
         let other = paper("2501.00002", "Other", 2);
-        let views: Vec<PaperView> = [&long, &other].iter().map(|p| PaperView::new(p)).collect();
+        let views: Vec<PaperView> = [&long, &other]
+            .iter()
+            .map(|p| PaperView::new(p, &Look::default()))
+            .collect();
         let refs: Vec<&PaperView> = views.iter().collect();
         let daily = subject(date(), &refs, false);
         assert!(daily.chars().count() <= SUBJECT_MAX, "{daily}");
@@ -820,7 +960,8 @@ mod tests {
             paper("2501.00001", "First", 3),
             paper("2501.00002", "Second", 9),
         ];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org").unwrap();
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+            .unwrap();
         let ids = vec![papers[1].id.clone()];
         let r = t.digest(&ids, &personal()).unwrap();
         assert!(r.html.contains("Second") && !r.html.contains(">First<"));
@@ -847,13 +988,176 @@ mod tests {
     }
 
     #[test]
+    fn each_card_is_numbered_and_says_which_keywords_it_matched() {
+        let mut deep = paper("2501.00001", "Scaling laws for everything", 9);
+        deep.summary = "We study the mixture of experts in a retrieval setting.".into();
+        let titled = paper("2501.00002", "Retrieval at scale", 5);
+        let papers = vec![deep, titled];
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+            .unwrap();
+        let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
+        let reader = Personal {
+            keywords: Keywords::parse_list("retrieval, scaling").unwrap(),
+            ..personal()
+        };
+        let r = t.digest(&ids, &reader).unwrap();
+        let shown: String = scraper::Html::parse_document(&r.html)
+            .root_element()
+            .text()
+            .collect();
+        assert!(shown.contains("1. Scaling laws for everything"), "{shown}");
+        assert!(shown.contains("2. Retrieval at scale"), "{shown}");
+        assert!(
+            shown.contains("Matches your keywords: retrieval (abstract), scaling (title)"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("Matches your keyword: retrieval (title)"),
+            "{shown}"
+        );
+        assert!(r.text.contains("1. Scaling laws for everything"));
+        assert!(r.text.contains("2. Retrieval at scale"));
+        assert!(
+            r.text
+                .contains("   Matches your keywords: retrieval (abstract), scaling (title)"),
+            "{}",
+            r.text
+        );
+        // The comments link the discussion on Hugging Face, in both parts.
+        let discussion = "https://huggingface.co/papers/2501.00001#community";
+        assert!(r.html.contains(&format!("href=\"{discussion}\"")));
+        assert!(r.text.contains(&format!("Discussion: {discussion}")));
+        // Without keywords, no card claims a match; the numbers stay.
+        let r = t.digest(&ids, &personal()).unwrap();
+        assert!(!r.html.contains("Matches your") && !r.text.contains("Matches your"));
+        assert!(r.text.contains("2. Retrieval at scale"));
+        // The size the budget is kept with is the size of what is sent.
+        let fitted = t.fitted(&ids, &reader);
+        assert_eq!(
+            fitted.size,
+            t.digest(&ids, &reader).unwrap().html.len(),
+            "fit measured the digest as assembled"
+        );
+    }
+
+    #[test]
+    fn a_weekly_digest_says_so_in_its_heading_and_footer() {
+        let papers = vec![paper("2501.00001", "First", 3)];
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+            .unwrap();
+        let ids = vec![papers[0].id.clone()];
+        let weekly = Personal {
+            weekly: true,
+            ..personal()
+        };
+        let r = t.digest(&ids, &weekly).unwrap();
+        let shown: String = scraper::Html::parse_document(&r.html)
+            .root_element()
+            .text()
+            .collect();
+        assert!(shown.contains("Your week in papers"), "{shown}");
+        assert!(shown.contains("Dec 3–9, 2025"), "{shown}");
+        assert!(
+            shown.contains("You get this weekly digest because"),
+            "{shown}"
+        );
+        assert!(
+            r.html
+                .contains("<title>Your week in papers, Dec 3&#x2013;9, 2025</title>")
+        );
+        assert!(
+            r.text.starts_with("YOUR WEEK IN PAPERS · Dec 3–9, 2025\n"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("You get this weekly digest because"));
+        let r = t.digest(&ids, &personal()).unwrap();
+        assert!(
+            r.html
+                .contains("<title>Trending papers, Tuesday, December 9, 2025</title>")
+        );
+        assert!(
+            r.text
+                .starts_with("TRENDING PAPERS · Tuesday, December 9, 2025\n")
+        );
+        assert!(r.text.contains("You get this daily digest because"));
+    }
+
+    #[test]
+    fn the_look_adds_thumbnails_and_a_postal_address_when_asked() {
+        let mut p = paper("2501.00001", "A \"quoted\" title", 3);
+        p.thumbnail = HttpUrl::parse("https://cdn.example.org/t/2501.00001.png");
+        let papers = vec![p];
+        let ids = vec![papers[0].id.clone()];
+        let plain =
+            EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+                .unwrap()
+                .digest(&ids, &personal())
+                .unwrap();
+        assert!(
+            !plain.html.contains("<img"),
+            "thumbnails are off by default"
+        );
+        let look = Look {
+            thumbnails: true,
+            postal_address: Some("Lab <b>1</b>, 10 Main St, Springfield".into()),
+        };
+        let r = EditionTemplate::new(date(), &papers, "https://p.example.org", &look)
+            .unwrap()
+            .digest(&ids, &personal())
+            .unwrap();
+        let doc = scraper::Html::parse_document(&r.html);
+        let img = doc
+            .select(&scraper::Selector::parse("img").unwrap())
+            .next()
+            .expect("a thumbnail");
+        let attr = |name| img.value().attr(name).unwrap_or_default();
+        assert_eq!(attr("src"), "https://cdn.example.org/t/2501.00001.png");
+        assert_eq!((attr("width"), attr("height")), ("558", "293"));
+        assert_eq!(attr("alt"), "A \"quoted\" title");
+        assert!(attr("style").contains("max-width"), "it shrinks on a phone");
+        assert!(
+            r.html
+                .contains("Lab &lt;b&gt;1&lt;/b&gt;, 10 Main St, Springfield")
+        );
+        assert!(
+            r.text.ends_with("Lab <b>1</b>, 10 Main St, Springfield"),
+            "{}",
+            r.text
+        );
+    }
+
+    #[test]
+    fn view_in_browser_opens_the_readers_own_page_when_there_is_one() {
+        let papers = vec![paper("2501.00001", "First", 3)];
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+            .unwrap();
+        let own = "https://p.example.org/digest?token=a&b";
+        let reader = Personal {
+            view_url: Some(own.into()),
+            ..personal()
+        };
+        let r = t.digest(&[papers[0].id.clone()], &reader).unwrap();
+        assert!(
+            r.html
+                .contains("href=\"https://p.example.org/digest?token=a&amp;b\"")
+        );
+        assert!(r.text.contains(&format!("View in your browser: {own}")));
+    }
+
+    #[test]
     fn markup_in_content_is_escaped_in_html_and_left_as_text() {
         let evil = "<script>alert('x')</script><img src=x onerror=alert(1)>";
         let mut p = paper("2501.00001", evil, 3);
         p.organization = Some("<b>Org</b>".into());
         p.ai_summary = Some("</p><a href=\"javascript:alert(1)\">click</a>".into());
-        let t = EditionTemplate::new(date(), std::slice::from_ref(&p), "https://p.example.org")
-            .unwrap();
+        let t = EditionTemplate::new(
+            date(),
+            std::slice::from_ref(&p),
+            "https://p.example.org",
+            &Look::default(),
+        )
+        .unwrap();
         let r = t.digest(&[p.id.clone()], &personal()).unwrap();
         assert!(!r.html.contains("<script>"));
         assert!(!r.html.contains("<img src=x"));
@@ -879,7 +1183,8 @@ mod tests {
                 p
             })
             .collect();
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org").unwrap();
+        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
+            .unwrap();
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
         let r = t.digest(&ids, &personal()).unwrap();
         assert!(r.html.len() <= HTML_BUDGET);
@@ -893,8 +1198,13 @@ mod tests {
         p.authors = vec![Author {
             name: "Zoë Çelik".into(),
         }];
-        let t = EditionTemplate::new(date(), std::slice::from_ref(&p), "https://p.example.org")
-            .unwrap();
+        let t = EditionTemplate::new(
+            date(),
+            std::slice::from_ref(&p),
+            "https://p.example.org",
+            &Look::default(),
+        )
+        .unwrap();
         let personal = Personal {
             why: "papers about «Über»".into(),
             ..personal()

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::{Params, WebError, WebState, page};
 use crate::domain::{EditionDate, Paper};
-use crate::render::PaperView;
+use crate::render::{Look, PaperView};
 
 /// Editions on one page of the index.
 pub const PER_PAGE: usize = 100;
@@ -106,7 +106,7 @@ pub async fn edition(
     let edition = state.store.edition(date)?.ok_or(WebError::NotFound)?;
     let papers: Vec<PaperView> = ranked(&edition.papers)
         .into_iter()
-        .map(PaperView::new)
+        .map(|p| PaperView::new(p, &Look::default()))
         .collect();
     Ok(page(
         StatusCode::OK,

@@ -17,7 +17,7 @@ use super::atom::{self, Entry, Feed};
 use super::{WebError, WebState};
 use crate::domain::{EditionDate, Paper, PaperId, Status, Subscriber, SubscriberId};
 use crate::edition::week_before_dates;
-use crate::render::{PaperView, edition_url, trim_at_word};
+use crate::render::{Look, PaperView, edition_url, trim_at_word};
 use crate::store::EditionRecord;
 use crate::tokens::Purpose;
 
@@ -37,7 +37,10 @@ struct EntryContent<'a> {
 fn entry_html(intro: &str, papers: &[&Paper], edition_url: &str) -> Result<String, WebError> {
     EntryContent {
         intro,
-        papers: papers.iter().map(|p| PaperView::new(p)).collect(),
+        papers: papers
+            .iter()
+            .map(|p| PaperView::new(p, &Look::default()))
+            .collect(),
         edition_url,
     }
     .render()

@@ -15,10 +15,11 @@ fn mailcheck_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tools/mailcheck")
 }
 
-/// The HTML part of a digest `run-once` writes into the file outbox, from the fixture page
-/// of 2025-12-09 after that of 2025-12-08, for a subscriber whose minimum upvotes a paper
-/// reached on the second day: every kind of card, the late bloomer's badge too.
-async fn digest_html() -> String {
+/// Every digest `run-once` writes into the file outbox, raw, from the fixture page of
+/// 2025-12-09 after that of 2025-12-08: a daily reader whose minimum upvotes a paper reached
+/// on the second day (so every kind of card, the late bloomer's badge too), a reader on
+/// the defaults (a digest each day) and a weekly reader whose day is the second.
+async fn two_days_of_digests() -> Vec<Vec<u8>> {
     let day1 = fixture("trending-2025-12-08.html");
     let day2 = fixture("trending-2025-12-09.html");
     let upvotes = |page: &str| -> std::collections::HashMap<String, u32> {
@@ -43,23 +44,37 @@ async fn digest_html() -> String {
         "ann@example.org",
         &["--confirmed", "--min-upvotes", &min.to_string()],
     );
+    app.add("dan@example.org", &["--confirmed"]);
+    app.add("wes@example.org", &["--confirmed", "--weekly", "tue"]);
     let r = app.run(&["run-once", "--date", "2025-12-08"]);
     assert!(r.ok(), "{}", r.stderr);
     pages.set(Reply::Page(day2));
     let r = app.run(&["run-once", "--date", "2025-12-09"]);
     assert!(r.ok(), "{}", r.stderr);
     let outbox = app.dir.path().join("data/outbox");
-    let late: Vec<String> = std::fs::read_dir(&outbox)
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&outbox)
         .unwrap()
-        .map(|e| html_part(&std::fs::read(e.unwrap().path()).unwrap()))
-        .filter(|html| html.contains("class=\"late\""))
+        .map(|e| e.unwrap().path())
         .collect();
+    files.sort();
     assert_eq!(
-        late.len(),
-        1,
-        "one digest with a late bloomer in {}",
+        files.len(),
+        4,
+        "three dailies and a weekly in {}",
         outbox.display()
     );
+    files.iter().map(|f| std::fs::read(f).unwrap()).collect()
+}
+
+/// The HTML part of the digest with a late bloomer, of [`two_days_of_digests`].
+async fn digest_html() -> String {
+    let late: Vec<String> = two_days_of_digests()
+        .await
+        .iter()
+        .map(|raw| html_part(raw))
+        .filter(|html| html.contains("class=\"late\""))
+        .collect();
+    assert_eq!(late.len(), 1, "one digest with a late bloomer");
     late.into_iter().next().unwrap()
 }
 
@@ -177,4 +192,131 @@ async fn digest_and_notice_fit_a_phone_and_a_desktop_in_light_and_dark() {
         check_shot(&browser, "notice", shot).await;
     }
     browser.quit().await;
+}
+
+/// What SpamAssassin said of one message: its rules hit, each with its points.
+struct Verdict {
+    rules: Vec<(String, f64)>,
+}
+
+/// Runs `spamassassin -t -L` (local rules only: no network, no DNS lists) on `raw` and
+/// reads the rules it hit from the report it appends.
+fn spamassassin(file: &Path) -> Verdict {
+    let input = std::fs::File::open(file).unwrap();
+    let (ok, said) = run_checker(
+        Command::new("spamassassin")
+            .args(["-t", "-L", "--cf=use_bayes 0"])
+            .stdin(Stdio::from(input)),
+        "spamassassin",
+    );
+    assert!(ok, "spamassassin failed on {}:\n{said}", file.display());
+    // The report's table: " pts rule name              description", then one rule a line
+    // (" 0.1 MISSING_MID  Missing Message-Id: header"), up to the first line of another shape.
+    let table = said
+        .split_once("pts rule name")
+        .unwrap_or_else(|| panic!("no report from spamassassin:\n{said}"))
+        .1;
+    let rules = table
+        .lines()
+        .skip(2)
+        .map_while(|line| {
+            let mut words = line.split_whitespace();
+            let points: f64 = words.next()?.parse().ok()?;
+            let rule = words.next()?;
+            rule.chars()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                .then(|| (rule.to_string(), points))
+        })
+        .collect();
+    Verdict { rules }
+}
+
+/// Rules that describe how the test hands the message over, not the message: a mail read
+/// from a file has no `Received:` header (every real delivery adds one), and the test's
+/// web server listens on a loopback port, which the links then name. Each scores nothing
+/// here; naming them keeps a change in their points from failing the test for the set-up.
+const SET_UP_RULES: &[&str] = &["NO_RECEIVED", "NO_RELAYS", "WEIRD_PORT"];
+
+/// The most points a message may collect from its content.
+const MAX_SCORE: f64 = 0.5;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_message_paperboy_makes_scores_zero_with_spamassassin() {
+    let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
+    for (i, raw) in two_days_of_digests().await.into_iter().enumerate() {
+        let html = html_part(&raw);
+        let name = if html.contains("Your week in papers") {
+            "weekly".to_string()
+        } else if html.contains("class=\"late\"") {
+            "daily-late-bloomer".to_string()
+        } else {
+            format!("daily-{i}")
+        };
+        messages.push((name, raw));
+    }
+    let web = spawn_web("").await;
+    let mut active = paperboy::domain::Subscriber::new(
+        paperboy::domain::SubscriberEmail::parse("active@example.org").unwrap(),
+        Default::default(),
+        false,
+    );
+    active.status = paperboy::domain::Status::Active;
+    web.store.add_subscriber(&active).unwrap();
+    for email in ["new@example.org", "active@example.org"] {
+        assert!(web.subscribe(email).await.status().is_success());
+    }
+    for m in web.wait_for_mail(2).await {
+        let name = if m.recipients == ["active@example.org"] {
+            "notice-already-subscribed"
+        } else {
+            "notice-confirm"
+        };
+        messages.push((name.into(), m.raw));
+    }
+    web.stop().await;
+    messages.sort();
+    let names: Vec<&str> = messages
+        .iter()
+        .map(|(n, _)| n.trim_end_matches(|c: char| c.is_ascii_digit() || c == '-'))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "daily",
+            "daily",
+            "daily-late-bloomer",
+            "notice-already-subscribed",
+            "notice-confirm",
+            "weekly"
+        ]
+    );
+
+    let mut failures = Vec::new();
+    let mut report = String::new();
+    for (name, raw) in &messages {
+        let file = out_dir().join(format!("spamassassin-{name}.eml"));
+        std::fs::write(&file, raw).unwrap();
+        let verdict = spamassassin(&file);
+        let counted: Vec<&(String, f64)> = verdict
+            .rules
+            .iter()
+            .filter(|(rule, _)| !SET_UP_RULES.contains(&rule.as_str()))
+            .collect();
+        let score: f64 = counted.iter().map(|(_, p)| p).sum();
+        let line = format!(
+            "{name}: {score:.1} from {counted:?} (all hits: {:?})",
+            verdict.rules
+        );
+        report.push_str(&line);
+        report.push('\n');
+        if score > MAX_SCORE {
+            failures.push(line);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "SpamAssassin scores above {MAX_SCORE}:\n{}",
+        failures.join("\n")
+    );
+    eprintln!("{report}");
 }

@@ -58,6 +58,18 @@ const ALLOWED = {
     ],
     why: 'a dark-mode hint; where it is not read nothing changes',
   },
+  // The preview line inbox lists show is hidden in the mail itself with `display: none`,
+  // `max-height: 0` and `overflow: hidden`, no tricks with font size or colour (which spam
+  // filters score). Classic Outlook reads neither property, but it never sees the line: it
+  // sits inside `<!--[if !mso]>`, which only that client skips.
+  'max-height property': {
+    clients: ['outlook.windows'],
+    why: 'the hidden preview line, which classic Outlook skips (<!--[if !mso]>)',
+  },
+  overflow: {
+    clients: ['outlook.windows'],
+    why: 'the hidden preview line, which classic Outlook skips (<!--[if !mso]>)',
+  },
   // Rounded corners of the cards: classic Outlook draws them square.
   'border-radius': {
     clients: ['outlook.windows'],
