@@ -55,7 +55,7 @@ fn bench_render(c: &mut Criterion) {
         late: Vec::new(),
         weekly: false,
         keywords: Default::default(),
-        view_url: None,
+        browser: Default::default(),
     };
     let chosen: Vec<PaperId> = select(&Pool::page(date, &papers), &effective, &SentOn::new())
         .into_iter()

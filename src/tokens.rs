@@ -1,11 +1,12 @@
-//! Signed tokens for the links in emails and pages: unsubscribe, preferences, confirm, and a
-//! subscriber's personal feed.
+//! Signed tokens for the links in emails and pages: unsubscribe, preferences, confirm, a
+//! subscriber's personal feed, and their own copy of a digest on the web.
 //!
 //! A token is `base64url(version | purpose | subscriber id | expiry | tag)`, where the tag is
 //! the first 16 bytes of HMAC-SHA256 over everything before it and a `binding` value that is
 //! not in the token. Unsubscribe, preferences and feed tokens bind nothing, so the token in a
 //! digest keeps working for as long as the subscription exists. A confirm token binds the
-//! subscriber's current confirmation nonce, which confirming clears: the link works once.
+//! subscriber's current confirmation nonce, which confirming clears: the link works once. A
+//! digest token binds its edition's date, so it opens that one digest and no other.
 //! Tokens cannot be forged or guessed (128-bit tag) and cannot be used for another purpose
 //! or another subscriber.
 
@@ -18,7 +19,7 @@ use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::domain::SubscriberId;
+use crate::domain::{EditionDate, SubscriberId};
 
 const VERSION: u8 = 1;
 const BODY_LEN: usize = 1 + 1 + 8 + 8;
@@ -33,6 +34,9 @@ pub enum Purpose {
     /// Reads a subscriber's personal feed: it lives in a feed reader's settings, so it only
     /// reads, and cannot change or end the subscription.
     Feed = 4,
+    /// Reads a subscriber's own copy of one digest on the web ("view in your browser"),
+    /// bound to its edition's date. Mail is forwarded, so it only reads, too.
+    Digest = 5,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -104,6 +108,16 @@ impl Links {
             "{}/confirm?token={}",
             self.base,
             self.key.sign(Purpose::Confirm, id, Some(expires), nonce)
+        )
+    }
+
+    /// Their own copy of the digest of `date` on the web.
+    pub fn digest(&self, id: SubscriberId, date: EditionDate) -> String {
+        format!(
+            "{}/digest/{date}?token={}",
+            self.base,
+            self.key
+                .sign(Purpose::Digest, id, None, digest_binding(date))
         )
     }
 
@@ -216,6 +230,11 @@ impl TokenKey {
     }
 }
 
+/// What a digest token is bound to: its edition's date.
+pub fn digest_binding(date: EditionDate) -> u64 {
+    date.day_number().into()
+}
+
 fn decode(token: &str) -> Option<Vec<u8>> {
     if token.len() > 64 {
         return None;
@@ -245,6 +264,37 @@ mod tests {
             t.chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
+    }
+
+    #[test]
+    fn a_digest_token_opens_its_own_edition_only() {
+        let id = SubscriberId::from_u64(42);
+        let day = |d| EditionDate::parse(d).unwrap();
+        let links = Links::new(key(1), "https://p.example.org/");
+        let url = links.digest(id, day("2025-12-09"));
+        let token = url
+            .strip_prefix("https://p.example.org/digest/2025-12-09?token=")
+            .expect("the digest's address");
+        let now = Utc::now();
+        let on = |d| digest_binding(day(d));
+        assert_eq!(
+            key(1).verify(Purpose::Digest, token, now, on("2025-12-09")),
+            Ok(id)
+        );
+        assert_eq!(
+            key(1).verify(Purpose::Digest, token, now, on("2025-12-08")),
+            Err(TokenError::Invalid)
+        );
+        for other in [Purpose::Unsubscribe, Purpose::Preferences, Purpose::Feed] {
+            assert_eq!(
+                key(1).verify(other, token, now, on("2025-12-09")),
+                Err(TokenError::Invalid)
+            );
+            assert_eq!(
+                key(1).verify(other, token, now, 0),
+                Err(TokenError::Invalid)
+            );
+        }
     }
 
     #[test]

@@ -401,7 +401,7 @@ impl Shared {
     /// The delivery's digest for `sub`, formatted as it goes over the wire.
     fn compose(&self, d: &Delivery, sub: &Subscriber) -> Result<Formatted, SendError> {
         let editions = &self.editions;
-        let mut personal = editions.personal(sub);
+        let mut personal = editions.personal(sub, d.date);
         personal.late = d.late.clone();
         let r = self
             .template

@@ -10,7 +10,7 @@ pub mod due;
 mod preview;
 pub mod select;
 
-pub use preview::{DryRunLine, DryRunPlan, Explanation, Judge, dry_run, explain, preview};
+pub use preview::{DryRunLine, DryRunPlan, Explanation, Judge, as_sent, dry_run, explain, preview};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +24,7 @@ use crate::domain::{EditionDate, Keywords, Paper, PaperId, SentOn, Subscriber};
 use crate::edition::due::{Occasion, due};
 use crate::edition::select::{Effective, Pool, Verdict, judge, matches_keywords, picked};
 use crate::mail::Mailer;
-use crate::render::{EditionTemplate, Look, Personal, RenderError};
+use crate::render::{BrowserLink, EditionTemplate, Look, Personal, RenderError};
 use crate::source::{Source, SourceError};
 use crate::store::{
     Delivery, DeliveryState, EditionRecord, PageIndex, SentBefore, Store, StoreError,
@@ -104,8 +104,9 @@ impl Editions {
         self.stopping.load(Ordering::SeqCst)
     }
 
-    /// The parts of a digest that are a subscriber's own: why they get it, and their links.
-    pub fn personal(&self, s: &Subscriber) -> Personal {
+    /// The parts of a digest that are a subscriber's own: why they get it, and their links
+    /// (their own copy of the digest of `date` on the web among them).
+    pub fn personal(&self, s: &Subscriber, date: EditionDate) -> Personal {
         Personal {
             why: Effective::new(&s.preferences, &self.digest).explain(),
             unsubscribe_url: self.links.unsubscribe(s.id),
@@ -113,7 +114,7 @@ impl Editions {
             late: Vec::new(),
             weekly: !s.preferences.frequency().is_daily(),
             keywords: s.preferences.keywords().clone(),
-            view_url: None,
+            browser: BrowserLink::Own(self.links.digest(s.id, date)),
         }
     }
 }
@@ -543,7 +544,7 @@ pub async fn plan(
             continue;
         }
         let page = pages.for_subscriber(&s)?;
-        let mut personal = editions.personal(&s);
+        let mut personal = editions.personal(&s, date);
         let chosen = choose(editions, page, &s, &before, &mut personal);
         if chosen.is_empty() {
             report.nothing_new += 1;

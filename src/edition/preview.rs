@@ -3,13 +3,14 @@
 //! reader's digest (`explain`, and "why these papers" on the preferences page). Built from
 //! the same pages, verdicts and templates as a real run, so they cannot disagree with it.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::due::{Occasion, due};
-use super::{Editions, Pages, RunError, choose, decide, template_for};
+use super::{Editions, Pages, RunError, choose, decide, digest_papers, template_for};
 use crate::domain::{EditionDate, Paper, PaperId, Subscriber};
 use crate::edition::select::Verdict;
-use crate::render::Rendered;
+use crate::render::{BrowserLink, EditionTemplate, Rendered};
 use crate::store::{DeliveryState, EditionRecord};
 
 /// What a run for `date` would send to each subscriber, computed without writing anything.
@@ -58,7 +59,7 @@ pub async fn dry_run(
         } else if due(&s.preferences, &occasion, |a, b| before.had_between(a, b)) != Some(date) {
             DryRunPlan::NotDue
         } else {
-            let mut personal = editions.personal(&s);
+            let mut personal = editions.personal(&s, date);
             let chosen = choose(
                 editions,
                 pages.for_subscriber(&s)?,
@@ -95,7 +96,7 @@ pub async fn preview(
     let mut edition = EditionRecord::new(date);
     edition.merge(&listing.papers, &listing.recent);
     let template = template_for(editions, &edition)?;
-    let mut personal = editions.personal(s);
+    let mut personal = editions.personal(s, date);
     let mut pages = Pages::new(editions, date, &listing.papers, &listing.recent, &template)?;
     let before = editions.store.sent_before(s.id)?;
     let chosen = choose(
@@ -108,6 +109,48 @@ pub async fn preview(
     if chosen.is_empty() {
         return Ok(None);
     }
+    Ok(Some(template.digest(&chosen, &personal)?))
+}
+
+/// The digest a subscriber was sent for `date`, assembled again, for their own copy on the
+/// web: the link at its top goes to the whole edition. None when the edition or their
+/// digest of it is no longer on record (past `digest.retention_days`).
+///
+/// The newest edition's deliveries are still in the outbox and give the digest exactly
+/// (its papers, its order, its late bloomers). Those of earlier editions are cleared once
+/// sent, to keep the store small; the ledger still says which papers went, and they are put
+/// in the digest's order, most upvoted first, but without the late bloomers' badges, which
+/// only the delivery kept.
+pub fn as_sent(
+    editions: &Editions,
+    date: EditionDate,
+    s: &Subscriber,
+) -> Result<Option<Rendered>, RunError> {
+    let Some(edition) = editions.store.edition(date)? else {
+        return Ok(None);
+    };
+    let papers = digest_papers(editions, &edition)?;
+    let (chosen, late) = match editions.store.delivery(date, s.id)? {
+        Some(d) => (d.papers, d.late),
+        None => {
+            let history = editions.store.sent_history(s.id, usize::MAX)?;
+            let Some((_, mut ids)) = history.into_iter().find(|(d, _)| *d == date) else {
+                return Ok(None);
+            };
+            let upvotes: HashMap<&PaperId, u32> =
+                papers.iter().map(|p| (&p.id, p.upvotes)).collect();
+            // Stable, as planning's own sort: the order first seen among equals.
+            ids.sort_by_key(|id| std::cmp::Reverse(upvotes.get(id).copied().unwrap_or(0)));
+            (ids, Vec::new())
+        }
+    };
+    if chosen.is_empty() {
+        return Ok(None);
+    }
+    let template = EditionTemplate::new(date, &papers, editions.links.base(), &editions.look)?;
+    let mut personal = editions.personal(s, date);
+    personal.late = late;
+    personal.browser = BrowserLink::WholeEdition;
     Ok(Some(template.digest(&chosen, &personal)?))
 }
 
@@ -171,7 +214,7 @@ pub async fn explain(
         .map(|(id, _)| id.clone())
         .collect();
     sent.retain(|_, on| *on != Some(date));
-    let (judged, _) = decide(editions, page, s, &sent, &mut editions.personal(s));
+    let (judged, _) = decide(editions, page, s, &sent, &mut editions.personal(s, date));
     let had_it = before.has_edition(date);
     // Once their digest of it is on record, it says what was picked: a later run of the
     // same date may have added papers, and their preferences may have changed since, so

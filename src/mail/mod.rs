@@ -1010,7 +1010,7 @@ mod tests {
             late: Vec::new(),
             weekly: false,
             keywords: Default::default(),
-            view_url: None,
+            browser: Default::default(),
         };
         let r = template.digest(&ids, &personal).unwrap();
         assert!(r.html.is_ascii(), "the renderer keeps the HTML ASCII");

@@ -154,6 +154,7 @@ pub struct Look {
 struct DigestHtml<'a> {
     heading: &'a str,
     when: &'a str,
+    browser_label: &'a str,
     browser_url: &'a str,
     count_line: &'a str,
     preheader: &'a str,
@@ -172,15 +173,15 @@ struct DigestHtml<'a> {
 struct DigestText<'a> {
     heading: &'a str,
     when: &'a str,
+    browser_label: &'a str,
     browser_url: &'a str,
     count_line: &'a str,
     papers: &'a [&'a PaperView],
     /// Per paper, in order: the lines saying why it is there (a late bloomer's note, the
     /// keywords it matched), often none.
     notes: &'a [Vec<String>],
-    site: &'a str,
-    kind: &'a str,
-    why: &'a str,
+    /// Why they get this digest, wrapped.
+    reason_lines: &'a [String],
     preferences_url: &'a str,
     unsubscribe_url: &'a str,
     postal_address: Option<&'a str>,
@@ -198,9 +199,20 @@ pub struct Personal {
     pub weekly: bool,
     /// Their keywords: each card says which of them it matched, and where.
     pub keywords: Keywords,
-    /// Their own copy of the digest on the web; without one, "view in your browser" opens
-    /// the edition's page in the archive.
-    pub view_url: Option<String>,
+    /// Where the link at the top goes.
+    pub browser: BrowserLink,
+}
+
+/// The link at the top of a digest.
+#[derive(Clone, Debug, Default)]
+pub enum BrowserLink {
+    /// "View in your browser": the edition's page in the archive.
+    #[default]
+    Edition,
+    /// "View in your browser": their own copy of this digest on the web.
+    Own(String),
+    /// "See the whole edition", on their own copy: the edition's page in the archive.
+    WholeEdition,
 }
 
 impl Personal {
@@ -314,7 +326,7 @@ type SlotValues = [String; SLOTS.len()];
 
 /// Where the per-subscriber parts go, by the name after the marker in the rendered page. No
 /// name starts another.
-const SLOTS: [&str; 10] = [
+const SLOTS: [&str; 11] = [
     "heading",
     "when",
     "browser",
@@ -325,6 +337,7 @@ const SLOTS: [&str; 10] = [
     "preferences",
     "unsubscribe",
     "title",
+    "linktext",
 ];
 
 /// What a reader's copy of a card adds to it, in the order of [`CARD_SLOTS`].
@@ -499,13 +512,20 @@ impl EditionTemplate {
         let text = DigestText {
             heading: heading(personal.weekly),
             when: &self.when(personal.weekly),
-            browser_url: self.browser_url(personal),
+            browser_label: self.browser_link(personal).0,
+            browser_url: self.browser_link(personal).1,
             count_line: &count_line(views.len(), personal.weekly),
             papers: &views,
             notes: &notes,
-            site: &self.site,
-            kind: personal.kind(),
-            why: &personal.why,
+            reason_lines: &wrap(
+                &format!(
+                    "You get this {} because you subscribed to paperboy at {}: {}.",
+                    personal.kind(),
+                    self.site,
+                    personal.why
+                ),
+                TEXT_WIDTH,
+            ),
             preferences_url: &personal.preferences_url,
             unsubscribe_url: &personal.unsubscribe_url,
             postal_address: self.look.postal_address.as_deref(),
@@ -530,18 +550,23 @@ impl EditionTemplate {
         }
     }
 
-    fn browser_url<'a>(&'a self, personal: &'a Personal) -> &'a str {
-        personal.view_url.as_deref().unwrap_or(&self.edition_url)
+    fn browser_link<'a>(&'a self, personal: &'a Personal) -> (&'static str, &'a str) {
+        match &personal.browser {
+            BrowserLink::Edition => ("View in your browser", &self.edition_url),
+            BrowserLink::Own(url) => ("View in your browser", url),
+            BrowserLink::WholeEdition => ("See the whole edition", &self.edition_url),
+        }
     }
 
     /// The per-subscriber parts of the head and tail, escaped, in the order of [`SLOTS`].
     fn slot_values(&self, views: &[&PaperView], personal: &Personal) -> SlotValues {
         let heading = heading(personal.weekly);
         let when = self.when(personal.weekly);
+        let (label, url) = self.browser_link(personal);
         [
             escape_html(heading),
             escape_html(&when),
-            escape_html(self.browser_url(personal)),
+            escape_html(url),
             escape_html(&count_line(views.len(), personal.weekly)),
             escape_html(&preheader(views)),
             escape_html(personal.kind()),
@@ -549,6 +574,7 @@ impl EditionTemplate {
             escape_html(&personal.preferences_url),
             escape_html(&personal.unsubscribe_url),
             escape_html(&format!("{heading}, {when}")),
+            escape_html(label),
         ]
     }
 }
@@ -574,6 +600,7 @@ fn marked_edition(
     let html = DigestHtml {
         heading: &slot("heading"),
         when: &slot("when"),
+        browser_label: &slot("linktext"),
         browser_url: &slot("browser"),
         count_line: &slot("count"),
         preheader: &slot("preheader"),
@@ -860,7 +887,7 @@ mod tests {
             late: Vec::new(),
             weekly: false,
             keywords: Keywords::default(),
-            view_url: None,
+            browser: BrowserLink::Edition,
         }
     }
 
@@ -983,7 +1010,7 @@ mod tests {
         assert!(r.html.contains(&format!("href=\"{archived}\"")));
         assert!(
             r.text
-                .contains(&format!("View in your browser: {archived}"))
+                .contains(&format!("View in your browser:\n{archived}\n"))
         );
     }
 
@@ -1134,15 +1161,23 @@ mod tests {
             .unwrap();
         let own = "https://p.example.org/digest?token=a&b";
         let reader = Personal {
-            view_url: Some(own.into()),
+            browser: BrowserLink::Own(own.into()),
             ..personal()
         };
         let r = t.digest(&[papers[0].id.clone()], &reader).unwrap();
-        assert!(
-            r.html
-                .contains("href=\"https://p.example.org/digest?token=a&amp;b\"")
-        );
-        assert!(r.text.contains(&format!("View in your browser: {own}")));
+        assert!(r.html.contains(
+            "<a href=\"https://p.example.org/digest?token=a&amp;b\" style=\"color: inherit;\">View in your browser</a>"
+        ));
+        assert!(r.text.contains(&format!("View in your browser:\n{own}\n")));
+        // On that page itself, the link goes to the whole edition.
+        let on_the_web = Personal {
+            browser: BrowserLink::WholeEdition,
+            ..personal()
+        };
+        let r = t.digest(&[papers[0].id.clone()], &on_the_web).unwrap();
+        assert!(r.html.contains(
+            "<a href=\"https://p.example.org/editions/2025-12-09\" style=\"color: inherit;\">See the whole edition</a>"
+        ));
     }
 
     #[test]

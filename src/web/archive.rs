@@ -1,5 +1,6 @@
-//! The archive on the web: every edition's papers at `/editions/YYYY-MM-DD` (what a digest's
-//! "view in browser" link opens) and an index of them at `/editions`, a page at a time.
+//! The archive on the web: every edition's papers at `/editions/YYYY-MM-DD` (linked from
+//! each reader's own copy of a digest) and an index of them at `/editions`, a page at a
+//! time.
 
 use std::sync::Arc;
 
@@ -33,7 +34,7 @@ pub fn paper_count(n: usize) -> String {
 }
 
 /// A date from a URL, only in its one canonical spelling: each edition has one address.
-fn date_in_url(raw: &str) -> Result<EditionDate, WebError> {
+pub(super) fn date_in_url(raw: &str) -> Result<EditionDate, WebError> {
     EditionDate::parse(raw)
         .ok()
         .filter(|d| d.to_string() == raw)

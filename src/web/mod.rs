@@ -7,6 +7,7 @@
 
 mod archive;
 mod atom;
+mod copy;
 mod feeds;
 mod forms;
 mod limits;
@@ -98,6 +99,7 @@ pub fn router(parts: Parts) -> Router {
         )
         .route("/editions", get(archive::index))
         .route("/editions/{date}", get(archive::edition))
+        .route("/digest/{date}", get(copy::own_copy))
         .route("/feed.xml", get(feeds::general))
         .route("/feed/{file}", get(feeds::personal))
         .route("/healthz", get(pages::healthz))

@@ -27,7 +27,7 @@ const SAMPLE_SIZE: usize = 5;
 #[derive(Deserialize)]
 pub struct TokenQuery {
     #[serde(default)]
-    token: String,
+    pub(super) token: String,
 }
 
 #[derive(Deserialize)]

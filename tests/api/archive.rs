@@ -8,7 +8,7 @@ use atom_syndication::Feed;
 use crate::helpers::{
     KillOnDrop, PageServer, Reply, SmtpSink, TestApp, island_page, start_serve, web_on_free_port,
 };
-use crate::web::link_in;
+use crate::web::{link_in, token_of};
 
 const TRICKY: &str = r#"Attention <is> all & "you" need"#;
 const FOURTH: &str = r#"Fourth <new> & 'on' "Tuesday""#;
@@ -104,7 +104,7 @@ impl Archive {
             .into_iter()
             .filter(|m| m.recipients == ["ann@example.org"])
             .collect();
-        mail.sort_by_key(|m| link_in(m, "/editions/"));
+        mail.sort_by_key(|m| link_in(m, "/digest/"));
         mail
     }
 }
@@ -117,21 +117,34 @@ fn positions(body: &str, snippets: &[&str]) -> Vec<usize> {
         .collect()
 }
 
+/// The address of the edition's page that a reader's own copy of a digest links.
+fn edition_link(copy: &str) -> String {
+    let at = copy.find("/editions/").expect("a link to the edition");
+    let start = copy[..at].rfind('"').unwrap() + 1;
+    let end = at + copy[at..].find('"').unwrap();
+    copy[start..end].to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn editions_are_pages_linked_from_every_digest() {
     let a = archive().await;
     let monday_url = format!("{}/editions/2025-12-08", a.base);
+    let mut linked = Vec::new();
     for m in a.anns() {
         let html = m.part("text/html");
-        let link = link_in(&m, "/editions/");
+        let own = link_in(&m, "/digest/");
         assert!(
-            html.contains(&format!("href=\"{link}\"")),
-            "the HTML part links it too"
+            html.contains(&format!("href=\"{own}\"")),
+            "the HTML part links the reader's copy too"
         );
+        let (status, _, copy) = a.get(&own).await;
+        assert_eq!(status, 200, "{own}");
+        let link = edition_link(&copy);
         let (status, _, _) = a.get(&link).await;
         assert_eq!(status, 200, "{link}");
+        linked.push(link);
     }
-    assert_eq!(link_in(&a.anns()[0], "/editions/"), monday_url);
+    assert_eq!(linked[0], monday_url);
 
     let (status, media, page) = a.get(&monday_url).await;
     assert_eq!(status, 200);
@@ -186,6 +199,69 @@ async fn editions_are_pages_linked_from_every_digest() {
             "{bad}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn view_in_your_browser_opens_the_readers_own_digest() {
+    let a = archive().await;
+    for m in a.anns() {
+        let own = link_in(&m, "/digest/");
+        let date = own.split("/digest/").nth(1).unwrap()[..10].to_string();
+        let r = a.http.get(&own).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{own}");
+        assert_eq!(r.headers()["x-robots-tag"], "noindex");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+        let copy = r.text().await.unwrap();
+        // The page is the digest as mailed, but for the link at the top, which goes to the
+        // whole edition rather than to the page itself.
+        let mailed = m.part("text/html").replace('\r', "");
+        let edition = format!("{}/editions/{date}", a.base);
+        let expected = mailed.replace(
+            &format!("href=\"{own}\" style=\"color: inherit;\">View in your browser<"),
+            &format!("href=\"{edition}\" style=\"color: inherit;\">See the whole edition<"),
+        );
+        assert_ne!(expected, mailed, "the mail has the link");
+        assert!(
+            copy == expected,
+            "{date}: the page differs from the mail:\n{copy}"
+        );
+        assert!(!copy.contains(TRICKY) && !copy.contains("<is>"), "escaped");
+    }
+    // Bob's Monday digest had one paper; Ann's three.
+    let bob = a
+        .sink
+        .messages()
+        .into_iter()
+        .find(|m| m.recipients == ["bob@example.com"])
+        .unwrap();
+    let (status, _, copy) = a.get(&link_in(&bob, "/digest/")).await;
+    assert_eq!(status, 200);
+    assert!(copy.contains("Second of Monday") && !copy.contains("Third of Monday"));
+
+    // The token opens that one digest: not another day's, not another page's.
+    let monday = &a.anns()[0];
+    let token = token_of(&link_in(monday, "/digest/"));
+    let unsubscribe = token_of(&link_in(monday, "/unsubscribe?token="));
+    for bad in [
+        format!("/digest/2025-12-09?token={token}"),
+        format!("/digest/2025-12-8?token={token}"),
+        format!("/digest/2025-12-08?token={unsubscribe}"),
+        format!("/digest/2025-12-08?token={}x", &token[..token.len() - 1]),
+        "/digest/2025-12-08".to_string(),
+        format!("/unsubscribe?token={token}"),
+        format!("/preferences?token={token}"),
+    ] {
+        let (status, media, body) = a.get(&bad).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+        assert!(media.starts_with("text/html"), "{bad}");
+    }
+    // It only reads: opening it changed nothing, and once Ann leaves it is gone.
+    let r = a.app.run(&["subscribers", "list", "--json"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(r.stdout.matches("\"active\"").count(), 2, "{}", r.stdout);
+    let r = a.app.run(&["subscribers", "remove", "ann@example.org"]);
+    assert!(r.ok(), "{}", r.stderr);
+    assert_eq!(a.get(&link_in(monday, "/digest/")).await.0, 410);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,8 +18,9 @@ fn mailcheck_dir() -> PathBuf {
 /// Every digest `run-once` writes into the file outbox, raw, from the fixture page of
 /// 2025-12-09 after that of 2025-12-08: a daily reader whose minimum upvotes a paper reached
 /// on the second day (so every kind of card, the late bloomer's badge too), a reader on
-/// the defaults (a digest each day) and a weekly reader whose day is the second.
-async fn two_days_of_digests() -> Vec<Vec<u8>> {
+/// the defaults (a digest each day) and a weekly reader whose day is the second. With
+/// `thumbnails`, the cards show the papers' images (`digest.thumbnails`).
+async fn two_days_of_digests(thumbnails: bool) -> Vec<Vec<u8>> {
     let day1 = fixture("trending-2025-12-08.html");
     let day2 = fixture("trending-2025-12-09.html");
     let upvotes = |page: &str| -> std::collections::HashMap<String, u32> {
@@ -40,6 +41,7 @@ async fn two_days_of_digests() -> Vec<Vec<u8>> {
     // The SMTP port is never used: the mail goes to the outbox.
     let app = TestApp::new(&pages.url(), 9, "");
     app.set("mail.transport", "file");
+    app.set("digest.thumbnails", thumbnails);
     app.add(
         "ann@example.org",
         &["--confirmed", "--min-upvotes", &min.to_string()],
@@ -67,8 +69,8 @@ async fn two_days_of_digests() -> Vec<Vec<u8>> {
 }
 
 /// The HTML part of the digest with a late bloomer, of [`two_days_of_digests`].
-async fn digest_html() -> String {
-    let late: Vec<String> = two_days_of_digests()
+async fn digest_html(thumbnails: bool) -> String {
+    let late: Vec<String> = two_days_of_digests(thumbnails)
         .await
         .iter()
         .map(|raw| html_part(raw))
@@ -131,12 +133,25 @@ fn installed(path: &Path) -> &Path {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_and_notice_html_pass_the_html_and_mail_client_checks() {
-    let digest = digest_html().await;
+    let digest = digest_html(false).await;
+    let with_thumbnails = digest_html(true).await;
     let notice = notice_html().await;
+    assert!(!digest.contains("<img"));
+    assert!(with_thumbnails.matches("<img ").count() >= 3);
+    // Gmail clips a message whose HTML is over about 102 KB.
+    assert!(
+        with_thumbnails.len() < 102 * 1024,
+        "{}",
+        with_thumbnails.len()
+    );
 
     let dir = out_dir();
     let files = [
         (dir.join("mailcheck-digest.html"), digest),
+        (
+            dir.join("mailcheck-digest-thumbnails.html"),
+            with_thumbnails,
+        ),
         (dir.join("mailcheck-notice.html"), notice),
     ];
     for (path, html) in &files {
@@ -170,6 +185,24 @@ async fn digest_and_notice_html_pass_the_html_and_mail_client_checks() {
     assert!(said.contains("@media (prefers-color-scheme)"), "{said}");
 }
 
+/// The digest with each thumbnail's address on Hugging Face's CDN replaced by a local
+/// picture: the browser stays off the network, and the shots show images of the real size.
+fn local_thumbnails(html: &str) -> String {
+    let picture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/thumbnail.png");
+    let mut out = String::new();
+    let mut rest = html;
+    let cdn = "src=\"https://cdn-thumbnails.huggingface.co/";
+    while let Some(at) = rest.find(cdn) {
+        out.push_str(&rest[..at]);
+        out.push_str(&format!("src=\"file://{}", picture.display()));
+        let after = &rest[at + cdn.len()..];
+        rest = &after[after.find('"').expect("the end of the address")..];
+    }
+    out.push_str(rest);
+    assert!(out.contains("thumbnail.png"), "the digest has thumbnails");
+    out
+}
+
 async fn open(browser: &Browser, name: &str, html: &str, shows: &str) {
     let file = out_dir().join(format!("mailcheck-{name}-shots.html"));
     std::fs::write(&file, html).unwrap();
@@ -179,12 +212,23 @@ async fn open(browser: &Browser, name: &str, html: &str, shows: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn digest_and_notice_fit_a_phone_and_a_desktop_in_light_and_dark() {
-    let digest = digest_html().await;
+    let digest = digest_html(false).await;
+    let with_thumbnails = local_thumbnails(&digest_html(true).await);
     let notice = notice_html().await;
     let browser = Browser::start().await;
     open(&browser, "digest", &digest, "Trending papers").await;
     for shot in &SHOTS {
         check_shot(&browser, "digest", shot).await;
+    }
+    open(
+        &browser,
+        "digest-thumbnails",
+        &with_thumbnails,
+        "Trending papers",
+    )
+    .await;
+    for shot in &SHOTS {
+        check_shot(&browser, "digest-thumbnails", shot).await;
     }
     // The notice has one column too; its long confirm link must wrap on a phone.
     open(&browser, "notice", &notice, "Confirm your subscription").await;
@@ -243,7 +287,7 @@ const MAX_SCORE: f64 = 0.5;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_message_paperboy_makes_scores_zero_with_spamassassin() {
     let mut messages: Vec<(String, Vec<u8>)> = Vec::new();
-    for (i, raw) in two_days_of_digests().await.into_iter().enumerate() {
+    for (i, raw) in two_days_of_digests(false).await.into_iter().enumerate() {
         let html = html_part(&raw);
         let name = if html.contains("Your week in papers") {
             "weekly".to_string()
