@@ -1180,6 +1180,75 @@ mod tests {
         ));
     }
 
+    /// WCAG's contrast ratio of two colours written `#rrggbb`.
+    fn contrast(a: &str, b: &str) -> f64 {
+        let luminance = |hex: &str| {
+            let channel = |i: usize| {
+                let c =
+                    f64::from(u8::from_str_radix(&hex[1 + 2 * i..3 + 2 * i], 16).unwrap()) / 255.0;
+                if c <= 0.03928 {
+                    c / 12.92
+                } else {
+                    ((c + 0.055) / 1.055).powf(2.4)
+                }
+            };
+            0.2126 * channel(0) + 0.7152 * channel(1) + 0.0722 * channel(2)
+        };
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    /// The colour a rule or inline style sets for `property` after `from` in `html`.
+    fn colour_after<'h>(html: &'h str, from: &str, property: &str) -> &'h str {
+        let at = html.find(from).unwrap_or_else(|| panic!("{from} missing"));
+        let rest = &html[at..];
+        let p = rest.find(property).unwrap() + property.len();
+        let hash = p + rest[p..].find('#').unwrap();
+        &rest[hash..hash + 7]
+    }
+
+    #[test]
+    fn the_footer_reads_at_wcag_aa_contrast_in_light_and_dark() {
+        let papers = vec![paper("2501.00001", "First", 3)];
+        let look = Look {
+            postal_address: Some("1 Example Street".into()),
+            ..Look::default()
+        };
+        let r = EditionTemplate::new(date(), &papers, "https://p.example.org", &look)
+            .unwrap()
+            .digest(&[papers[0].id.clone()], &personal())
+            .unwrap();
+        let html = &r.html;
+        // Light: the footer's inlined colour on the page's background.
+        let background = colour_after(html, "class=\"wrap\"", "background-color: ");
+        let text = colour_after(html, "class=\"footer\"", "color: ");
+        // A link's inlined style comes before its text.
+        let link = {
+            let before = &html[..html.find("Change preferences").unwrap()];
+            let style = before.rfind("color: ").unwrap() + "color: ".len();
+            &before[style..style + 7]
+        };
+        for (what, colour) in [("text", text), ("link", link)] {
+            let ratio = contrast(colour, background);
+            assert!(
+                ratio >= 4.5,
+                "light {what} {colour} on {background}: {ratio:.2}"
+            );
+        }
+        // Dark: the kept rules.
+        let dark = &html[html.find("prefers-color-scheme: dark").unwrap()..];
+        let background = colour_after(dark, "body, .wrap", "background-color: ");
+        for rule in [".reason, .footer {", ".footer a {"] {
+            let colour = colour_after(dark, rule, "color: ");
+            let ratio = contrast(colour, background);
+            assert!(
+                ratio >= 4.5,
+                "dark {rule} {colour} on {background}: {ratio:.2}"
+            );
+        }
+        assert!(html.contains("1 Example Street"));
+    }
+
     #[test]
     fn markup_in_content_is_escaped_in_html_and_left_as_text() {
         let evil = "<script>alert('x')</script><img src=x onerror=alert(1)>";
