@@ -42,9 +42,16 @@ async fn two_days_of_digests(thumbnails: bool) -> Vec<Vec<u8>> {
     let app = TestApp::new(&pages.url(), 9, "");
     app.set("mail.transport", "file");
     app.set("digest.thumbnails", thumbnails);
+    // Her keywords match every paper she gets, in the title or deeper, so her cards say so.
     app.add(
         "ann@example.org",
-        &["--confirmed", "--min-upvotes", &min.to_string()],
+        &[
+            "--confirmed",
+            "--min-upvotes",
+            &min.to_string(),
+            "--keywords",
+            "scaling, memory",
+        ],
     );
     app.add("dan@example.org", &["--confirmed"]);
     app.add("wes@example.org", &["--confirmed", "--weekly", "tue"]);
@@ -68,7 +75,8 @@ async fn two_days_of_digests(thumbnails: bool) -> Vec<Vec<u8>> {
     files.iter().map(|f| std::fs::read(f).unwrap()).collect()
 }
 
-/// The HTML part of the digest with a late bloomer, of [`two_days_of_digests`].
+/// The HTML part of the digest with a late bloomer, of [`two_days_of_digests`]: the one
+/// with every kind of line a card can have.
 async fn digest_html(thumbnails: bool) -> String {
     let late: Vec<String> = two_days_of_digests(thumbnails)
         .await
@@ -77,6 +85,7 @@ async fn digest_html(thumbnails: bool) -> String {
         .filter(|html| html.contains("class=\"late\""))
         .collect();
     assert_eq!(late.len(), 1, "one digest with a late bloomer");
+    assert!(late[0].contains("class=\"reason\""), "a card says why");
     late.into_iter().next().unwrap()
 }
 
