@@ -891,6 +891,19 @@ mod tests {
         }
     }
 
+    /// An edition of `papers` with the default look.
+    fn template(papers: &[Paper]) -> EditionTemplate {
+        EditionTemplate::new(date(), papers, "https://p.example.org", &Look::default()).unwrap()
+    }
+
+    /// The text a reader sees of `html`, markup and references resolved.
+    fn shown(html: &str) -> String {
+        scraper::Html::parse_document(html)
+            .root_element()
+            .text()
+            .collect()
+    }
+
     fn date() -> EditionDate {
         EditionDate::parse("2025-12-09").unwrap()
     }
@@ -916,8 +929,7 @@ mod tests {
         );
         long.ai_summary = Some("A model reads long documents. ".repeat(5));
         let papers = vec![long];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-            .unwrap();
+        let t = template(&papers);
         let r = t.digest(&[papers[0].id.clone()], &personal()).unwrap();
         for line in r.text.lines() {
             assert!(line.chars().count() <= 78, "too long: {line:?}");
@@ -987,8 +999,7 @@ mod tests {
             paper("2501.00001", "First", 3),
             paper("2501.00002", "Second", 9),
         ];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-            .unwrap();
+        let t = template(&papers);
         let ids = vec![papers[1].id.clone()];
         let r = t.digest(&ids, &personal()).unwrap();
         assert!(r.html.contains("Second") && !r.html.contains(">First<"));
@@ -1020,18 +1031,14 @@ mod tests {
         deep.summary = "We study the mixture of experts in a retrieval setting.".into();
         let titled = paper("2501.00002", "Retrieval at scale", 5);
         let papers = vec![deep, titled];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-            .unwrap();
+        let t = template(&papers);
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
         let reader = Personal {
             keywords: Keywords::parse_list("retrieval, scaling").unwrap(),
             ..personal()
         };
         let r = t.digest(&ids, &reader).unwrap();
-        let shown: String = scraper::Html::parse_document(&r.html)
-            .root_element()
-            .text()
-            .collect();
+        let shown = shown(&r.html);
         assert!(shown.contains("1. Scaling laws for everything"), "{shown}");
         assert!(shown.contains("2. Retrieval at scale"), "{shown}");
         assert!(
@@ -1070,18 +1077,14 @@ mod tests {
     #[test]
     fn a_weekly_digest_says_so_in_its_heading_and_footer() {
         let papers = vec![paper("2501.00001", "First", 3)];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-            .unwrap();
+        let t = template(&papers);
         let ids = vec![papers[0].id.clone()];
         let weekly = Personal {
             weekly: true,
             ..personal()
         };
         let r = t.digest(&ids, &weekly).unwrap();
-        let shown: String = scraper::Html::parse_document(&r.html)
-            .root_element()
-            .text()
-            .collect();
+        let shown = shown(&r.html);
         assert!(shown.contains("Your week in papers"), "{shown}");
         assert!(shown.contains("Dec 3–9, 2025"), "{shown}");
         assert!(
@@ -1116,11 +1119,7 @@ mod tests {
         p.thumbnail = HttpUrl::parse("https://cdn.example.org/t/2501.00001.png");
         let papers = vec![p];
         let ids = vec![papers[0].id.clone()];
-        let plain =
-            EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-                .unwrap()
-                .digest(&ids, &personal())
-                .unwrap();
+        let plain = template(&papers).digest(&ids, &personal()).unwrap();
         assert!(
             !plain.html.contains("<img"),
             "thumbnails are off by default"
@@ -1157,8 +1156,7 @@ mod tests {
     #[test]
     fn view_in_browser_opens_the_readers_own_page_when_there_is_one() {
         let papers = vec![paper("2501.00001", "First", 3)];
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-            .unwrap();
+        let t = template(&papers);
         let own = "https://p.example.org/digest?token=a&b";
         let reader = Personal {
             browser: BrowserLink::Own(own.into()),
@@ -1287,8 +1285,7 @@ mod tests {
                 p
             })
             .collect();
-        let t = EditionTemplate::new(date(), &papers, "https://p.example.org", &Look::default())
-            .unwrap();
+        let t = template(&papers);
         let ids: Vec<PaperId> = papers.iter().map(|p| p.id.clone()).collect();
         let r = t.digest(&ids, &personal()).unwrap();
         assert!(r.html.len() <= HTML_BUDGET);
@@ -1317,10 +1314,7 @@ mod tests {
         assert!(r.html.is_ascii());
         assert!(r.html.contains("&#xDC;ber &#x5927;&#x898F;&#x6A21; models"));
         assert!(r.text.contains("Über 大規模 models — «fast» 🚀"));
-        let shown: String = scraper::Html::parse_document(&r.html)
-            .root_element()
-            .text()
-            .collect();
+        let shown = shown(&r.html);
         assert!(shown.contains("Über 大規模 models — «fast» 🚀"));
         assert!(shown.contains("Zoë Çelik"));
         assert!(shown.contains("papers about «Über»"));
