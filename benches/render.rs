@@ -114,6 +114,21 @@ fn bench_render(c: &mut Criterion) {
                 .expect("digest")
         })
     });
+    // A reader with keywords: each card also says which matched and where.
+    let with_keywords = Personal {
+        keywords: paperboy::domain::Keywords::parse_list(
+            "llm, diffusion, retrieval, agents, reinforcement",
+        )
+        .expect("keywords"),
+        ..personal.clone()
+    };
+    per_message.bench_function("digest_with_keywords", |b| {
+        b.iter(|| {
+            template
+                .digest(black_box(&chosen), black_box(&with_keywords))
+                .expect("digest")
+        })
+    });
     per_message.bench_function("mailer_build", |b| {
         b.iter_batched(
             || (rendered.text.clone(), rendered.html.clone()),

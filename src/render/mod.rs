@@ -61,6 +61,10 @@ pub struct PaperView {
     /// wraps at a word, never mid-word.
     pub title_lines: Vec<String>,
     pub byline_lines: Vec<String>,
+    /// The code and project-page links for the text part, each after its label, or on a
+    /// line of its own when that would run past the width: a link is never broken.
+    pub code_lines: Vec<String>,
+    pub project_lines: Vec<String>,
     pub abs_url: String,
     pub pdf_url: String,
     /// The paper's comments on Hugging Face, where readers discuss it.
@@ -105,6 +109,19 @@ impl PaperView {
                 label: p.github_name().unwrap_or_else(|| "Code".into()),
                 stars: p.github_stars,
             }),
+            code_lines: p
+                .github_repo
+                .as_ref()
+                .map(|url| {
+                    let stars = p.github_stars.map(|n| format!(" (★ {n})"));
+                    labelled("Code", url.as_str(), stars.as_deref().unwrap_or(""))
+                })
+                .unwrap_or_default(),
+            project_lines: p
+                .project_page
+                .as_ref()
+                .map(|url| labelled("Project page", url.as_str(), ""))
+                .unwrap_or_default(),
             project_page: p.project_page.as_ref().map(ToString::to_string),
             // The same label as the HTML card's.
             blurb_lines: wrap(
@@ -188,6 +205,7 @@ struct DigestText<'a> {
 }
 
 /// The per-subscriber parts of a digest.
+#[derive(Clone)]
 pub struct Personal {
     /// Why they get these papers, in one sentence.
     pub why: String,
@@ -772,6 +790,17 @@ pub fn trim_at_word(s: &str, max: usize) -> String {
     format!("{}…", cut.trim_end_matches([' ', ',', ';', ':', '.']))
 }
 
+/// "Label: link note" on one line of the text part if it fits, else "Label note:" on a
+/// line and the link alone on the next.
+fn labelled(label: &str, link: &str, note: &str) -> Vec<String> {
+    let line = format!("{label}: {link}{note}");
+    if line.chars().count() <= TEXT_WIDTH - 3 {
+        vec![line]
+    } else {
+        vec![format!("{label}{note}:"), link.to_string()]
+    }
+}
+
 /// Greedy word wrap for the text part.
 pub fn wrap(s: &str, width: usize) -> Vec<String> {
     let mut lines = Vec::new();
@@ -1337,6 +1366,12 @@ mod tests {
         assert_eq!(trim_at_word("one two three", 8), "one two…");
         assert_eq!(trim_at_word("short", 8), "short");
         assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
+        assert_eq!(
+            labelled("Code", "https://x.org/a", " (★ 3)"),
+            ["Code: https://x.org/a (★ 3)"]
+        );
+        let long = format!("https://github.com/{}", "a".repeat(60));
+        assert_eq!(labelled("Code", &long, " (★ 3)"), ["Code (★ 3):", &long]);
         assert_eq!(
             escape_html("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
