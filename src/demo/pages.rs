@@ -191,6 +191,9 @@ async fn outbox_index(State(demo): State<Arc<Demo>>) -> Response {
 struct MessageView {
     name: String,
     subject: String,
+    from: String,
+    to: String,
+    date: String,
     headers: Vec<(String, String)>,
     has_html: bool,
     text: Option<Vec<Piece>>,
@@ -204,6 +207,9 @@ async fn message(
     Ok(page(
         StatusCode::OK,
         &MessageView {
+            from: header(&m.headers, "From"),
+            to: m.to,
+            date: header(&m.headers, "Date"),
             name: m.name,
             subject: m.subject,
             headers: m.headers,
@@ -211,6 +217,14 @@ async fn message(
             text: m.text.as_deref().map(outbox::pieces),
         },
     ))
+}
+
+fn header(headers: &[(String, String)], name: &str) -> String {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.clone())
+        .unwrap_or_default()
 }
 
 /// A message's HTML part as it was sent, but for links opening in the demo's window
