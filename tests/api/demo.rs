@@ -458,7 +458,7 @@ async fn every_demo_page_has_the_banner_and_serve_has_no_demo_pages() {
 const UPDATE_PICTURE: &str = "UPDATE_README_PICTURE";
 
 /// The walk a newcomer takes, in headless Chromium against the real `paperboy demo`:
-/// subscribe, find the confirmation in the outbox, confirm with its link, read the digest
+/// subscribe, find the confirmation in the outbox, confirm with its button, read the digest
 /// there (its HTML part in the frame, its text part beside it), "next day", and read a
 /// second digest with none of the first one's papers. Every step is shot as a phone and a
 /// desktop show it, light and dark (`target/tmp/screenshots/demo-*.png`), and checked as
@@ -498,7 +498,11 @@ async fn a_visitor_walks_the_demo_in_a_browser() {
     wait_in_frame(&browser, "Confirm subscription").await;
     browser.check_shots("demo-4-confirmation-mail").await;
 
-    browser.click("pre.text a[href*='/confirm?token=']").await;
+    // The button of the mail's HTML part, in its sandboxed frame, opens the page in the
+    // demo's window, as a mail program opens it in the browser.
+    browser.driver().enter_frame(0).await.unwrap();
+    browser.click("a[href*='/confirm?token=']").await;
+    browser.driver().enter_default_frame().await.unwrap();
     browser.wait_for_text("One click and trending papers").await;
     browser.check_shots("demo-5-confirm").await;
     browser.click("main button[type=submit]").await;
