@@ -64,6 +64,8 @@ impl Demo {
     }
 }
 
+/// Runs the demo until Ctrl-C or SIGTERM, then stops as `serve` does and deletes a
+/// temporary data directory.
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let data = DataDir::open(options.data)?;
     let listener = bind(options.listen).await?;
@@ -93,9 +95,9 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
 
     print_block(&url, &settings, &data, &days);
     crate::web::serve(listener, router, &settings.web, shutdown_signal()).await;
-    let _between_editions = parts.editions.between_editions().await;
+    let no_edition_running = parts.editions.between_editions().await;
     parts.store.flush().await?;
-    drop(_between_editions);
+    drop(no_edition_running);
     drop(parts);
     data.finish();
     Ok(())
@@ -229,12 +231,23 @@ impl DataDir {
 
     /// Deletes a temporary directory; says where a kept one is.
     fn finish(self) {
-        match self {
-            DataDir::Temporary(dir) => match std::fs::remove_dir_all(&dir) {
+        match &self {
+            DataDir::Temporary(dir) => match std::fs::remove_dir_all(dir) {
                 Ok(()) => println!("demo stopped; deleted {}", dir.display()),
                 Err(e) => eprintln!("demo stopped; could not delete {}: {e}", dir.display()),
             },
             DataDir::Kept(dir) => println!("demo stopped; its data stays in {}", dir.display()),
+        }
+    }
+}
+
+/// A demo that could not start leaves no temporary directory behind either.
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if let DataDir::Temporary(dir) = self
+            && dir.exists()
+        {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
