@@ -45,6 +45,17 @@ pub enum TopLevel {
     Completions { shell: clap_complete::Shell },
     /// Print the manual page, paperboy(1), as roff: `paperboy man | man -l -` reads it
     Man,
+    /// Try paperboy offline: the web pages on sample papers, mail shown in the browser
+    /// instead of sent, in a data directory of its own (the config file is not read)
+    Demo {
+        /// Where the pages listen (default: 127.0.0.1:8080, else any free port)
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Keep the demo's data in DIR, a new or empty directory or an earlier demo's
+        /// (default: a temporary directory, deleted at the end)
+        #[arg(long, value_name = "DIR")]
+        data: Option<PathBuf>,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -73,7 +84,9 @@ pub fn main() -> ExitCode {
         }
         _ => {}
     }
-    crate::telemetry::init();
+    // The demo's terminal shows its own lines; its logs only when something goes wrong.
+    let demo = matches!(cli.command, TopLevel::Demo { .. });
+    crate::telemetry::init_at(if demo { "warn" } else { "info" });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -88,6 +101,11 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Before the settings are loaded: the demo reads no config and no state of the real one.
+    if let TopLevel::Demo { listen, data } = cli.command {
+        crate::demo::run(crate::demo::Options { listen, data }).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let (settings, origin) = Settings::load(cli.config.as_deref())?;
     let command = match cli.command {
         TopLevel::CheckConfig => {
@@ -113,6 +131,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         TopLevel::OnStore(command) => command,
         TopLevel::Completions { .. } | TopLevel::Man => unreachable!("handled in main"),
+        TopLevel::Demo { .. } => unreachable!("handled above"),
     };
     let input = match command.input_file() {
         Some(path) => Some(

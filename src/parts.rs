@@ -12,7 +12,7 @@ use crate::commands;
 use crate::config::Settings;
 use crate::edition::{self, Editions};
 use crate::mail::Mailer;
-use crate::source::{HfSource, Source};
+use crate::source::{HfSource, Pages, Source};
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::tokens::{Links, TokenKey};
@@ -30,6 +30,12 @@ pub struct Parts {
 impl Parts {
     /// Opens the store (refused while another process holds it) and builds the rest.
     pub fn build(settings: &Settings) -> anyhow::Result<Self> {
+        Self::build_with(settings, HfSource::new(&settings.source)?.into())
+    }
+
+    /// [`Parts::build`] with the listings taken from `pages` rather than from the sources
+    /// `settings.source` names.
+    pub fn build_with(settings: &Settings, pages: Pages) -> anyhow::Result<Self> {
         let dir = &settings.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the data directory {}", dir.display()))?;
@@ -40,11 +46,7 @@ impl Parts {
         );
         let metrics = Arc::new(Metrics::default());
         metrics.set_last_fetch_ok(store.last_fetch_ok()?);
-        let source = Arc::new(Source::new(
-            HfSource::new(&settings.source)?,
-            store.clone(),
-            metrics.clone(),
-        ));
+        let source = Arc::new(Source::new(pages, store.clone(), metrics.clone()));
         let mailer = Mailer::new(&settings.mail, &settings.outbox_dir())?;
         let editions = Arc::new(Editions::new(edition::Parts {
             store: store.clone(),

@@ -49,22 +49,7 @@ impl Application {
             .await
             .with_context(|| format!("web.listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        let router = crate::web::router(crate::web::Parts {
-            store: parts.store.clone(),
-            editions: parts.editions.clone(),
-            source: parts.source.clone(),
-            links: parts.links.clone(),
-            notices: Notices::new(
-                parts.mailer,
-                parts.links.clone(),
-                parts.metrics.clone(),
-                settings.mail.smtp.max_attempts,
-            ),
-            settings: settings.web.clone(),
-            schedule: settings.schedule.clone(),
-            digest: settings.digest.clone(),
-            metrics: parts.metrics.clone(),
-        });
+        let router = router(&parts, &settings);
         Ok(Self {
             store: parts.store,
             editions: parts.editions,
@@ -152,6 +137,26 @@ impl Application {
     }
 }
 
+/// The web pages, served with the parts they use.
+pub fn router(parts: &Parts, settings: &Settings) -> axum::Router {
+    crate::web::router(crate::web::Parts {
+        store: parts.store.clone(),
+        editions: parts.editions.clone(),
+        source: parts.source.clone(),
+        links: parts.links.clone(),
+        notices: Notices::new(
+            parts.mailer.clone(),
+            parts.links.clone(),
+            parts.metrics.clone(),
+            settings.mail.smtp.max_attempts,
+        ),
+        settings: settings.web.clone(),
+        schedule: settings.schedule.clone(),
+        digest: settings.digest.clone(),
+        metrics: parts.metrics.clone(),
+    })
+}
+
 /// Reads the page once at start, sending nothing: the subscribe page gets its sample and
 /// `/healthz` learns at once whether the source is reachable.
 async fn first_look(source: Arc<Source>, tz: chrono_tz::Tz) {
@@ -199,7 +204,7 @@ async fn one_signal() {
 
 /// A URL for the listening address that opens in a browser on this machine: a wildcard
 /// address (0.0.0.0, ::) is reached through loopback.
-fn local_url(addr: SocketAddr) -> String {
+pub fn local_url(addr: SocketAddr) -> String {
     let ip = match addr.ip() {
         ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
         ip if ip.is_unspecified() => "[::1]".to_string(),

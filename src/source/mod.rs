@@ -6,6 +6,7 @@
 //! days before the edition's (the recent window) are read at best effort on top.
 
 mod fetch;
+mod held;
 mod merge;
 mod parse;
 mod recorded;
@@ -14,9 +15,10 @@ use std::time::Duration;
 
 use futures_util::future::{join_all, try_join_all};
 
+pub use held::Held;
 pub use merge::{merge, recent_only};
 pub use parse::{Listing, ParseError, clean, parse_as, parse_listing};
-pub use recorded::Source;
+pub use recorded::{Pages, Source};
 
 use crate::config::SourceSettings;
 use crate::domain::{EditionDate, Paper};
@@ -58,6 +60,9 @@ pub enum SourceError {
         asked: EditionDate,
         got: EditionDate,
     },
+    /// Held listings ([`Held`]) begin after this day.
+    #[error("no listing is held for {asked} or any day before it")]
+    NotHeld { asked: EditionDate },
     /// With several sources, which one failed: its config key.
     #[error("{key}")]
     Of {
@@ -86,6 +91,7 @@ impl SourceError {
                 "the source's page could not be read (has its layout changed?)".into()
             }
             SourceError::WrongDate { .. } => "the source shows another day's papers".into(),
+            SourceError::NotHeld { .. } => "no listing is held for that day".into(),
             SourceError::Of { key, error } => format!("{key}: {}", error.summary()),
         }
     }

@@ -1,20 +1,50 @@
 //! The source as the daemon uses it: every fetch is recorded where health looks (the
 //! metrics, and the time of the last good fetch in the store, which outlives a restart), and
-//! the last good listing is kept for the subscribe page's sample and for ticks.
+//! the last good listing is kept for the subscribe page's sample and for ticks. The pages
+//! come over HTTP, or, for the demo, from listings held in memory.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::{HfSource, Listing, SourceError};
+use super::{Held, HfSource, Listing, SourceError};
 use crate::domain::{EditionDate, Paper};
 use crate::store::Store;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::one_line;
 
+/// Where a [`Source`]'s listings come from.
+pub enum Pages {
+    /// The configured sources, over HTTP.
+    Web(HfSource),
+    /// Listings held in memory: nothing is fetched.
+    Held(Held),
+}
+
+impl Pages {
+    async fn fetch(&self, date: EditionDate) -> Result<Listing, SourceError> {
+        match self {
+            Pages::Web(web) => web.fetch(date).await,
+            Pages::Held(held) => held.fetch(date),
+        }
+    }
+}
+
+impl From<HfSource> for Pages {
+    fn from(web: HfSource) -> Self {
+        Pages::Web(web)
+    }
+}
+
+impl From<Held> for Pages {
+    fn from(held: Held) -> Self {
+        Pages::Held(held)
+    }
+}
+
 pub struct Source {
-    pages: HfSource,
+    pages: Pages,
     store: Store,
     metrics: Arc<Metrics>,
     /// The last successful fetch: when, for which edition, and what it said.
@@ -22,9 +52,9 @@ pub struct Source {
 }
 
 impl Source {
-    pub fn new(pages: HfSource, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(pages: impl Into<Pages>, store: Store, metrics: Arc<Metrics>) -> Self {
         Self {
-            pages,
+            pages: pages.into(),
             store,
             metrics,
             latest: Mutex::new(None),

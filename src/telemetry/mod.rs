@@ -38,7 +38,12 @@ impl<E: std::fmt::Display> std::fmt::Display for Flat<E> {
 impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for Flat<E> {}
 
 pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    init_at("info")
+}
+
+/// [`init`], logging at `default` when `RUST_LOG` does not say.
+pub fn init_at(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let format = std::env::var("PAPERBOY_LOG_FORMAT").unwrap_or_default();
     let json =
         format == "json" || (format != "text" && std::env::var_os("JOURNAL_STREAM").is_some());

@@ -111,7 +111,7 @@ pub fn router(parts: Parts) -> Router {
 }
 
 /// Tokens travel in URLs: no referrer may carry them elsewhere, and no page runs script.
-async fn security_headers(mut response: Response) -> Response {
+pub async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     let set = |h: &mut HeaderMap, name: header::HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));

@@ -88,14 +88,14 @@ impl Browser {
             .unwrap_or_else(|e| panic!("goto {url}: {e}"));
     }
 
-    async fn find(&self, css: &str) -> WebElement {
+    pub(crate) async fn find(&self, css: &str) -> WebElement {
         self.driver()
             .find(By::Css(css))
             .await
             .unwrap_or_else(|e| panic!("find {css}: {e}"))
     }
 
-    async fn type_into(&self, css: &str, text: &str) {
+    pub(crate) async fn type_into(&self, css: &str, text: &str) {
         self.find(css)
             .await
             .send_keys(text)
@@ -103,7 +103,7 @@ impl Browser {
             .unwrap_or_else(|e| panic!("type into {css}: {e}"));
     }
 
-    async fn click(&self, css: &str) {
+    pub(crate) async fn click(&self, css: &str) {
         self.find(css)
             .await
             .click()
@@ -134,7 +134,7 @@ impl Browser {
 
     /// Screenshots of the page open as a phone and a desktop show it, light and dark, each
     /// checked by [`check_shot`].
-    async fn check_shots(&self, page: &str) {
+    pub(crate) async fn check_shots(&self, page: &str) {
         for shot in &SHOTS {
             check_shot(self, page, shot).await;
         }
@@ -233,7 +233,7 @@ impl Browser {
         .expect("Emulation.setEmulatedMedia");
     }
 
-    async fn png(&self) -> Vec<u8> {
+    pub(crate) async fn png(&self) -> Vec<u8> {
         self.driver()
             .screenshot_as_png()
             .await

@@ -11,6 +11,7 @@ mod archive;
 mod browser;
 mod cadence;
 mod cli;
+mod demo;
 mod digest;
 mod dkim;
 mod explain;
