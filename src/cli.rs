@@ -74,6 +74,8 @@ pub fn main() -> ExitCode {
         _ => {}
     }
     crate::telemetry::init();
+    // A mail server reads the bounce intake's exit code: sysexits, never a bare 1.
+    let bounce = matches!(cli.command, TopLevel::OnStore(Command::Bounce { .. }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,7 +84,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::one_line(e.as_ref()));
-            ExitCode::FAILURE
+            if bounce {
+                ExitCode::from(crate::bounce::exit_code_before_start(&e))
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -118,6 +124,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => Some(
             std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+        ),
+        None if command.reads_stdin() => Some(
+            crate::bounce::read_message(std::io::stdin().lock())
+                .map_err(crate::bounce::BounceError::from)?,
         ),
         None => None,
     };
