@@ -7,6 +7,7 @@
 //! `LEFT_OUT_WITHOUT_E2E` below.
 
 mod archive;
+mod bounces;
 #[cfg(feature = "e2e")]
 mod browser;
 mod cadence;
