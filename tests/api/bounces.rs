@@ -465,3 +465,259 @@ async fn the_file_outbox_records_the_envelope_sender() {
         }
     }
 }
+
+/// The whole way round with a real MTA: paperboy hands a digest to a private Postfix on
+/// loopback, which accepts it; the next hop (smtp-sink) refuses the recipient with 550;
+/// Postfix mails a DSN to the VERP sender, whose domain its transport map sends to a
+/// `pipe` service running `paperboy bounce`, which marks the reader bounced.
+///
+/// Postfix's `pipe` runs its command as an unprivileged user (never root), so everything
+/// of paperboy's here runs as `nobody`: the binary is copied where `nobody` can run it,
+/// and the data directory is `nobody`'s.
+#[cfg(feature = "e2e")]
+mod postfix {
+    use std::os::unix::process::CommandExt;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    use crate::helpers::{
+        PageServer, Reply, Run, SmtpSink, TestApp, clean_env, fixture, free_port,
+    };
+
+    const BOUNCE_DOMAIN: &str = "bounce.paperboy.test";
+
+    /// uid and gid of a user, from /etc/passwd.
+    fn user(name: &str) -> (u32, u32) {
+        let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+        passwd
+            .lines()
+            .map(|l| l.split(':').collect::<Vec<_>>())
+            .find(|f| f.first() == Some(&name) && f.len() > 3)
+            .map(|f| (f[2].parse().unwrap(), f[3].parse().unwrap()))
+            .unwrap_or_else(|| panic!("no user {name} in /etc/passwd"))
+    }
+
+    fn chown_all(path: &Path, (uid, gid): (u32, u32)) {
+        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).unwrap();
+        if path.is_dir() {
+            for e in std::fs::read_dir(path).unwrap() {
+                chown_all(&e.unwrap().path(), (uid, gid));
+            }
+        }
+    }
+
+    fn postconf_default(name: &str) -> String {
+        let out = Command::new("postconf")
+            .args(["-d", "-h", name])
+            .output()
+            .expect("postconf runs (install postfix; scripts/install-test-deps does)");
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    }
+
+    /// A Postfix instance of its own: configuration, queue and data directories under
+    /// `root`, listening on a loopback port, relaying everything to `relay_port` but mail
+    /// for the bounce domain, which goes to `paperboy bounce`. Stopped when dropped.
+    struct Postfix {
+        root: PathBuf,
+        port: u16,
+    }
+
+    impl Postfix {
+        fn start(root: &Path, relay_port: u16, bounce_command: &str) -> Self {
+            let port = free_port();
+            let (etc, queue, data) = (root.join("etc"), root.join("queue"), root.join("data"));
+            for d in [&etc, &queue, &data] {
+                std::fs::create_dir_all(d).unwrap();
+            }
+            // Postfix insists that its data directory is its own.
+            chown_all(&data, user(&postconf_default("mail_owner")));
+            let main_cf = format!(
+                "compatibility_level = 3.6
+queue_directory = {queue}
+data_directory = {data}
+command_directory = {command}
+daemon_directory = {daemon}
+meta_directory = {meta}
+shlib_directory = {shlib}
+maillog_file = {root}/maillog
+maillog_file_prefixes = {root}
+myhostname = relay.paperboy.test
+mydomain = paperboy.test
+mydestination =
+inet_interfaces = loopback-only
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+smtpd_relay_restrictions = permit_mynetworks, reject
+relayhost = [127.0.0.1]:{relay_port}
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+transport_maps = inline:{{{BOUNCE_DOMAIN}=paperboy:}}
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+smtputf8_enable = no
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 2s
+",
+                queue = queue.display(),
+                data = data.display(),
+                root = root.display(),
+                command = postconf_default("command_directory"),
+                daemon = postconf_default("daemon_directory"),
+                meta = postconf_default("meta_directory"),
+                shlib = postconf_default("shlib_directory"),
+            );
+            std::fs::write(etc.join("main.cf"), main_cf).unwrap();
+            let master_cf = format!(
+                "127.0.0.1:{port} inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+paperboy  unix  - n n - - pipe
+  user=nobody argv={bounce_command} --recipient ${{original_recipient}}
+"
+            );
+            std::fs::write(etc.join("master.cf"), master_cf).unwrap();
+            let status = Command::new("postfix")
+                .arg("-c")
+                .arg(&etc)
+                .arg("start")
+                .status()
+                .expect("postfix runs (install postfix; scripts/install-test-deps does)");
+            let postfix = Self {
+                root: root.to_path_buf(),
+                port,
+            };
+            assert!(
+                status.success(),
+                "postfix did not start; its log:\n{}",
+                postfix.log()
+            );
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+                assert!(
+                    Instant::now() < deadline,
+                    "postfix does not listen; its log:\n{}",
+                    postfix.log()
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            postfix
+        }
+
+        fn log(&self) -> String {
+            std::fs::read_to_string(self.root.join("maillog")).unwrap_or_default()
+        }
+    }
+
+    impl Drop for Postfix {
+        fn drop(&mut self) {
+            let master = std::fs::read_to_string(self.root.join("queue/pid/master.pid"))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok());
+            let _ = Command::new("postfix")
+                .arg("-c")
+                .arg(self.root.join("etc"))
+                .arg("stop")
+                .status();
+            // Its directories go with the test's: wait (bounded) for its master to be gone.
+            if let Some(pid) = master {
+                let deadline = Instant::now() + Duration::from_secs(15);
+                while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postfix_turns_a_refusal_after_acceptance_into_a_bounce() {
+        let nobody = user("nobody");
+        let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+        // The next hop: accepts the connection, refuses every recipient with a 5xx.
+        let sink = SmtpSink::start_with(&["-f", "RCPT"]);
+
+        let root = tempfile::Builder::new()
+            .prefix("paperboy-postfix")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(
+            root.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let bin = root.path().join("paperboy");
+        std::fs::copy(env!("CARGO_BIN_EXE_paperboy"), &bin).unwrap();
+
+        // paperboy's side, handed to nobody once configured; port filled in below.
+        let app = TestApp::new(&pages.url(), 1, "");
+        app.set("mail.bounce_address", format!("bounces@{BOUNCE_DOMAIN}"));
+        let bounce_command = format!("{} --config {} bounce", bin.display(), app.config.display());
+        let postfix = Postfix::start(&root.path().join("postfix"), sink.port, &bounce_command);
+        app.set("mail.smtp.port", i64::from(postfix.port));
+        chown_all(app.dir.path(), nobody);
+
+        let run = |args: &[&str]| -> Run {
+            let mut cmd = Command::new(&bin);
+            clean_env(&mut cmd);
+            cmd.arg("--config")
+                .arg(&app.config)
+                .args(args)
+                .current_dir(app.dir.path())
+                .env("RUST_LOG", "warn")
+                .uid(nobody.0)
+                .gid(nobody.1);
+            cmd.output().expect("the binary runs").into()
+        };
+        let r = run(&["subscribers", "add", "ann@example.org", "--confirmed"]);
+        assert!(r.ok(), "{}", r.stderr);
+        // Postfix accepts the digest: as far as paperboy can see, it was sent.
+        let r = run(&["run-once", "--date", "2025-12-09"]);
+        assert!(r.ok(), "{}", r.stderr);
+        assert!(r.stdout.contains("1 sent"), "{}", r.stdout);
+
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let list = run(&["subscribers", "list"]).stdout;
+            let ann = list.lines().find(|l| l.starts_with("ann@example.org"));
+            if ann.is_some_and(|l| l.contains(" bounced ")) {
+                let line = ann.unwrap();
+                // The reason is the one the refusing server gave, carried by the DSN.
+                assert!(line.contains("permanent: 5."), "{line}");
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "ann was not marked bounced within 60 s:\n{list}\npostfix's log:\n{}",
+                postfix.log()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let log = postfix.log();
+        assert!(
+            log.contains("relay=paperboy") && log.contains("status=sent"),
+            "the DSN went through the pipe service:\n{log}"
+        );
+        assert!(sink.messages().is_empty(), "the next hop refused it");
+    }
+}
