@@ -652,6 +652,10 @@ paperboy  unix  - n n - - pipe
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn postfix_turns_a_refusal_after_acceptance_into_a_bounce() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "this test starts Postfix and runs paperboy as nobody: run it as root (CI does)"
+        );
         let nobody = user("nobody");
         let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
         // The next hop: accepts the connection, refuses every recipient with a 5xx.
