@@ -87,6 +87,8 @@ pub fn main() -> ExitCode {
     // The demo's terminal shows its own lines; its logs only when something goes wrong.
     let demo = matches!(cli.command, TopLevel::Demo { .. });
     crate::telemetry::init_at(if demo { "warn" } else { "info" });
+    // A mail server reads the bounce intake's exit code: sysexits, never a bare 1.
+    let bounce = matches!(cli.command, TopLevel::OnStore(Command::Bounce { .. }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -95,7 +97,11 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", crate::telemetry::one_line(e.as_ref()));
-            ExitCode::FAILURE
+            if bounce {
+                ExitCode::from(crate::bounce::exit_code_before_start(&e))
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }
@@ -137,6 +143,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(path) => Some(
             std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?,
+        ),
+        None if command.reads_stdin() => Some(
+            crate::bounce::read_message(std::io::stdin().lock())
+                .map_err(crate::bounce::BounceError::from)?,
         ),
         None => None,
     };

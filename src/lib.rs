@@ -3,6 +3,7 @@
 //! The binary is a thin shell around [`cli::main`]; everything else is here so tests can
 //! drive it directly.
 
+pub mod bounce;
 pub mod cli;
 pub mod commands;
 pub mod config;

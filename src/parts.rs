@@ -47,7 +47,8 @@ impl Parts {
         let metrics = Arc::new(Metrics::default());
         metrics.set_last_fetch_ok(store.last_fetch_ok()?);
         let source = Arc::new(Source::new(pages, store.clone(), metrics.clone()));
-        let mailer = Mailer::new(&settings.mail, &settings.outbox_dir())?;
+        let mailer = Mailer::new(&settings.mail, &settings.outbox_dir())?
+            .with_return_key(links.key().clone());
         let editions = Arc::new(Editions::new(edition::Parts {
             store: store.clone(),
             source: source.clone(),
@@ -68,6 +69,13 @@ impl Parts {
             settings.schedule.clone(),
             settings.digest.clone(),
             settings.secret_key_path(),
+            crate::bounce::Intake::new(
+                store.clone(),
+                links.key().clone(),
+                &settings.mail,
+                mailer.list_id(),
+                metrics.clone(),
+            ),
         ));
         Ok(Self {
             store,

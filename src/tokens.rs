@@ -9,6 +9,13 @@
 //! digest token binds its edition's date, so it opens that one digest and no other.
 //! Tokens cannot be forged or guessed (128-bit tag) and cannot be used for another purpose
 //! or another subscriber.
+//!
+//! The return-path token of a VERP envelope sender (`bounces+TOKEN@example.org`) is shorter
+//! and of another shape, since it lives in an address's local part: lower-case base32 (some
+//! relays fold the case of a local part), `subscriber id | edition day | tag`, 32
+//! characters, its 72-bit tag an HMAC over the same key with a purpose of its own. It only
+//! says which digest a bounce is about; a forger would have to guess the tag for one
+//! subscriber and one edition through the bounce intake itself.
 
 use std::io::Write;
 use std::path::Path;
@@ -34,10 +41,18 @@ pub enum Purpose {
     /// Reads a subscriber's personal feed: it lives in a feed reader's settings, so it only
     /// reads, and cannot change or end the subscription.
     Feed = 4,
+    /// Names the digest (or notice) a bounce is about, in a VERP envelope sender.
+    ReturnPath = 5,
     /// Reads a subscriber's own copy of one digest on the web ("view in your browser"),
     /// bound to its edition's date. Mail is forwarded, so it only reads, too.
-    Digest = 5,
+    Digest = 6,
 }
+
+/// Bytes of a return-path token: subscriber id, edition day, tag.
+const RETURN_BODY_LEN: usize = 8 + 3;
+const RETURN_TAG_LEN: usize = 9;
+/// Characters of a return-path token: 20 bytes in base32.
+pub const RETURN_TOKEN_CHARS: usize = (RETURN_BODY_LEN + RETURN_TAG_LEN) * 8 / 5;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TokenError {
@@ -235,6 +250,88 @@ pub fn digest_binding(date: EditionDate) -> u64 {
     date.day_number().into()
 }
 
+impl TokenKey {
+    /// The return-path token for a message to `subscriber`: a digest of `edition`, or a
+    /// notice about the subscription (`None`).
+    pub fn sign_return(&self, subscriber: SubscriberId, edition: Option<EditionDate>) -> String {
+        let mut raw = Vec::with_capacity(RETURN_BODY_LEN + RETURN_TAG_LEN);
+        raw.extend_from_slice(&subscriber.to_bytes());
+        let day = edition.map_or(0, |d| d.day_number());
+        raw.extend_from_slice(&day.to_be_bytes()[1..]);
+        let tag = self.return_mac(&raw).finalize().into_bytes();
+        raw.extend_from_slice(&tag[..RETURN_TAG_LEN]);
+        base32(&raw)
+    }
+
+    /// Whose message a return-path token names, and which edition (`None`: a notice), if
+    /// this key signed it. Case does not matter.
+    pub fn verify_return(
+        &self,
+        token: &str,
+    ) -> Result<(SubscriberId, Option<EditionDate>), TokenError> {
+        let raw = unbase32(token)
+            .filter(|r| r.len() == RETURN_BODY_LEN + RETURN_TAG_LEN)
+            .ok_or(TokenError::Invalid)?;
+        let (body, tag) = raw.split_at(RETURN_BODY_LEN);
+        self.return_mac(body)
+            .verify_truncated_left(tag)
+            .map_err(|_| TokenError::Invalid)?;
+        let id = SubscriberId::from_u64(u64::from_be_bytes(body[..8].try_into().expect("8")));
+        let day = u32::from_be_bytes([0, body[8], body[9], body[10]]);
+        let edition = match day {
+            0 => None,
+            n => Some(EditionDate::from_day_number(n).ok_or(TokenError::Invalid)?),
+        };
+        Ok((id, edition))
+    }
+
+    fn return_mac(&self, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        mac.update(&[VERSION, Purpose::ReturnPath as u8]);
+        mac.update(body);
+        mac
+    }
+}
+
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+/// RFC 4648 base32 in lower case, without padding.
+fn base32(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let (mut acc, mut bits) = (0u32, 0);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(char::from(BASE32[((acc >> bits) & 31) as usize]));
+        }
+    }
+    if bits > 0 {
+        out.push(char::from(BASE32[((acc << (5 - bits)) & 31) as usize]));
+    }
+    out
+}
+
+/// [`base32`] read back, in either case; `None` for anything else, or a token too long.
+fn unbase32(text: &str) -> Option<Vec<u8>> {
+    if text.len() > 2 * RETURN_TOKEN_CHARS {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len() * 5 / 8);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in text.bytes() {
+        let v = BASE32.iter().position(|&x| x == c.to_ascii_lowercase())? as u32;
+        acc = (acc << 5) | v;
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 fn decode(token: &str) -> Option<Vec<u8>> {
     if token.len() > 64 {
         return None;
@@ -352,6 +449,44 @@ mod tests {
             Err(TokenError::Invalid)
         );
         assert_eq!(TokenKey::claimed_subscriber(&t), Some(id));
+    }
+
+    #[test]
+    fn return_path_tokens_name_subscriber_and_edition() {
+        let id = SubscriberId::from_u64(0xfedc_ba98_7654_3210);
+        let date = EditionDate::parse("2026-12-01").unwrap();
+        let t = key(1).sign_return(id, Some(date));
+        assert_eq!(t.len(), RETURN_TOKEN_CHARS);
+        assert!(
+            t.bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        );
+        assert_eq!(key(1).verify_return(&t), Ok((id, Some(date))));
+        assert_eq!(
+            key(1).verify_return(&t.to_uppercase()),
+            Ok((id, Some(date)))
+        );
+        let notice = key(1).sign_return(id, None);
+        assert_eq!(key(1).verify_return(&notice), Ok((id, None)));
+        assert_eq!(key(2).verify_return(&t), Err(TokenError::Invalid));
+        // Change any one character: no tampered token may pass.
+        for i in 0..t.len() {
+            let mut forged = t.clone().into_bytes();
+            forged[i] = if forged[i] == b'a' { b'b' } else { b'a' };
+            let forged = String::from_utf8(forged).unwrap();
+            assert!(key(1).verify_return(&forged).is_err(), "{forged}");
+        }
+        for junk in ["", "abc", "!!!!", &"a".repeat(500), &t[..30]] {
+            assert_eq!(key(1).verify_return(junk), Err(TokenError::Invalid));
+        }
+        // Nor does a link token pass as one, or the other way round.
+        let link = key(1).sign(Purpose::Unsubscribe, id, None, 0);
+        assert!(key(1).verify_return(&link).is_err());
+        assert!(
+            key(1)
+                .verify(Purpose::Unsubscribe, &t, Utc::now(), 0)
+                .is_err()
+        );
     }
 
     #[test]

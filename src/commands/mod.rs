@@ -100,6 +100,18 @@ pub enum Command {
     /// Look after the store
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Read one bounce or complaint on standard input, as a mail server hands it to a
+    /// program, and act on it: a permanent failure (DSN, 5.x.x) marks the subscriber
+    /// bounced, temporary ones (4.x.x) are counted, an abuse report (ARF) unsubscribes.
+    /// Anything else changes nothing and exits 0 with the reason. Exit codes follow
+    /// sysexits: 75 (try again later) when the store is busy, 78 for a bad config, 74 when
+    /// standard input cannot be read
+    Bounce {
+        /// The address the mail server delivered the message to, whose VERP token names
+        /// the message (Postfix: ${original_recipient})
+        #[arg(long, value_name = "ADDRESS")]
+        recipient: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Clone, Debug, Serialize, Deserialize)]
@@ -170,6 +182,11 @@ impl Command {
         }
     }
 
+    /// Whether the command reads a message on standard input, which the CLI reads for it.
+    pub fn reads_stdin(&self) -> bool {
+        matches!(self, Command::Bounce { .. })
+    }
+
     /// The file a command writes, which the CLI writes for it.
     pub fn output_file(&self) -> Option<&PathBuf> {
         match self {
@@ -187,6 +204,7 @@ pub struct Context {
     digest: DigestSettings,
     /// The link-signing key's file, which a backup carries.
     secret_key: PathBuf,
+    bounces: crate::bounce::Intake,
 }
 
 impl Context {
@@ -201,6 +219,7 @@ impl Context {
         schedule: ScheduleSettings,
         digest: DigestSettings,
         secret_key: PathBuf,
+        bounces: crate::bounce::Intake,
     ) -> Self {
         Self {
             store,
@@ -208,6 +227,7 @@ impl Context {
             schedule,
             digest,
             secret_key,
+            bounces,
         }
     }
 }
@@ -244,6 +264,37 @@ pub async fn execute(
             Ok(())
         }
         Command::Store(StoreCommand::Compact) => compact(ctx, out).await,
+        Command::Bounce { recipient } => {
+            bounce(ctx, &input.unwrap_or_default(), recipient.as_deref(), out).await;
+            Ok(())
+        }
+    }
+}
+
+/// `bounce`: one message in, one line out; the exit code for the MTA (sysexits).
+async fn bounce(ctx: &Context, raw: &[u8], recipient: Option<&str>, out: &mut Output) {
+    let result = match ctx.bounces.process(raw, recipient) {
+        Ok(outcome) => ctx
+            .store
+            .flush()
+            .await
+            .map(|()| outcome)
+            .map_err(crate::bounce::BounceError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(outcome) => {
+            let _ = writeln!(out.stdout, "{outcome}");
+            out.code = crate::bounce::exit::OK;
+        }
+        Err(e) => {
+            let _ = writeln!(
+                out.stderr,
+                "error: {}; nothing was recorded, try again later",
+                crate::telemetry::one_line(&e)
+            );
+            out.code = e.exit_code();
+        }
     }
 }
 
@@ -583,11 +634,23 @@ fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
         .map(|s| when(&s.preferences).len())
         .max()
         .unwrap_or(4);
-    let _ = writeln!(
+    // The last bounce or complaint, after the keywords, only when someone has one.
+    let bounces = all.iter().any(|s| s.last_bounce.is_some());
+    let keywords_width = if bounces {
+        all.iter()
+            .map(|s| s.preferences.keywords().to_string().chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("keywords".len())
+    } else {
+        0
+    };
+    let _ = write!(
         o,
-        "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  keywords",
-        "email", "status", "min_upvotes", "max_items", "when"
+        "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  {:<keywords_width$}",
+        "email", "status", "min_upvotes", "max_items", "when", "keywords"
     );
+    let _ = writeln!(o, "{}", if bounces { "  last bounce" } else { "" });
     for s in all {
         let p = &s.preferences;
         let or_default = |v: Option<u32>, def: u32| v.map_or(format!("{def}*"), |v| v.to_string());
@@ -596,9 +659,9 @@ fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
         } else {
             s.status.to_string()
         };
-        let _ = writeln!(
+        let _ = write!(
             o,
-            "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  {}",
+            "{:<width$}  {:<12}  {:>11}  {:>9}  {:<when_width$}  {:<keywords_width$}",
             s.email.as_str(),
             status,
             or_default(p.min_upvotes(), d.min_upvotes),
@@ -610,6 +673,14 @@ fn table(ctx: &Context, all: &[Subscriber], o: &mut String) {
                 p.keywords().to_string()
             }
         );
+        match &s.last_bounce {
+            Some(b) if bounces => {
+                let _ = writeln!(o, "  {b}");
+            }
+            _ => {
+                let _ = writeln!(o, "{}", if bounces { "  -" } else { "" });
+            }
+        }
     }
     let noun = if all.len() == 1 {
         "subscriber"

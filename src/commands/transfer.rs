@@ -45,6 +45,10 @@ pub struct Record {
     pub created_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub confirmed_at: Option<DateTime<Utc>>,
+    /// The last bounce or complaint (`2026-12-01 permanent: 5.1.1 failed: …`): written for
+    /// the operator, not read back by an import.
+    #[serde(default)]
+    pub last_bounce: Option<String>,
 }
 
 /// The CSV shape: keywords in one comma-separated field; frequency and send time as text
@@ -64,6 +68,8 @@ struct CsvRecord {
     frequency: String,
     #[serde(default)]
     send_at: String,
+    #[serde(default)]
+    last_bounce: String,
 }
 
 pub fn record(s: &Subscriber) -> Record {
@@ -78,6 +84,7 @@ pub fn record(s: &Subscriber) -> Record {
         send_at: s.preferences.send_at(),
         created_at: Some(s.created_at),
         confirmed_at: s.confirmed_at,
+        last_bounce: s.last_bounce.as_ref().map(ToString::to_string),
     }
 }
 
@@ -106,11 +113,12 @@ pub fn export(all: &[Subscriber], format: ExportFormat) -> anyhow::Result<String
                     confirmed_at: r.confirmed_at,
                     frequency: r.frequency.to_string(),
                     send_at: r.send_at.map(|s| s.to_string()).unwrap_or_default(),
+                    last_bounce: r.last_bounce.unwrap_or_default(),
                 })?;
             }
             if all.is_empty() {
                 return Ok(
-                    "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at,frequency,send_at\n"
+                    "email,status,min_upvotes,keywords,max_items,paused,created_at,confirmed_at,frequency,send_at,last_bounce\n"
                         .into(),
                 );
             }
@@ -188,6 +196,7 @@ fn parse(bytes: &[u8]) -> anyhow::Result<Vec<(usize, Record)>> {
                     send_at,
                     created_at: row.created_at,
                     confirmed_at: row.confirmed_at,
+                    last_bounce: None,
                 },
             ));
         }

@@ -1,6 +1,7 @@
 //! `[mail]`: who the mail is from and how it travels (files or SMTP), with the SMTP
-//! server's limits and the DKIM key. The mail module builds the transports and the signer
-//! from these.
+//! server's limits, the DKIM key, and where bounces go (the VERP envelope sender) and how
+//! many temporary ones make an address bounced. The mail module builds the transports and
+//! the signer from these; the bounce intake reads the bounce limits.
 
 use std::path::PathBuf;
 
@@ -38,6 +39,60 @@ pub struct MailSettings {
     /// The sender's postal address, shown in every digest's footer: bulk-mail rules in
     /// several countries (CAN-SPAM in the US among them) ask for one.
     pub postal_address: Option<String>,
+    /// The mailbox that receives bounces: each message goes out with the envelope sender
+    /// `LOCAL+TOKEN@DOMAIN` (VERP), the token naming its subscriber and edition. Unset, the
+    /// envelope sender is the From address.
+    pub bounce_address: Option<BounceAddress>,
+    /// Temporary failures (DSNs with a 4.x.x status, or "delayed") of this many different
+    /// messages within `bounce_transient_days` mark a subscriber bounced.
+    pub bounce_transient_count: u32,
+    pub bounce_transient_days: u32,
+}
+
+/// `mail.bounce_address`: a plain address (`bounces@example.org`) whose local part gets
+/// `+TOKEN` appended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct BounceAddress {
+    local: String,
+    domain: String,
+}
+
+impl BounceAddress {
+    pub fn local(&self) -> &str {
+        &self.local
+    }
+
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+}
+
+impl TryFrom<String> for BounceAddress {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let bad = || {
+            format!(
+                "'{text}' is not a plain address like \"bounces@example.org\" (no name, no '+')"
+            )
+        };
+        let address: lettre::Address = text.parse().map_err(|_| bad())?;
+        let (local, domain) = (address.user(), address.domain());
+        // The token and its '+' must fit in a local part's 64 octets.
+        if local.contains('+') || local.len() + 1 + crate::tokens::RETURN_TOKEN_CHARS > 64 {
+            return Err(bad());
+        }
+        Ok(Self {
+            local: local.to_string(),
+            domain: domain.to_string(),
+        })
+    }
+}
+
+impl From<BounceAddress> for String {
+    fn from(a: BounceAddress) -> Self {
+        format!("{}@{}", a.local, a.domain)
+    }
 }
 
 /// `[mail.dkim]`: the signing domain, the selector its public key is published under
@@ -89,6 +144,9 @@ impl Default for MailSettings {
             smtp: SmtpSettings::default(),
             dkim: None,
             postal_address: None,
+            bounce_address: None,
+            bounce_transient_count: 5,
+            bounce_transient_days: 14,
         }
     }
 }
@@ -152,6 +210,18 @@ impl MailSettings {
                     format!("must be between {} and {}", range.start(), range.end()),
                 ));
             }
+        }
+        if !(1..=100).contains(&self.bounce_transient_count) {
+            return Err(invalid(
+                "mail.bounce_transient_count",
+                "must be between 1 and 100",
+            ));
+        }
+        if !(1..=365).contains(&self.bounce_transient_days) {
+            return Err(invalid(
+                "mail.bounce_transient_days",
+                "must be between 1 and 365",
+            ));
         }
         if smtp.password.is_some() && smtp.username.is_none() {
             return Err(invalid(

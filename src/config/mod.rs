@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use digest::DigestSettings;
-pub use mail::{DkimSettings, MailSettings, Sender, SmtpSettings, Tls, Transport};
+pub use mail::{BounceAddress, DkimSettings, MailSettings, Sender, SmtpSettings, Tls, Transport};
 pub use schedule::{Cron, ScheduleSettings, TimeZone};
 pub use secret::Secret;
 pub use source::{AlsoSource, MAX_RECENT_DAYS, SourceKind, SourceSettings, UrlTemplate};
@@ -482,6 +482,22 @@ mod tests {
             ),
             ("public_url = \"ftp://x.org\"", "public_url"),
             ("[mail]\nfrom = \"not a mailbox\"", "mail.from"),
+            (
+                "[mail]\nbounce_address = \"Bounces <b@x.org>\"",
+                "mail.bounce_address",
+            ),
+            (
+                "[mail]\nbounce_address = \"b+x@x.org\"",
+                "mail.bounce_address",
+            ),
+            (
+                "[mail]\nbounce_transient_count = 0",
+                "mail.bounce_transient_count",
+            ),
+            (
+                "[mail]\nbounce_transient_days = 0",
+                "mail.bounce_transient_days",
+            ),
             ("[mail.smtp]\nconcurrency = 0", "mail.smtp.concurrency"),
             ("[digest]\nmax_items = 0", "digest.max_items"),
             ("[digest]\nretention_days = 7", "digest.retention_days"),

@@ -4,6 +4,7 @@
 //! record) is parsed into one of these once; the rest of the code then works with values that are
 //! known to be valid and never re-checks them.
 
+mod bounce;
 mod cadence;
 mod edition;
 mod email;
@@ -11,6 +12,7 @@ mod paper;
 mod sighting;
 mod subscriber;
 
+pub use bounce::{BounceKind, BounceNote, TransientBounce, TransientLimit};
 pub use cadence::{CadenceError, Frequency, SendAt, day_code};
 pub use edition::EditionDate;
 pub use email::{EmailError, SubscriberEmail};

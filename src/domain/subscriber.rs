@@ -361,6 +361,13 @@ pub struct Subscriber {
     /// one such mail an hour, whatever is posted to the subscribe form.
     #[serde(default)]
     pub last_notice_at: Option<DateTime<Utc>>,
+    /// The last bounce or complaint reported after a digest or notice was accepted (or the
+    /// refusals during the send that made the subscriber bounced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_bounce: Option<super::BounceNote>,
+    /// Recent temporary failures, counted towards a bounce (see `bounce.rs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transient_bounces: Vec<super::TransientBounce>,
 }
 
 impl Subscriber {
@@ -383,6 +390,8 @@ impl Subscriber {
             confirmed_nonce: None,
             legacy_nonce: None,
             last_notice_at: None,
+            last_bounce: None,
+            transient_bounces: Vec::new(),
         }
     }
 
@@ -398,6 +407,7 @@ impl Subscriber {
         self.confirmed_at = Some(now);
         self.unsubscribed_at = None;
         self.permanent_failures = 0;
+        self.transient_bounces.clear();
         self.confirmations.clear();
         self.legacy_nonce = None;
     }

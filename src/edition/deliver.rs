@@ -407,14 +407,15 @@ impl Shared {
             .template
             .digest(&d.papers, &personal)
             .map_err(SendError::permanent_from)?;
-        editions.mailer.build(Outgoing {
+        let message = editions.mailer.build(Outgoing {
             to: &sub.email,
             subject: &r.subject,
             text: r.text,
             html: r.html,
             message_id: &d.message_id,
             unsubscribe_url: &personal.unsubscribe_url,
-        })
+        })?;
+        Ok(editions.mailer.returning(message, sub.id, Some(d.date)))
     }
 
     /// Sends `message` within the rate caps, retrying temporary failures. The server may
@@ -495,6 +496,7 @@ impl Shared {
         sub.permanent_failures += 1;
         if sub.permanent_failures >= BOUNCE_AFTER {
             sub.status = Status::Bounced;
+            sub.refused_during_send(d.updated_at, &format!("SMTP: {error}"));
         }
         store.update_subscriber(sub)?;
         self.commit.durable().await?;

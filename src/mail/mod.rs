@@ -2,7 +2,9 @@
 //!
 //! One [`Mailer`] type hides whether mail goes to an SMTP server or to `.eml` files, and
 //! sorts every failure into the two classes delivery cares about: worth retrying, or not.
-//! With `[mail.dkim]`, every message is signed as it is formatted (see [`dkim`]).
+//! With `[mail.dkim]`, every message is signed as it is formatted (see [`dkim`]). With
+//! `mail.bounce_address`, each message's envelope sender names its subscriber and edition
+//! (VERP, [`Mailer::returning`]), and the file outbox records it as `Return-Path`.
 //!
 //! The bodies' transfer encodings (`7bit` and quoted-printable, in `encode_body`) are our
 //! own rather than lettre's `Body::new`, which inserts each CR one at a time and
@@ -34,7 +36,7 @@ use tokio::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::config::{MailSettings, Tls, Transport};
+use crate::config::{BounceAddress, MailSettings, Tls, Transport};
 use crate::domain::{EditionDate, SubscriberEmail, SubscriberId};
 use crate::telemetry::Flat;
 
@@ -171,6 +173,9 @@ pub struct Mailer {
     from: Mailbox,
     list_id: String,
     dkim: Option<Arc<dkim::Signer>>,
+    /// `mail.bounce_address`, and (once given) the key its tokens are signed with.
+    bounce_address: Option<BounceAddress>,
+    return_key: Option<crate::tokens::TokenKey>,
 }
 
 /// A message as it goes over the wire, formatted once: retries resend the same bytes, and
@@ -205,6 +210,11 @@ impl Formatted {
 
     pub fn is_empty(&self) -> bool {
         self.bytes.is_empty()
+    }
+
+    /// The envelope sender: where a relay sends a bounce.
+    pub fn envelope_sender(&self) -> Option<String> {
+        self.envelope.from().map(|a| a.to_string())
     }
 }
 
@@ -284,7 +294,40 @@ impl Mailer {
             list_id: format!("Trending papers <digest.{}>", from.email.domain()),
             from,
             dkim,
+            bounce_address: settings.bounce_address.clone(),
+            return_key: None,
         })
+    }
+
+    /// The mailer, signing VERP tokens with `key` (the link-signing key) when
+    /// `mail.bounce_address` is set.
+    pub fn with_return_key(mut self, key: crate::tokens::TokenKey) -> Self {
+        self.return_key = Some(key);
+        self
+    }
+
+    /// The List-Id header digests carry: the bounce intake recognises its own mail by it.
+    pub fn list_id(&self) -> &str {
+        &self.list_id
+    }
+
+    /// `message` with the envelope sender that names its subscriber and edition (`None`:
+    /// a notice), when `mail.bounce_address` is set; as it is otherwise. The bytes, and so
+    /// the DKIM signature, do not change: only the envelope does.
+    pub fn returning(
+        &self,
+        mut message: Formatted,
+        subscriber: SubscriberId,
+        edition: Option<EditionDate>,
+    ) -> Formatted {
+        if let (Some(address), Some(key)) = (&self.bounce_address, &self.return_key) {
+            let token = key.sign_return(subscriber, edition);
+            let sender = format!("{}+{token}@{}", address.local(), address.domain());
+            let sender: lettre::Address = sender.parse().expect("a checked address and a token");
+            message.envelope =
+                Envelope::new(Some(sender), message.envelope.to().to_vec()).expect("recipients");
+        }
+        message
     }
 
     /// The Message-ID of a subscriber's digest for an edition. Derived, not random: a digest
@@ -651,7 +694,13 @@ impl Session {
         let target = match &self.inner {
             Inner::File(t) => {
                 gate.await?;
-                let written = t.send_raw(envelope, bytes).await;
+                // What a delivering server would add (RFC 5321, 4.4): the outbox records the
+                // envelope sender, which the message's own headers do not carry.
+                let mut recorded = Vec::with_capacity(bytes.len() + 80);
+                let sender = envelope.from().map(|a| a.to_string()).unwrap_or_default();
+                recorded.extend_from_slice(format!("Return-Path: <{sender}>\r\n").as_bytes());
+                recorded.extend_from_slice(bytes);
+                let written = t.send_raw(envelope, &recorded).await;
                 return written
                     .map(drop)
                     .map_err(|e| SendError::transient("writing to the outbox").because(Flat(e)));

@@ -53,6 +53,33 @@ impl Store {
             .transpose()
     }
 
+    /// Reads the subscriber with `id` and writes what `change` makes of them, in one
+    /// transaction, so that no other write falls between. `change` is given `None` for an
+    /// id with no subscriber; when it refuses (`Err`), nothing is written. It may run more
+    /// than once (see [`super::engine::Db::transaction`]).
+    pub fn update_subscriber_by_id<T, E>(
+        &self,
+        id: SubscriberId,
+        change: impl Fn(Option<Subscriber>) -> std::result::Result<(Subscriber, T), E>,
+    ) -> Result<std::result::Result<T, E>> {
+        self.db.transaction(|tx| {
+            let current = match tx.get(SUBSCRIBER_IDS, &id.to_bytes())? {
+                Some(email) => tx
+                    .get(SUBSCRIBERS, &email)?
+                    .map(|v| decode::<Subscriber>("subscribers", &v))
+                    .transpose()?,
+                None => None,
+            };
+            Ok(match change(current) {
+                Ok((s, out)) => {
+                    tx.put(SUBSCRIBERS, s.email.as_str().as_bytes(), &encode(&s))?;
+                    Ok(out)
+                }
+                Err(e) => Err(e),
+            })
+        })
+    }
+
     /// Every subscriber, in address order.
     pub fn subscribers(&self) -> Result<Vec<Subscriber>> {
         self.db

@@ -21,6 +21,11 @@ pub struct Metrics {
     pub notices_sent: AtomicU64,
     pub subscribe_requests: AtomicU64,
     pub rate_limited: AtomicU64,
+    /// Bounce reports recorded after acceptance, by kind, and those that changed nothing.
+    pub bounces_permanent: AtomicU64,
+    pub bounces_transient: AtomicU64,
+    pub complaints: AtomicU64,
+    pub bounce_reports_ignored: AtomicU64,
     /// Unix seconds of the last successful fetch; 0 = none yet.
     last_fetch_ok: AtomicI64,
     /// The last fetch's error, if the last fetch failed.
@@ -127,6 +132,22 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP paperboy_bounces_total Bounce reports (DSNs) recorded after the mail was accepted, by kind.\n# TYPE paperboy_bounces_total counter\npaperboy_bounces_total{{kind=\"permanent\"}} {}\npaperboy_bounces_total{{kind=\"transient\"}} {}",
+            get(&self.bounces_permanent),
+            get(&self.bounces_transient)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP paperboy_complaints_total Abuse reports (ARF) recorded: each unsubscribed its reader.\n# TYPE paperboy_complaints_total counter\npaperboy_complaints_total {}",
+            get(&self.complaints)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP paperboy_bounce_reports_ignored_total Messages to the bounce intake that changed nothing (auto-replies, unattributable, malformed).\n# TYPE paperboy_bounce_reports_ignored_total counter\npaperboy_bounce_reports_ignored_total {}",
+            get(&self.bounce_reports_ignored)
+        );
+        let _ = writeln!(
+            out,
             "# HELP paperboy_last_fetch_success_timestamp_seconds When the source was last fetched successfully (0: never).\n# TYPE paperboy_last_fetch_success_timestamp_seconds gauge\npaperboy_last_fetch_success_timestamp_seconds {}",
             self.last_fetch_ok.load(Ordering::Relaxed)
         );
@@ -151,7 +172,12 @@ mod tests {
         inc(&m.digests_sent);
         add(&m.digests_sent, 2);
         m.fetch_failed(Utc::now(), "HTTP 500".into());
+        inc(&m.bounces_transient);
+        inc(&m.complaints);
         let text = m.render(&[("active", 3), ("pending", 1)]);
+        assert!(text.contains("paperboy_bounces_total{kind=\"permanent\"} 0\n"));
+        assert!(text.contains("paperboy_bounces_total{kind=\"transient\"} 1\n"));
+        assert!(text.contains("paperboy_complaints_total 1\n"));
         assert!(text.contains("paperboy_digests_sent_total 3\n"));
         assert!(text.contains("paperboy_fetch_errors_total 1\n"));
         assert!(text.contains("paperboy_subscribers{status=\"active\"} 3\n"));

@@ -81,6 +81,7 @@ impl Notices {
         let message =
             self.mailer
                 .build_notice(&s.email, notice.kind(), &r.subject, r.text, r.html)?;
+        let message = self.mailer.returning(message, s.id, None);
         with_retries(self.attempts, &self.metrics, || self.mailer.send(&message)).await?;
         crate::telemetry::metrics::inc(&self.metrics.notices_sent);
         Ok(())

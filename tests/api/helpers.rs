@@ -221,6 +221,8 @@ fn wait_for_port(port: u16, up: bool) -> bool {
 /// One message as the sink stored it.
 pub struct Received {
     pub recipients: Vec<String>,
+    /// The envelope sender (MAIL FROM), without its angle brackets.
+    pub sender: String,
     /// The message as the client sent it, without the sink's own headers.
     pub raw: Vec<u8>,
 }
@@ -291,6 +293,15 @@ fn read_complete(dir: &Path, busy: &[PathBuf]) -> Vec<Received> {
                         .to_string()
                 })
                 .collect();
+            let sender = text
+                .lines()
+                .take_while(|l| !l.starts_with("Received:"))
+                .find_map(|l| l.strip_prefix("X-Mail-Args: "))
+                .and_then(|a| a.split_whitespace().next())
+                .unwrap_or_default()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string();
             // The sink's own headers end with its three-line Received header.
             let after = &text[start + 1..];
             let mut lines = after.split_inclusive('\n');
@@ -300,6 +311,7 @@ fn read_complete(dir: &Path, busy: &[PathBuf]) -> Vec<Received> {
             }
             Some(Received {
                 recipients,
+                sender,
                 raw: after.as_bytes()[skipped..].to_vec(),
             })
         })

@@ -7,6 +7,7 @@
 //! `LEFT_OUT_WITHOUT_E2E` below.
 
 mod archive;
+mod bounces;
 #[cfg(feature = "e2e")]
 mod browser;
 mod cadence;
@@ -38,6 +39,8 @@ const LEFT_OUT_WITHOUT_E2E: &[&str] = &[
      of src/mail/dkim.rs that do the same (python3-dkim, python3-nacl)",
     "smtp_server: smtp-sink itself answering as the in-process server's table says, and \
      every other test sending to smtp-sink instead of the in-process server (postfix)",
+    "bounces::postfix: a private Postfix on loopback turning a refusal after acceptance \
+     into a DSN that its pipe service hands to `paperboy bounce` (postfix, run as root)",
     "the send_rate benchmark's check run, paperboy against smtp-source (postfix, time)",
 ];
 

@@ -201,6 +201,7 @@ impl World {
             }
             let m = crate::helpers::Received {
                 recipients: Vec::new(),
+                sender: String::new(),
                 raw: std::fs::read(&path).unwrap(),
             };
             let id = m.header("Message-ID").expect("a Message-ID");
