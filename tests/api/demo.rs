@@ -156,9 +156,12 @@ pub(crate) fn links(page: &str, prefix: &str) -> Vec<String> {
     found
 }
 
-/// The papers a message page shows, by their Hugging Face links.
+/// The papers a message page shows, by their Hugging Face links: each paper's own page, not
+/// its discussion (`#community`).
 pub(crate) fn papers(page: &str) -> Vec<String> {
-    links(page, "https://huggingface.co/papers/")
+    let mut papers = links(page, "https://huggingface.co/papers/");
+    papers.retain(|l| !l.contains('#'));
+    papers
 }
 
 /// The proof that a page is the demo's: its banner.
@@ -565,7 +568,8 @@ async fn shown_papers(browser: &crate::browser::Browser) -> Vec<String> {
         .unwrap();
     for a in links {
         let href = a.attr("href").await.unwrap().unwrap();
-        if !found.contains(&href) {
+        // The paper's page, not its discussion.
+        if !href.contains('#') && !found.contains(&href) {
             found.push(href);
         }
     }
