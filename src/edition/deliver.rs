@@ -457,8 +457,7 @@ impl Shared {
         d.updated_at = Utc::now();
         store.update_delivery(&d)?;
         if sub.permanent_failures > 0 {
-            sub.permanent_failures = 0;
-            store.update_subscriber(sub)?;
+            self.update_current(sub, |s| s.permanent_failures = 0)?;
         }
         *unsynced = Some(self.commit.ticket());
         tracing::debug!(edition = %d.date, domain = %sub.email.domain(), papers = d.papers.len(), "digest accepted");
@@ -482,6 +481,32 @@ impl Shared {
         Ok(Outcome::Deferred(e))
     }
 
+    /// Changes the subscriber as stored now, not the copy read before the send: during the
+    /// seconds a send takes they may unsubscribe, change their preferences or be marked
+    /// bounced by the bounce intake, and writing back the earlier copy would undo that.
+    /// `sub` becomes the record as written.
+    fn update_current(
+        &self,
+        sub: &mut Subscriber,
+        change: impl Fn(&mut Subscriber),
+    ) -> Result<(), StoreError> {
+        let written =
+            self.editions
+                .store
+                .update_subscriber_by_id(sub.id, |current| match current {
+                    Some(mut s) => {
+                        change(&mut s);
+                        Ok((s.clone(), s))
+                    }
+                    // Removed meanwhile: nothing to record.
+                    None => Err(()),
+                })?;
+        if let Ok(s) = written {
+            *sub = s;
+        }
+        Ok(())
+    }
+
     async fn fail_permanently(
         &self,
         mut d: Delivery,
@@ -493,12 +518,15 @@ impl Shared {
         d.last_error = Some(error.clone());
         d.updated_at = Utc::now();
         store.update_delivery(&d)?;
-        sub.permanent_failures += 1;
-        if sub.permanent_failures >= BOUNCE_AFTER {
-            sub.status = Status::Bounced;
-            sub.refused_during_send(d.updated_at, &format!("SMTP: {error}"));
-        }
-        store.update_subscriber(sub)?;
+        let reason = format!("SMTP: {error}");
+        self.update_current(sub, |s| {
+            s.permanent_failures += 1;
+            // Only an active reader bounces: one who left meanwhile stays gone.
+            if s.permanent_failures >= BOUNCE_AFTER && s.status == Status::Active {
+                s.status = Status::Bounced;
+                s.refused_during_send(d.updated_at, &reason);
+            }
+        })?;
         self.commit.durable().await?;
         tracing::warn!(
             edition = %d.date,
