@@ -633,3 +633,125 @@ async fn the_smtp_server_dying_mid_run_loses_nothing() {
         "at most the in-flight messages repeat"
     );
 }
+
+/// A TCP relay in front of the SMTP sink that holds the first `DATA` command it sees until
+/// the test lets it through: a point in the middle of a send that a test can wait for and
+/// act at, with no timing guessed.
+struct DataGate {
+    port: u16,
+    reached: std::sync::Arc<tokio::sync::Notify>,
+    release: std::sync::Arc<tokio::sync::Semaphore>,
+}
+
+impl DataGate {
+    async fn start(sink_port: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let reached = std::sync::Arc::new(tokio::sync::Notify::new());
+        let release = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+        let held = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (reached2, release2) = (reached.clone(), release.clone());
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(("127.0.0.1", sink_port))
+                    .await
+                    .unwrap();
+                let (mut client_in, mut client_out) = client.into_split();
+                let (mut server_in, mut server_out) = server.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut server_in, &mut client_out).await;
+                });
+                let (reached, release, held) = (reached2.clone(), release2.clone(), held.clone());
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_in.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if chunk
+                            .windows(6)
+                            .any(|w| w.eq_ignore_ascii_case(b"DATA\r\n"))
+                            && !held.swap(true, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            reached.notify_one();
+                            let _ = release.acquire().await;
+                        }
+                        if server_out.write_all(chunk).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            reached,
+            release,
+        }
+    }
+
+    /// Waits (at most 30 s) until a client's `DATA` is held.
+    async fn wait_reached(&self) {
+        tokio::time::timeout(Duration::from_secs(30), self.reached.notified())
+            .await
+            .expect("no DATA reached the gate in 30 s");
+    }
+
+    fn release(&self) {
+        self.release.add_permits(1);
+    }
+}
+
+/// A reader who unsubscribes while their digest is in the middle of the SMTP exchange stays
+/// unsubscribed: what the send records afterwards (here, clearing an earlier refusal) is
+/// applied to the record as it is then, not written over it from the copy read before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_who_leaves_during_their_send_stays_gone() {
+    use paperboy::domain::SubscriberEmail;
+    use paperboy::tokens::{Links, TokenKey};
+
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start();
+    let gate = DataGate::start(sink.port).await;
+    let app = TestApp::new(&pages.url(), gate.port, "");
+    let base = crate::helpers::web_on_free_port(&app);
+    app.add("ann@example.org", &["--confirmed"]);
+    // A refusal on record, which her accepted digest clears.
+    let email = SubscriberEmail::parse("ann@example.org").unwrap();
+    let id = {
+        let store = app.store();
+        let mut ann = store.subscriber(&email).unwrap().unwrap();
+        ann.permanent_failures = 1;
+        store.update_subscriber(&ann).unwrap();
+        ann.id
+    };
+    let (_daemon, http) = crate::helpers::start_serve(&app, &base).await;
+    let run = app
+        .command(&["run-once", "--date", "2025-12-09"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    gate.wait_reached().await;
+    let key = TokenKey::load_or_create(&app.dir.path().join("data/secret.key")).unwrap();
+    let unsubscribe = Links::new(key, &base).unsubscribe(id);
+    let r = http.post(&unsubscribe).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    gate.release();
+
+    let out = run.wait_with_output_bounded();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sink.recipients(), ["ann@example.org"], "her digest went");
+    let r = app.run(&["subscribers", "list", "--json"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(rows[0]["status"], "unsubscribed", "{}", r.stdout);
+}
