@@ -20,5 +20,5 @@ pub use paper::{Author, HttpUrl, Paper, PaperId, PaperIdError};
 pub use sighting::{SentOn, Sighting};
 pub use subscriber::{
     Choices, Confirmation, EditionDays, Keywords, MAX_ITEMS_CAP, NOTICE_INTERVAL, Notice, Place,
-    Preferences, PreferencesError, Status, Subscriber, SubscriberId,
+    Preferences, PreferencesError, Searchable, Status, Subscriber, SubscriberId,
 };

@@ -167,21 +167,18 @@ impl Keywords {
         &self.0
     }
 
-    /// Each keyword that matches `paper`, with the first place it is found in, in the order
-    /// a reader looks (title, AI keywords, abstract): what a digest's card says about why
-    /// the paper is there, so a match deep in an abstract is no mystery.
-    pub fn found_in(&self, paper: &Paper) -> Vec<(&str, Place)> {
-        let title = paper.title.to_lowercase();
-        let ai: Vec<String> = paper.ai_keywords.iter().map(|k| k.to_lowercase()).collect();
-        let summary = paper.summary.to_lowercase();
+    /// Each keyword that matches the paper, with the first place it is found in, in the
+    /// order a reader looks (title, AI keywords, abstract): what a digest's card says about
+    /// why the paper is there, so a match deep in an abstract is no mystery.
+    pub fn found_in<'k>(&'k self, paper: &Searchable) -> Vec<(&'k str, Place)> {
         self.0
             .iter()
             .filter_map(|k| {
-                let place = if starts_a_word(&title, k) {
+                let place = if starts_a_word(&paper.title, k) {
                     Place::Title
-                } else if ai.iter().any(|a| starts_a_word(a, k)) {
+                } else if paper.ai_keywords.iter().any(|a| starts_a_word(a, k)) {
                     Place::AiKeywords
-                } else if starts_a_word(&summary, k) {
+                } else if starts_a_word(&paper.summary, k) {
                     Place::Abstract
                 } else {
                     return None;
@@ -205,6 +202,25 @@ fn starts_a_word(text: &str, keyword: &str) -> bool {
             .next_back()
             .is_none_or(|c| !c.is_alphanumeric())
     })
+}
+
+/// A paper's text in lower case, as keywords are compared with it: made once per paper and
+/// edition, then matched against each reader's keywords.
+#[derive(Clone, Debug)]
+pub struct Searchable {
+    title: String,
+    ai_keywords: Vec<String>,
+    summary: String,
+}
+
+impl Searchable {
+    pub fn of(paper: &Paper) -> Self {
+        Self {
+            title: paper.title.to_lowercase(),
+            ai_keywords: paper.ai_keywords.iter().map(|k| k.to_lowercase()).collect(),
+            summary: paper.summary.to_lowercase(),
+        }
+    }
 }
 
 /// Where in a paper a keyword was found.
@@ -580,7 +596,7 @@ mod tests {
         };
         let k = Keywords::parse_list("retrieval, vision, small, robots, llm").unwrap();
         assert_eq!(
-            k.found_in(&paper),
+            k.found_in(&Searchable::of(&paper)),
             [
                 ("retrieval", Place::Title),
                 ("vision", Place::AiKeywords),
@@ -588,7 +604,11 @@ mod tests {
                 ("llm", Place::Title),
             ]
         );
-        assert!(Keywords::default().found_in(&paper).is_empty());
+        assert!(
+            Keywords::default()
+                .found_in(&Searchable::of(&paper))
+                .is_empty()
+        );
     }
 
     fn with_keyword(k: &str) -> Preferences {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 
 use askama::Template;
 
-use crate::domain::{EditionDate, Keywords, Paper, PaperId, Sighting};
+use crate::domain::{EditionDate, Keywords, Paper, PaperId, Searchable, Sighting};
 use crate::telemetry::Flat;
 
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
@@ -246,7 +246,10 @@ impl Personal {
 
     /// Which of their keywords `paper` matched, and where: "Matches your keywords: llm
     /// (title), rag (abstract)". None without keywords.
-    fn reason(&self, paper: &Paper) -> Option<String> {
+    fn reason(&self, paper: &Searchable) -> Option<String> {
+        if self.keywords.is_empty() {
+            return None;
+        }
         let found = self.keywords.found_in(paper);
         if found.is_empty() {
             return None;
@@ -264,17 +267,17 @@ impl Personal {
     /// number, a late bloomer's badge, the keywords it matched. Cards are inlined once per
     /// edition, so these carry their style inline themselves; the classes are for the
     /// dark-mode rules.
-    fn card_values(&self, rank: usize, paper: &Paper) -> CardValues {
-        let badge = self.late_note(&paper.id).map(|note| {
+    fn card_values(&self, rank: usize, id: &PaperId, reason: Option<&str>) -> CardValues {
+        let badge = self.late_note(id).map(|note| {
             format!(
                 "<p class=\"late\" style=\"font-size: 12px; font-weight: 700; color: #047857; margin: 0 0 4px 0;\">{}</p>",
                 escape_html(&note)
             )
         });
-        let reason = self.reason(paper).map(|reason| {
+        let reason = reason.map(|reason| {
             format!(
                 "<p class=\"reason\" style=\"font-size: 13px; line-height: 18px; color: #52525b; margin: 0 0 10px 0;\">{}</p>",
-                escape_html(&reason)
+                escape_html(reason)
             )
         });
         [
@@ -285,10 +288,10 @@ impl Personal {
     }
 
     /// The text part's lines under a card's title: the same as the HTML's badge and reason.
-    fn card_notes(&self, paper: &Paper) -> Vec<String> {
-        let mut lines: Vec<String> = self.late_note(&paper.id).into_iter().collect();
-        if let Some(reason) = self.reason(paper) {
-            lines.extend(wrap(&reason, TEXT_WIDTH - 3));
+    fn card_notes(&self, id: &PaperId, reason: Option<&str>) -> Vec<String> {
+        let mut lines: Vec<String> = self.late_note(id).into_iter().collect();
+        if let Some(reason) = reason {
+            lines.extend(wrap(reason, TEXT_WIDTH - 3));
         }
         lines
     }
@@ -318,6 +321,8 @@ struct Fitted<'a> {
     views: Vec<&'a PaperView>,
     values: SlotValues,
     cards: Vec<CardValues>,
+    /// Per paper, the keywords it matched, said once for both parts.
+    reasons: Vec<Option<String>>,
     size: usize,
 }
 
@@ -329,7 +334,7 @@ pub struct EditionTemplate {
     /// without a page of their own.
     edition_url: String,
     look: Look,
-    papers: HashMap<PaperId, (Paper, PaperView)>,
+    papers: HashMap<PaperId, (PaperView, Searchable)>,
     head: Slotted,
     /// Each paper's card, cut at what a reader's copy adds to it.
     cards: HashMap<String, Slotted>,
@@ -443,9 +448,8 @@ impl EditionTemplate {
             look: look.clone(),
             papers: papers
                 .iter()
-                .cloned()
                 .zip(views)
-                .map(|(p, v)| (p.id.clone(), (p, v)))
+                .map(|(p, v)| (p.id.clone(), (v, Searchable::of(p))))
                 .collect(),
             head: Slotted::cut(&cut.head, &marker, &SLOTS),
             cards: cut
@@ -474,16 +478,19 @@ impl EditionTemplate {
         let mut ids = Vec::new();
         let mut views = Vec::new();
         let mut cards = Vec::new();
+        let mut reasons = Vec::new();
         let mut card_sizes = Vec::new();
         for id in chosen {
-            let Some((paper, view)) = self.papers.get(id) else {
+            let Some((view, text)) = self.papers.get(id) else {
                 continue;
             };
-            let values = personal.card_values(views.len() + 1, paper);
+            let reason = personal.reason(text);
+            let values = personal.card_values(views.len() + 1, id, reason.as_deref());
             card_sizes.push(self.cards[&view.id].len_with(&values));
             ids.push(id.clone());
             views.push(view);
             cards.push(values);
+            reasons.push(reason);
         }
         loop {
             let values = self.slot_values(&views, personal);
@@ -496,12 +503,14 @@ impl EditionTemplate {
                     views,
                     values,
                     cards,
+                    reasons,
                     size,
                 };
             }
             ids.pop();
             views.pop();
             cards.pop();
+            reasons.pop();
             card_sizes.pop();
         }
     }
@@ -515,6 +524,7 @@ impl EditionTemplate {
             views,
             values,
             cards,
+            reasons,
             size,
         } = self.fitted(chosen, personal);
         let mut html = String::with_capacity(size);
@@ -525,7 +535,8 @@ impl EditionTemplate {
         self.tail.fill_into(&mut html, &values);
         let notes: Vec<Vec<String>> = papers
             .iter()
-            .map(|id| personal.card_notes(&self.papers[id].0))
+            .zip(&reasons)
+            .map(|(id, reason)| personal.card_notes(id, reason.as_deref()))
             .collect();
         let text = DigestText {
             heading: heading(personal.weekly),
