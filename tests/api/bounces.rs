@@ -68,6 +68,30 @@ fn app_with_readers(engine: EngineKind, pages: &PageServer, sink: &SmtpSink) -> 
     app
 }
 
+/// [`app_with_readers`] after the edition of 2025-12-09: both readers' digests are in the
+/// sink.
+struct Sent {
+    pages: PageServer,
+    sink: SmtpSink,
+    app: TestApp,
+    messages: Vec<Received>,
+}
+
+async fn first_digests(engine: EngineKind) -> Sent {
+    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
+    let sink = SmtpSink::start();
+    let app = app_with_readers(engine, &pages, &sink);
+    let r = app.run(&["run-once", "--date", "2025-12-09"]);
+    assert!(r.ok(), "{}", r.stderr);
+    let messages = sink.wait_for(2).await;
+    Sent {
+        pages,
+        sink,
+        app,
+        messages,
+    }
+}
+
 fn status_line<'a>(list: &'a str, rcpt: &str) -> &'a str {
     list.lines()
         .find(|l| l.starts_with(rcpt))
@@ -77,12 +101,12 @@ fn status_line<'a>(list: &'a str, rcpt: &str) -> &'a str {
 /// A digest refused after acceptance: the DSN to its VERP sender marks that reader bounced
 /// and no one else, they get no more digests, and list and export say why.
 async fn a_dsn_to_the_verp_sender_bounces_its_reader(engine: EngineKind) {
-    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
-    let sink = SmtpSink::start();
-    let app = app_with_readers(engine, &pages, &sink);
-    let r = app.run(&["run-once", "--date", "2025-12-09"]);
-    assert!(r.ok(), "{}", r.stderr);
-    let messages = sink.wait_for(2).await;
+    let Sent {
+        pages: _pages,
+        sink,
+        app,
+        messages,
+    } = first_digests(engine).await;
     let (ann, bob) = (
         digest_to(&messages, "ann@example.org"),
         digest_to(&messages, "bob@example.org"),
@@ -214,12 +238,12 @@ async fn each_fixture_has_its_outcome() {
 /// standard output and in the log at info.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_changes_nothing_and_says_why() {
-    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
-    let sink = SmtpSink::start();
-    let app = app_with_readers(EngineKind::default(), &pages, &sink);
-    let r = app.run(&["run-once", "--date", "2025-12-09"]);
-    assert!(r.ok(), "{}", r.stderr);
-    let messages = sink.wait_for(2).await;
+    let Sent {
+        pages: _pages,
+        sink: _sink,
+        app,
+        messages,
+    } = first_digests(EngineKind::default()).await;
     let ann = digest_to(&messages, "ann@example.org");
     let message_id = ann.header("Message-ID").unwrap();
     let message_id = message_id.trim_matches(|c| c == '<' || c == '>');
@@ -315,12 +339,12 @@ async fn bad_input_changes_nothing_and_says_why() {
 /// is not subscribed again without a new confirmation (which carries a VERP sender too).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn through_the_daemon_with_metrics_and_no_resubscription_by_a_form_post() {
-    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
-    let sink = SmtpSink::start();
-    let app = app_with_readers(EngineKind::default(), &pages, &sink);
-    let r = app.run(&["run-once", "--date", "2025-12-09"]);
-    assert!(r.ok(), "{}", r.stderr);
-    let messages = sink.wait_for(2).await;
+    let Sent {
+        pages: _pages,
+        sink,
+        app,
+        messages,
+    } = first_digests(EngineKind::default()).await;
     let ann = digest_to(&messages, "ann@example.org").sender.clone();
     let bob = digest_to(&messages, "bob@example.org").sender.clone();
     let base = web_on_free_port(&app);
@@ -400,12 +424,12 @@ async fn through_the_daemon_with_metrics_and_no_resubscription_by_a_form_post() 
 /// server keeps the report and tries again; a config that cannot be read exits 78.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_busy_store_asks_the_mail_server_to_retry() {
-    let pages = PageServer::start(Reply::Page(fixture("trending-2025-12-09.html"))).await;
-    let sink = SmtpSink::start();
-    let app = app_with_readers(EngineKind::default(), &pages, &sink);
-    let r = app.run(&["run-once", "--date", "2025-12-09"]);
-    assert!(r.ok(), "{}", r.stderr);
-    let messages = sink.wait_for(2).await;
+    let Sent {
+        pages,
+        sink: _sink,
+        app,
+        messages,
+    } = first_digests(EngineKind::default()).await;
     let ann = digest_to(&messages, "ann@example.org").sender.clone();
     let dsn = report("postfix-permanent.eml", "ann@example.org", &ann, "x@y");
 
