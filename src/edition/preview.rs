@@ -133,8 +133,7 @@ pub fn as_sent(
     let (chosen, late) = match editions.store.delivery(date, s.id)? {
         Some(d) => (d.papers, d.late),
         None => {
-            let history = editions.store.sent_history(s.id, usize::MAX)?;
-            let Some((_, mut ids)) = history.into_iter().find(|(d, _)| *d == date) else {
+            let Some(mut ids) = editions.store.sent_on(s.id, date)? else {
                 return Ok(None);
             };
             let upvotes: HashMap<&PaperId, u32> =

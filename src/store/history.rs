@@ -1,6 +1,7 @@
 //! A subscriber's history: which papers each edition planned for them carried, read back
 //! from what the store keeps anyway (the ledger, the editions' selections and the papers'
-//! numbers) rather than from a record of its own. Personal feeds show it.
+//! numbers) rather than from a record of its own. Personal feeds show it, and a reader's
+//! own copy of an older digest on the web.
 
 use std::collections::HashMap;
 
@@ -33,27 +34,54 @@ impl Store {
                 tree: "ledger",
                 reason: format!("day {day} is not a date"),
             })?;
-            let mut papers = Vec::new();
-            let packed = match selection {
-                NO_SELECTION => None,
-                n => self.db.get(SELECTIONS, &selection_key(day, n))?,
-            };
-            if let Some(packed) = packed {
-                for seq in decode_selection(&packed)? {
-                    let name = match names.get(&seq) {
-                        Some(known) => known.clone(),
-                        None => {
-                            let found = self.paper_of_seq(seq)?;
-                            names.insert(seq, found.clone());
-                            found
-                        }
-                    };
-                    papers.extend(name);
-                }
-            }
-            out.push((date, papers));
+            out.push((date, self.selection_papers(day, selection, &mut names)?));
         }
         Ok(out)
+    }
+
+    /// The papers the digest of `date` planned for this subscriber carried, as
+    /// [`Store::sent_history`] gives them, without reading the other days: None when the
+    /// ledger has no digest of that date for them.
+    pub fn sent_on(&self, id: SubscriberId, date: EditionDate) -> Result<Option<Vec<PaperId>>> {
+        let ledger = self.ledger_of(id)?;
+        let day = date.day_number();
+        match ledger.days.get(&day) {
+            None => Ok(None),
+            Some(&selection) => Ok(Some(self.selection_papers(
+                day,
+                selection,
+                &mut HashMap::new(),
+            )?)),
+        }
+    }
+
+    /// The papers of one edition's selection, in the order paperboy first saw them, leaving
+    /// out those forgotten since; `names` keeps the numbers already looked up.
+    fn selection_papers(
+        &self,
+        day: u32,
+        selection: u32,
+        names: &mut HashMap<u32, Option<PaperId>>,
+    ) -> Result<Vec<PaperId>> {
+        let packed = match selection {
+            NO_SELECTION => None,
+            n => self.db.get(SELECTIONS, &selection_key(day, n))?,
+        };
+        let mut papers = Vec::new();
+        if let Some(packed) = packed {
+            for seq in decode_selection(&packed)? {
+                let name = match names.get(&seq) {
+                    Some(known) => known.clone(),
+                    None => {
+                        let found = self.paper_of_seq(seq)?;
+                        names.insert(seq, found.clone());
+                        found
+                    }
+                };
+                papers.extend(name);
+            }
+        }
+        Ok(papers)
     }
 
     /// The paper with this sequence number, if it is still remembered.
@@ -146,6 +174,11 @@ mod tests {
         );
         // The newest ones only, when asked for fewer.
         assert_eq!(store.sent_history(ann.id, 2).unwrap(), history[..2]);
+        // One day on its own, as the history has it.
+        for (day, papers) in &history {
+            assert_eq!(store.sent_on(ann.id, *day).unwrap().as_ref(), Some(papers));
+        }
+        assert_eq!(store.sent_on(ann.id, date("2025-12-10")).unwrap(), None);
         assert_eq!(
             store.sent_history(bob.id, usize::MAX).unwrap(),
             vec![
