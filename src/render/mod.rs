@@ -13,6 +13,12 @@ use askama::Template;
 use crate::domain::{EditionDate, Keywords, Paper, PaperId, Searchable, Sighting};
 use crate::telemetry::Flat;
 
+mod slots;
+mod text;
+
+use slots::Slotted;
+pub use text::{ascii_html, escape_html, trim_at_word, wrap};
+
 /// Gmail clips messages whose HTML is larger than about 102 KB; stay well below. The HTML
 /// is ASCII (see [`ascii_html`]) and normally goes as it is, so these are the bytes on the
 /// wire, but for a CR per line.
@@ -369,63 +375,6 @@ type CardValues = [String; CARD_SLOTS.len()];
 /// Where a card's per-subscriber parts go: its number in their digest, a late bloomer's
 /// badge, the keywords it matched.
 const CARD_SLOTS: [&str; 3] = ["rank", "badge", "reason"];
-
-/// Rendered HTML cut once at its slots: each digest is then filled in one pass, and its size
-/// known without filling it.
-struct Slotted {
-    pieces: Vec<Piece>,
-}
-
-enum Piece {
-    Text(String),
-    /// An index into the slot names the text was cut at.
-    Slot(usize),
-}
-
-impl Slotted {
-    fn cut(text: &str, marker: &str, names: &[&str]) -> Self {
-        let mut pieces = Vec::new();
-        let mut rest = text;
-        let mut at = 0;
-        while let Some(found) = rest[at..].find(marker) {
-            let start = at + found;
-            let after = &rest[start + marker.len()..];
-            let slot = names
-                .iter()
-                .position(|name| after.strip_prefix('-').is_some_and(|a| a.starts_with(name)));
-            match slot {
-                Some(i) => {
-                    pieces.push(Piece::Text(rest[..start].to_string()));
-                    pieces.push(Piece::Slot(i));
-                    rest = &rest[start + marker.len() + 1 + names[i].len()..];
-                    at = 0;
-                }
-                None => at = start + marker.len(),
-            }
-        }
-        pieces.push(Piece::Text(rest.to_string()));
-        Self { pieces }
-    }
-
-    fn len_with(&self, values: &[String]) -> usize {
-        self.pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Text(t) => t.len(),
-                Piece::Slot(i) => values[*i].len(),
-            })
-            .sum()
-    }
-
-    fn fill_into(&self, out: &mut String, values: &[String]) {
-        for p in &self.pieces {
-            match p {
-                Piece::Text(t) => out.push_str(t),
-                Piece::Slot(i) => out.push_str(&values[*i]),
-            }
-        }
-    }
-}
 
 impl EditionTemplate {
     pub fn new(
@@ -788,19 +737,6 @@ fn site_name(public_base: &str) -> String {
         .unwrap_or_else(|| public_base.to_string())
 }
 
-/// Cuts `s` to at most `max` characters at a word boundary, adding an ellipsis when cut.
-pub fn trim_at_word(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let cut: String = s.chars().take(max).collect();
-    let cut = match cut.rfind(' ') {
-        Some(i) if i > max / 2 => &cut[..i],
-        _ => &cut,
-    };
-    format!("{}…", cut.trim_end_matches([' ', ',', ';', ':', '.']))
-}
-
 /// "Label: link note" on one line of the text part if it fits, else "Label note:" on a
 /// line and the link alone on the next.
 fn labelled(label: &str, link: &str, note: &str) -> Vec<String> {
@@ -810,91 +746,6 @@ fn labelled(label: &str, link: &str, note: &str) -> Vec<String> {
     } else {
         vec![format!("{label}{note}:"), link.to_string()]
     }
-}
-
-/// Greedy word wrap for the text part.
-pub fn wrap(s: &str, width: usize) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut line = String::new();
-    for word in s.split_whitespace() {
-        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(word);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines
-}
-
-/// Text made safe for HTML text and attribute values, in ASCII: markup characters and
-/// every non-ASCII character as references.
-pub fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c if c.is_ascii() => out.push(c),
-            c => push_reference(&mut out, c),
-        }
-    }
-    out
-}
-
-/// The document with every non-ASCII character written as a character reference (`·` as
-/// `&#xB7;`), which renders the same. ASCII HTML can be mailed as `7bit`, as it is; UTF-8
-/// would need quoted-printable, which is larger (`=C2=B7`, and `=3D` for every `=` of the
-/// markup) and costs time per message. Inside `<style>` and `<script>` references mean
-/// nothing, so those are left as they are (the mail then falls back to quoted-printable).
-pub fn ascii_html(html: &str) -> String {
-    let mut out = String::with_capacity(html.len() + html.len() / 16);
-    let lower = html.to_ascii_lowercase();
-    let mut at = 0;
-    while at < html.len() {
-        let raw = ["<style", "<script"]
-            .iter()
-            .filter_map(|open| {
-                let start = lower[at..].find(open)? + at;
-                let after = lower.as_bytes().get(start + open.len()).copied();
-                match after {
-                    Some(b'>' | b'/' | b' ' | b'\t' | b'\n' | b'\r' | b'\x0c') | None => {
-                        let close = format!("</{}", &open[1..]);
-                        let end = lower[start..]
-                            .find(&close)
-                            .map_or(html.len(), |e| e + start);
-                        Some((start, end))
-                    }
-                    // `<styles>` or the like: not raw text; convert up to past it.
-                    Some(_) => Some((start + open.len(), start + open.len())),
-                }
-            })
-            .min();
-        let (start, end) = raw.unwrap_or((html.len(), html.len()));
-        let mut rest = &html[at..start];
-        while let Some(i) = rest.bytes().position(|b| !b.is_ascii()) {
-            out.push_str(&rest[..i]);
-            let c = rest[i..].chars().next().expect("a character starts there");
-            push_reference(&mut out, c);
-            rest = &rest[i + c.len_utf8()..];
-        }
-        out.push_str(rest);
-        out.push_str(&html[start..end]);
-        at = end;
-    }
-    out
-}
-
-fn push_reference(out: &mut String, c: char) {
-    use std::fmt::Write;
-    let _ = write!(out, "&#x{:X};", u32::from(c));
 }
 
 #[cfg(test)]
@@ -946,18 +797,6 @@ mod tests {
 
     fn date() -> EditionDate {
         EditionDate::parse("2025-12-09").unwrap()
-    }
-
-    #[test]
-    fn slots_are_cut_once_and_filled_in_one_pass() {
-        let m = "pb0123";
-        let text = format!("{m}-rank<p>{m}-badge{m}-reason {m}-other {m}</p>{m}-rank");
-        let slotted = Slotted::cut(&text, m, &CARD_SLOTS);
-        let values: CardValues = ["3".into(), "W".into(), "U".into()];
-        let mut out = String::new();
-        slotted.fill_into(&mut out, &values);
-        assert_eq!(out, format!("3<p>WU {m}-other {m}</p>3"));
-        assert_eq!(slotted.len_with(&values), out.len());
     }
 
     #[test]
@@ -1361,33 +1200,13 @@ mod tests {
     }
 
     #[test]
-    fn ascii_html_leaves_style_and_script_alone() {
-        let html = "<p title=\"é\">ü</p><STYLE>a::after { content: \"→\" }</STYLE>\
-                    <styles>é</styles><script type=\"x\">\"ö\"</script>→<style>ß";
-        assert_eq!(
-            ascii_html(html),
-            "<p title=\"&#xE9;\">&#xFC;</p><STYLE>a::after { content: \"→\" }</STYLE>\
-             <styles>&#xE9;</styles><script type=\"x\">\"ö\"</script>&#x2192;<style>ß"
-        );
-        assert_eq!(ascii_html("plain <b>text</b>"), "plain <b>text</b>");
-    }
-
-    #[test]
     fn helpers() {
-        assert_eq!(trim_at_word("one two three", 8), "one two…");
-        assert_eq!(trim_at_word("short", 8), "short");
-        assert_eq!(wrap("aa bb cc", 5), ["aa bb", "cc"]);
         assert_eq!(
             labelled("Code", "https://x.org/a", " (★ 3)"),
             ["Code: https://x.org/a (★ 3)"]
         );
         let long = format!("https://github.com/{}", "a".repeat(60));
         assert_eq!(labelled("Code", &long, " (★ 3)"), ["Code (★ 3):", &long]);
-        assert_eq!(
-            escape_html("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#x27;"
-        );
-        assert_eq!(escape_html("a·b 📬"), "a&#xB7;b &#x1F4EC;");
         assert_eq!(site_name("http://127.0.0.1:8080"), "127.0.0.1:8080");
     }
 }
