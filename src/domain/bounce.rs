@@ -141,11 +141,6 @@ impl Subscriber {
         self.unsubscribe(at);
         self.last_bounce = Some(note(at, BounceKind::Complaint, reason));
     }
-
-    /// SMTP refused the digests permanently too often during the send.
-    pub fn refused_during_send(&mut self, at: DateTime<Utc>, reason: &str) {
-        self.last_bounce = Some(note(at, BounceKind::Permanent, reason));
-    }
 }
 
 #[cfg(test)]

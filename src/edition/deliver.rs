@@ -521,10 +521,9 @@ impl Shared {
         let reason = format!("SMTP: {error}");
         self.update_current(sub, |s| {
             s.permanent_failures += 1;
-            // Only an active reader bounces: one who left meanwhile stays gone.
-            if s.permanent_failures >= BOUNCE_AFTER && s.status == Status::Active {
-                s.status = Status::Bounced;
-                s.refused_during_send(d.updated_at, &reason);
+            // As a bounce report would: one who left meanwhile stays gone.
+            if s.permanent_failures >= BOUNCE_AFTER {
+                s.bounced_permanently(d.updated_at, &reason);
             }
         })?;
         self.commit.durable().await?;
