@@ -280,7 +280,10 @@ fn spamassassin(file: &Path) -> Verdict {
                 .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
                 .then(|| (rule.to_string(), points))
         })
-        .collect();
+        .collect::<Vec<_>>();
+    // Every message hits some rule (HTML_MESSAGE, NO_RELAYS, …): an empty list means the
+    // table was not read, and a score of nothing would pass for zero.
+    assert!(!rules.is_empty(), "no rules read from the report:\n{said}");
     Verdict { rules }
 }
 
