@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use thirtyfour::cdp::domains::emulation::{MediaFeature, SetEmulatedMedia};
 use thirtyfour::prelude::*;
-use thirtyfour::stringmatch::StringMatch;
 
 use crate::helpers::free_port;
 use crate::web::{link_in, spawn_web};
@@ -112,23 +111,26 @@ impl Browser {
     }
 
     /// Waits (bounded) until the page shows `needle`: a click that submits a form returns
-    /// before the next page has loaded. Errors while the page changes (a stale body) count
-    /// as not yet.
+    /// before the next page has loaded. Every error while the page changes (a body gone
+    /// stale between finding it and reading its text, a navigation in progress) counts as
+    /// not yet. thirtyfour's own query is not used for this: its `ignore_errors` does not
+    /// cover the find itself, nor a text filter added before it, so a stale body ended
+    /// the wait at once.
     pub(crate) async fn wait_for_text(&self, needle: &str) {
-        let shown = self
-            .driver()
-            .query(By::Css("body"))
-            .with_text(StringMatch::from(needle).partial())
-            .ignore_errors(true)
-            .wait(Duration::from_secs(15), Duration::from_millis(100))
-            .first()
-            .await;
-        if shown.is_err() {
-            let text = match self.driver().find(By::Css("body")).await {
-                Ok(body) => body.text().await.unwrap_or_default(),
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let shown = match self.driver().find(By::Css("body")).await {
+                Ok(body) => match body.text().await {
+                    Ok(text) if text.contains(needle) => return,
+                    Ok(text) => text,
+                    Err(e) => format!("(body unreadable: {e})"),
+                },
                 Err(e) => format!("(no body: {e})"),
             };
-            panic!("the page never showed {needle:?}; it shows: {text}");
+            if Instant::now() >= deadline {
+                panic!("the page never showed {needle:?}; it shows: {shown}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
