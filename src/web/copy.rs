@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use chrono::Utc;
 
@@ -40,8 +40,16 @@ pub async fn own_copy(
     let digest = crate::edition::as_sent(&web.editions, date, &s)?.ok_or(WebError::NotFound)?;
     let mut response = (StatusCode::OK, Html(digest.html)).into_response();
     // A page of one reader's: search engines keep out even if a forwarded link is posted.
-    response
-        .headers_mut()
-        .insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    let h = response.headers_mut();
+    h.insert("x-robots-tag", HeaderValue::from_static("noindex"));
+    // The digest's thumbnails (`digest.thumbnails`) come from the source's image host, as
+    // they do in the mail. Pictures only: still no script, no frames, no forms elsewhere,
+    // and no referrer goes with them.
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' https: http:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
     Ok(response)
 }

@@ -110,6 +110,9 @@ pub fn router(parts: Parts) -> Router {
         .with_state(state)
 }
 
+/// What a page may load: its own styles and pictures, nothing else, and no script.
+pub const PAGE_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
 /// Tokens travel in URLs: no referrer may carry them elsewhere, and no page runs script.
 pub async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
@@ -119,11 +122,10 @@ pub async fn security_headers(mut response: Response) -> Response {
     set(h, header::REFERRER_POLICY, "no-referrer");
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::X_FRAME_OPTIONS, "DENY");
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
+    // A page that shows pictures from elsewhere (a reader's copy of a digest) sets its own.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        set(h, header::CONTENT_SECURITY_POLICY, PAGE_POLICY);
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         set(h, header::CACHE_CONTROL, "no-store");
     }
