@@ -595,12 +595,14 @@ async fn remove(
             "forgot {email}: nothing about it is left in the store"
         );
     } else {
-        let mut s = ctx
-            .store
-            .subscriber(email)?
-            .with_context(|| format!("{email} is not a subscriber"))?;
-        s.unsubscribe(chrono::Utc::now());
-        ctx.store.update_subscriber(&s)?;
+        let now = chrono::Utc::now();
+        ctx.store
+            .change_subscriber(email, |current| {
+                let mut s = current.ok_or(())?;
+                s.unsubscribe(now);
+                Ok((s, ()))
+            })?
+            .map_err(|()| anyhow::anyhow!("{email} is not a subscriber"))?;
         let _ = writeln!(
             out.stdout,
             "unsubscribed {email} (use --forget to delete every trace)"

@@ -3,6 +3,7 @@
 //! the same file twice changes nothing the second time.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt;
 
 use anyhow::Context as _;
@@ -235,6 +236,13 @@ fn check(rows: Vec<(usize, Record)>, days: &EditionDays) -> anyhow::Result<Vec<C
     Ok(out)
 }
 
+/// What importing one line did.
+enum Imported {
+    Added,
+    Updated,
+    Unchanged,
+}
+
 /// Checks the whole file, then adds new subscribers and updates the status and preferences
 /// of known ones. Nothing is written when any line is bad.
 /// `days`: the days the site's schedule sends on, which a weekly subscriber on it must
@@ -243,29 +251,36 @@ pub fn import(store: &Store, bytes: &[u8], days: &EditionDays) -> anyhow::Result
     let checked = check(parse(bytes)?, days)?;
     let mut report = ImportReport::default();
     for c in checked {
-        match store.subscriber(&c.email)? {
-            Some(mut s) => {
-                let before = s.clone();
-                s.status = c.status;
-                s.preferences = c.preferences;
-                s.confirmed_at = c.confirmed_at.or(s.confirmed_at);
-                if s == before {
-                    report.unchanged += 1;
-                } else {
-                    store.update_subscriber(&s)?;
-                    report.updated += 1;
+        // Read and written in one transaction: the daemon may record a bounce or a send
+        // for this reader meanwhile (an import goes through its admin socket).
+        let outcome = store.change_subscriber(&c.email, |current| {
+            Ok::<_, Infallible>(match current {
+                Some(mut s) => {
+                    let before = s.clone();
+                    s.status = c.status;
+                    s.preferences = c.preferences.clone();
+                    s.confirmed_at = c.confirmed_at.or(s.confirmed_at);
+                    let outcome = if s == before {
+                        Imported::Unchanged
+                    } else {
+                        Imported::Updated
+                    };
+                    (s, outcome)
                 }
-            }
-            None => {
-                let mut s = Subscriber::new(c.email, c.preferences, false);
-                s.status = c.status;
-                s.created_at = c.created_at.unwrap_or(s.created_at);
-                s.confirmed_at = c.confirmed_at;
-                store
-                    .add_subscriber(&s)
-                    .with_context(|| format!("line {}", c.line))?;
-                report.added += 1;
-            }
+                None => {
+                    let mut s = Subscriber::new(c.email.clone(), c.preferences.clone(), false);
+                    s.status = c.status;
+                    s.created_at = c.created_at.unwrap_or(s.created_at);
+                    s.confirmed_at = c.confirmed_at;
+                    (s, Imported::Added)
+                }
+            })
+        });
+        let Ok(outcome) = outcome.with_context(|| format!("line {}", c.line))?;
+        match outcome {
+            Imported::Added => report.added += 1,
+            Imported::Updated => report.updated += 1,
+            Imported::Unchanged => report.unchanged += 1,
         }
     }
     Ok(report)

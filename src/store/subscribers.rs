@@ -1,5 +1,10 @@
 //! The subscribers: by address (`subscribers`) and by id (`subscriber_ids`), and removing
 //! one with everything recorded about them.
+//!
+//! A known subscriber's record is only ever changed by reading it in the transaction that
+//! writes it ([`Store::change_subscriber`], [`Store::update_subscriber_by_id`]): the web
+//! pages, the bounce intake, the send and the commands all change records while the others
+//! run, and a record read earlier and written back whole would undo what they did meanwhile.
 
 use super::codec::{decode, encode};
 use super::{DELIVERIES, LEDGER, Result, SUBSCRIBER_IDS, SUBSCRIBERS, Store, StoreError};
@@ -8,32 +13,45 @@ use crate::domain::{Status, Subscriber, SubscriberEmail, SubscriberId};
 impl Store {
     /// Adds a new subscriber; an address that is already known is an error and changes nothing.
     pub fn add_subscriber(&self, s: &Subscriber) -> Result<()> {
-        self.save_subscriber(s, true)
-    }
-
-    /// Writes a subscriber new (`new`) or known, with the same reads and writes either way:
-    /// the subscribe form answers after this, and its answer must take as long for an
-    /// address that is known as for one that is not. The address being new, or known, is
-    /// checked in the same transaction; otherwise it is an error and changes nothing.
-    pub fn save_subscriber(&self, s: &Subscriber, new: bool) -> Result<()> {
         self.db.transaction(|tx| {
             let email = s.email.as_str().as_bytes();
-            let known = tx.get(SUBSCRIBERS, email)?.is_some();
-            if known && new {
+            if tx.get(SUBSCRIBERS, email)?.is_some() {
                 return Err(StoreError::Duplicate(s.email.clone()));
-            }
-            if !known && !new {
-                return Err(StoreError::Unknown(s.email.clone()));
             }
             tx.put(SUBSCRIBERS, email, &encode(s))?;
             tx.put(SUBSCRIBER_IDS, &s.id.to_bytes(), email)
         })
     }
 
-    /// Replaces the record of an existing subscriber (same id and address).
-    pub fn update_subscriber(&self, s: &Subscriber) -> Result<()> {
-        self.db
-            .put(SUBSCRIBERS, s.email.as_str().as_bytes(), &encode(s))
+    /// Reads the subscriber at `email` (`None` for an address not known) and writes what
+    /// `change` makes of them, in one transaction, so that no other write falls between: a
+    /// bounce or a send's outcome recorded meanwhile is not undone. When `change` refuses
+    /// (`Err`), nothing is written. It may run more than once (see
+    /// [`super::engine::Db::transaction`]), and must keep the address.
+    ///
+    /// The record and its id are written alike for a new address and a known one: the
+    /// subscribe form answers after this, and its answer must take as long for either.
+    pub fn change_subscriber<T, E>(
+        &self,
+        email: &SubscriberEmail,
+        change: impl Fn(Option<Subscriber>) -> std::result::Result<(Subscriber, T), E>,
+    ) -> Result<std::result::Result<T, E>> {
+        let key = email.as_str().as_bytes();
+        self.db.transaction(|tx| {
+            let current = tx
+                .get(SUBSCRIBERS, key)?
+                .map(|v| decode::<Subscriber>("subscribers", &v))
+                .transpose()?;
+            Ok(match change(current) {
+                Ok((s, out)) => {
+                    debug_assert_eq!(&s.email, email, "a change keeps the address");
+                    tx.put(SUBSCRIBERS, key, &encode(&s))?;
+                    tx.put(SUBSCRIBER_IDS, &s.id.to_bytes(), key)?;
+                    Ok(out)
+                }
+                Err(e) => Err(e),
+            })
+        })
     }
 
     pub fn subscriber(&self, email: &SubscriberEmail) -> Result<Option<Subscriber>> {
@@ -171,18 +189,24 @@ mod tests {
             store.subscriber_by_id(s.id).unwrap().unwrap().email,
             s.email
         );
-        // Saving a known one rewrites it; saving an unknown one as known is an error.
-        store.save_subscriber(&s, false).unwrap();
-        assert!(matches!(
-            store.save_subscriber(&subscriber("bob@example.org"), false),
-            Err(StoreError::Unknown(_))
-        ));
-        assert!(
-            store
-                .subscriber(&subscriber("bob@example.org").email)
-                .unwrap()
-                .is_none()
-        );
+        // A change sees the record as stored, and a refused change writes nothing.
+        let failures = store
+            .change_subscriber(&s.email, |current| {
+                let mut current = current.expect("known");
+                current.permanent_failures += 1;
+                Ok::<_, ()>((current.clone(), current.permanent_failures))
+            })
+            .unwrap();
+        assert_eq!(failures, Ok(s.permanent_failures + 1));
+        let bob = subscriber("bob@example.org");
+        let refused = store
+            .change_subscriber(&bob.email, |current| match current {
+                None => Err("unknown"),
+                Some(s) => Ok((s, ())),
+            })
+            .unwrap();
+        assert_eq!(refused, Err("unknown"));
+        assert!(store.subscriber(&bob.email).unwrap().is_none());
         let d = date("2025-12-08");
         assert!(store.plan_one(&delivery(d, &s, &["2501.00001"])).unwrap());
         store.remove_subscriber(&s.email).unwrap();

@@ -1,5 +1,6 @@
 //! The handlers behind each route.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use serde::Deserialize;
 
 use super::forms::{FormValues, PreferencesForm, SubscribeForm};
 use super::{MessagePage, Params, WebError, WebState, client_ip, form_rejection, page};
-use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber};
+use crate::domain::{MAX_ITEMS_CAP, PaperId, Status, Subscriber, SubscriberId};
 use crate::edition::{self, RunError};
 use crate::telemetry::{metrics, one_line};
 use crate::tokens::{Purpose, TokenKey};
@@ -236,20 +237,22 @@ pub async fn subscribe(
         let now = Utc::now();
         // The same reads and writes for a new address as for a known one, even when a
         // request changes nothing: the answer's timing must not tell them apart.
-        let (s, notice, new) = match web.store.subscriber(&email)? {
-            None => (
-                Subscriber::requested(email, prefs, now),
-                Some(Notice::Confirm),
-                true,
-            ),
-            Some(mut s) => {
-                let notice = s.requested_again(prefs, now);
-                (s, notice, false)
-            }
-        };
-        web.store.save_subscriber(&s, new)?;
+        let changed = web.store.change_subscriber(&email, |current| {
+            let (s, notice) = match current {
+                None => (
+                    Subscriber::requested(email.clone(), prefs.clone(), now),
+                    Some(Notice::Confirm),
+                ),
+                Some(mut s) => {
+                    let notice = s.requested_again(prefs.clone(), now);
+                    (s, notice)
+                }
+            };
+            Ok::<_, Infallible>((s.clone(), notice.map(|n| (s, n))))
+        })?;
+        let Ok(notice) = changed;
         web.store.flush().await?;
-        notice.map(|n| (s, n))
+        notice
     };
 
     if let Some((s, notice)) = notice {
@@ -277,7 +280,17 @@ enum ConfirmTarget {
 /// What a confirm token is for, if it is valid now.
 fn confirm_target(web: &WebState, token: &str) -> Result<ConfirmTarget, WebError> {
     let sid = TokenKey::claimed_subscriber(token).ok_or(WebError::BadToken)?;
-    let s = web.store.subscriber_by_id(sid)?.ok_or(WebError::BadToken)?;
+    let s = web.store.subscriber_by_id(sid)?;
+    target_in(web, token, s)
+}
+
+/// What a confirm token is for in the record `s` of the subscriber it claims.
+fn target_in(
+    web: &WebState,
+    token: &str,
+    s: Option<Subscriber>,
+) -> Result<ConfirmTarget, WebError> {
+    let s = s.ok_or(WebError::BadToken)?;
     let valid = |nonce: u64| {
         web.links
             .key()
@@ -321,17 +334,24 @@ pub async fn confirm(
     let Form(form) = form.map_err(form_rejection)?;
     let web = &*state;
     let _guard = state.subscribe_lock.lock().await;
-    let s = match confirm_target(web, &form.token)? {
-        ConfirmTarget::Outstanding(mut s, nonce) => {
-            s.confirm_with(nonce, Utc::now());
-            web.store.update_subscriber(&s)?;
-            web.store.flush().await?;
-            tracing::info!(subscriber = %s.id, "subscription confirmed");
-            s
-        }
-        // A second click on the same link: already done, and said so.
-        ConfirmTarget::Done(s) => s,
-    };
+    let sid = TokenKey::claimed_subscriber(&form.token).ok_or(WebError::BadToken)?;
+    let now = Utc::now();
+    let (s, confirmed) =
+        web.store
+            .update_subscriber_by_id(sid, |current| -> Result<_, WebError> {
+                match target_in(web, &form.token, current)? {
+                    ConfirmTarget::Outstanding(mut s, nonce) => {
+                        s.confirm_with(nonce, now);
+                        Ok((s.clone(), (s, true)))
+                    }
+                    // A second click on the same link: already done, and said so.
+                    ConfirmTarget::Done(s) => Ok((s.clone(), (s, false))),
+                }
+            })??;
+    if confirmed {
+        web.store.flush().await?;
+        tracing::info!(subscriber = %s.id, "subscription confirmed");
+    }
     let prefs = web.links.preferences(s.id);
     Ok(page(
         StatusCode::OK,
@@ -346,12 +366,20 @@ pub async fn confirm(
 /// The subscriber of an unsubscribe or preferences token. A valid token for an address that
 /// no longer exists is "not found"; anything else wrong with it is "not valid".
 fn token_owner(web: &WebState, purpose: Purpose, token: &str) -> Result<Subscriber, WebError> {
-    let sid = web
-        .links
+    let sid = token_subscriber(web, purpose, token)?;
+    web.store.subscriber_by_id(sid)?.ok_or(WebError::NotFound)
+}
+
+/// The subscriber id an unsubscribe or preferences token is signed for.
+fn token_subscriber(
+    web: &WebState,
+    purpose: Purpose,
+    token: &str,
+) -> Result<SubscriberId, WebError> {
+    web.links
         .key()
         .verify(purpose, token, Utc::now(), 0)
-        .map_err(|_| WebError::BadToken)?;
-    web.store.subscriber_by_id(sid)?.ok_or(WebError::NotFound)
+        .map_err(|_| WebError::BadToken)
 }
 
 pub async fn unsubscribe_page(
@@ -382,12 +410,19 @@ pub async fn unsubscribe(
     Params(q): Params<TokenQuery>,
 ) -> Result<Response, WebError> {
     let web = &*state;
-    let mut s = token_owner(web, Purpose::Unsubscribe, &q.token)?;
-    if s.status != Status::Unsubscribed {
-        s.unsubscribe(Utc::now());
-        web.store.update_subscriber(&s)?;
+    let sid = token_subscriber(web, Purpose::Unsubscribe, &q.token)?;
+    let now = Utc::now();
+    let left = web
+        .store
+        .update_subscriber_by_id(sid, |current| -> Result<_, WebError> {
+            let mut s = current.ok_or(WebError::NotFound)?;
+            let left = (s.status != Status::Unsubscribed).then(|| s.email.domain().to_string());
+            s.unsubscribe(now);
+            Ok((s, left))
+        })??;
+    if let Some(domain) = left {
         web.store.flush().await?;
-        tracing::info!(domain = %s.email.domain(), "unsubscribed");
+        tracing::info!(%domain, "unsubscribed");
     }
     Ok(page(
         StatusCode::OK,
@@ -514,7 +549,7 @@ pub async fn save_preferences(
     form: Result<Form<PreferencesForm>, FormRejection>,
 ) -> Result<Response, WebError> {
     let web = &*state;
-    let mut s = token_owner(web, Purpose::Preferences, &q.token)?;
+    let s = token_owner(web, Purpose::Preferences, &q.token)?;
     let Form(form) = form.map_err(form_rejection)?;
     let days = crate::schedule::edition_days(&web.schedule, Utc::now());
     let parsed = form.parse(web.schedule.tz().name(), &days);
@@ -524,8 +559,13 @@ pub async fn save_preferences(
             &preferences_view(web, &s, &q.token, form.values(), errors, false).await,
         )),
         Ok(prefs) => {
-            s.preferences = prefs;
-            web.store.update_subscriber(&s)?;
+            let s =
+                web.store
+                    .update_subscriber_by_id(s.id, |current| -> Result<_, WebError> {
+                        let mut s = current.ok_or(WebError::NotFound)?;
+                        s.preferences = prefs.clone();
+                        Ok((s.clone(), s))
+                    })??;
             web.store.flush().await?;
             let values = FormValues::from_preferences(&s.preferences);
             Ok(page(

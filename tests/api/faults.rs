@@ -725,10 +725,12 @@ async fn a_reader_who_leaves_during_their_send_stays_gone() {
     let email = SubscriberEmail::parse("ann@example.org").unwrap();
     let id = {
         let store = app.store();
-        let mut ann = store.subscriber(&email).unwrap().unwrap();
-        ann.permanent_failures = 1;
-        store.update_subscriber(&ann).unwrap();
-        ann.id
+        let changed = store.change_subscriber(&email, |current| {
+            let mut ann = current.unwrap();
+            ann.permanent_failures = 1;
+            Ok::<_, ()>((ann.clone(), ann.id))
+        });
+        changed.unwrap().unwrap()
     };
     let (_daemon, http) = crate::helpers::start_serve(&app, &base).await;
     let run = app

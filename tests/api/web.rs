@@ -441,9 +441,15 @@ async fn a_request_for_someone_elses_address_changes_nothing_they_chose() {
     };
     // Lets the next request mail again, as if the hour had passed.
     let an_hour_passes = || {
-        let mut s = ann();
-        s.last_notice_at = s.last_notice_at.map(|t| t - chrono::Duration::hours(2));
-        w.store.update_subscriber(&s).unwrap();
+        let s = ann();
+        w.store
+            .change_subscriber(&s.email, |current| {
+                let mut s = current.unwrap();
+                s.last_notice_at = s.last_notice_at.map(|t| t - chrono::Duration::hours(2));
+                Ok::<_, ()>((s, ()))
+            })
+            .unwrap()
+            .unwrap();
     };
 
     assert_eq!(ask("mine", "").await.status(), 200);
@@ -482,9 +488,15 @@ async fn a_request_for_someone_elses_address_changes_nothing_they_chose() {
     // Active, then unsubscribed: a request still changes nothing they chose.
     for state in ["active", "unsubscribed"] {
         if state == "unsubscribed" {
-            let mut s = ann();
-            s.unsubscribe(Utc::now());
-            w.store.update_subscriber(&s).unwrap();
+            let s = ann();
+            w.store
+                .change_subscriber(&s.email, |current| {
+                    let mut s = current.unwrap();
+                    s.unsubscribe(Utc::now());
+                    Ok::<_, ()>((s, ()))
+                })
+                .unwrap()
+                .unwrap();
         }
         an_hour_passes();
         let before = ann();

@@ -638,6 +638,41 @@ mod tests {
         }
     }
 
+    /// A transaction that reads a value and writes what it makes of it loses no update to
+    /// another made meanwhile: what every change of a subscriber's record relies on (a
+    /// bounce, an unsubscribe, a send's outcome, all at once). Without isolation, threads
+    /// adding one each would lose some of their additions.
+    #[test]
+    fn concurrent_read_and_write_transactions_lose_no_update() {
+        const THREADS: u64 = 4;
+        const EACH: u64 = 150;
+        for kind in EngineKind::ALL {
+            let dir = tempfile::tempdir().unwrap();
+            let db = db(kind, dir.path());
+            std::thread::scope(|scope| {
+                for _ in 0..THREADS {
+                    scope.spawn(|| {
+                        for _ in 0..EACH {
+                            db.transaction(|tx| {
+                                let n = tx
+                                    .get("t", b"n")?
+                                    .map_or(0, |v| u64::from_be_bytes(v.try_into().unwrap()));
+                                tx.put("t", b"n", &(n + 1).to_be_bytes())
+                            })
+                            .unwrap();
+                        }
+                    });
+                }
+            });
+            let n = db.get("t", b"n").unwrap().unwrap();
+            assert_eq!(
+                u64::from_be_bytes(n.try_into().unwrap()),
+                THREADS * EACH,
+                "{kind:?}"
+            );
+        }
+    }
+
     #[test]
     fn names_from_a_backup_are_only_tree_names() {
         for kind in EngineKind::ALL {
