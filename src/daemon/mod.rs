@@ -173,32 +173,53 @@ async fn first_look(source: Arc<Source>, tz: chrono_tz::Tz) {
 /// recorded state change is already flushed, so nothing recorded is lost; a message in
 /// flight may then go again on the next run, with its same Message-ID.
 pub async fn shutdown_signal() {
-    one_signal().await;
-    tokio::spawn(async {
-        one_signal().await;
+    shutdown_signal_then(|| {}).await;
+}
+
+/// [`shutdown_signal`], with `at_exit` run before a second signal ends the process (the
+/// demo deletes its temporary directory there).
+pub async fn shutdown_signal_then(at_exit: impl FnOnce() + Send + 'static) {
+    // Listening for both signals from the start: one that arrives while the first is being
+    // handled is kept for the second wait, not lost between the two.
+    let mut signals = StopSignals::listen();
+    signals.next().await;
+    tokio::spawn(async move {
+        signals.next().await;
+        at_exit();
         eprintln!("second signal: exiting now");
         std::process::exit(130);
     });
 }
 
-async fn one_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// SIGINT (Ctrl-C) and SIGTERM (systemd, kill), as one stream. A signal that cannot be
+/// listened for is never seen.
+struct StopSignals {
+    interrupt: Option<tokio::signal::unix::Signal>,
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl StopSignals {
+    fn listen() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            interrupt: signal(SignalKind::interrupt()).ok(),
+            terminate: signal(SignalKind::terminate()).ok(),
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
+    }
+
+    async fn next(&mut self) {
+        async fn one(signal: &mut Option<tokio::signal::unix::Signal>) {
+            match signal {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        }
+        tokio::select! {
+            _ = one(&mut self.interrupt) => {}
+            _ = one(&mut self.terminate) => {}
+        }
     }
 }
 

@@ -23,7 +23,7 @@ use anyhow::Context as _;
 use tokio::net::TcpListener;
 
 use crate::config::{PublicUrl, Settings, Transport};
-use crate::daemon::{local_url, shutdown_signal};
+use crate::daemon::{local_url, shutdown_signal_then};
 use crate::domain::EditionDate;
 use crate::edition::{self, Editions};
 use crate::parts::Parts;
@@ -65,7 +65,7 @@ impl Demo {
 }
 
 /// Runs the demo until Ctrl-C or SIGTERM, then stops as `serve` does and deletes a
-/// temporary data directory.
+/// temporary data directory (at once on a second Ctrl-C).
 pub async fn run(options: Options) -> anyhow::Result<()> {
     let data = DataDir::open(options.data)?;
     let listener = bind(options.listen).await?;
@@ -94,7 +94,17 @@ pub async fn run(options: Options) -> anyhow::Result<()> {
     let router = pages::router(crate::daemon::router(&parts, &settings), demo);
 
     print_block(&url, &settings, &data, &days);
-    crate::web::serve(listener, router, &settings.web, shutdown_signal()).await;
+    // A second Ctrl-C ends the process before `finish`: the temporary directory goes then.
+    let temporary = match &data {
+        DataDir::Temporary(dir) => Some(dir.clone()),
+        DataDir::Kept(_) => None,
+    };
+    let stop = shutdown_signal_then(move || {
+        if let Some(dir) = temporary {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    });
+    crate::web::serve(listener, router, &settings.web, stop).await;
     let no_edition_running = parts.editions.between_editions().await;
     parts.store.flush().await?;
     drop(no_edition_running);

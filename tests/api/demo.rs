@@ -338,6 +338,64 @@ async fn the_demo_sends_each_day_once_without_network_or_configured_state() {
     );
 }
 
+/// Ctrl-C twice, the second while the first stop still waits for a request to finish:
+/// the demo ends at once, and its temporary directory goes with it.
+#[test]
+fn a_second_ctrl_c_ends_the_demo_at_once_and_leaves_nothing() {
+    use std::io::{Read, Write};
+    let temp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = crate::helpers::paperboy_command();
+    cmd.args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env("TMPDIR", temp.path())
+        .env("RUST_LOG", "warn");
+    let mut demo = DemoRun::start(cmd);
+    assert!(demo.data.is_dir());
+
+    // A form whose body never comes: a stop gives it 5 s to finish.
+    let mut held = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    held.write_all(
+        b"POST /subscribe HTTP/1.1\r\nHost: demo\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nemail=",
+    )
+    .unwrap();
+    // Neither answered nor closed: the request is being handled.
+    held.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let read = held.read(&mut [0; 64]);
+    assert!(
+        read.as_ref().is_err_and(|e| matches!(
+            e.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        )),
+        "{read:?}"
+    );
+
+    let pid = rustix::process::Pid::from_child(&demo.process.0);
+    let interrupt = || rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    interrupt();
+    // The first stop has begun once the demo takes no more connections.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(Instant::now() < deadline, "still listening after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    interrupt();
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let status = loop {
+        if let Some(status) = demo.process.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second Ctrl-C did not end the demo at once"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert!(!demo.data.exists(), "{} is left", demo.data.display());
+    assert_eq!(std::fs::read_dir(temp.path()).unwrap().count(), 0);
+}
+
 /// Every page a demo serves as HTML carries the banner (its own pages, `serve`'s pages,
 /// the error pages), but for a message's own HTML, which is shown in a sandbox as a mail
 /// program would; `serve` has none of the demo's pages and no banner.
