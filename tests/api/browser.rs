@@ -317,8 +317,8 @@ pub(crate) async fn check_shot(browser: &Browser, page: &str, shot: &Shot) {
     browser.emulate(shot).await;
     // A framed document (a mail shown in the demo's outbox) takes the new colour scheme a
     // moment after its page: shoot again until the shot is as light or dark as asked, or
-    // 5 s have passed, and check the last one.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // 15 s have passed, and check the last one.
+    let deadline = Instant::now() + Duration::from_secs(15);
     let mut bytes = browser.png().await;
     loop {
         let image = Image::decode(&bytes);

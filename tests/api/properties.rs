@@ -63,7 +63,7 @@ fn arb_step() -> impl Strategy<Value = Step> {
 /// fork and its exec, the lock's too (flock belongs to the open file, not the descriptor). So
 /// a refusal is tried again, to a deadline of a few seconds.
 fn open(dir: &std::path::Path) -> Parts {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     loop {
         let opened = Parts::build(&Settings {
             data_dir: dir.to_path_buf(),
