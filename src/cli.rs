@@ -112,7 +112,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         crate::demo::run(crate::demo::Options { listen, data }).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let (settings, origin) = Settings::load(cli.config.as_deref())?;
+    // `bounce` may be run by a mail server as a user that cannot read the secret files; it
+    // reads them only when it works on the store itself.
+    let bounce = matches!(cli.command, TopLevel::OnStore(Command::Bounce { .. }));
+    let (mut settings, origin) = Settings::load_without_secrets(cli.config.as_deref())?;
+    if !bounce {
+        settings.load_secrets()?;
+    }
     let command = match cli.command {
         TopLevel::CheckConfig => {
             // What a start would build from them, so that a key that cannot sign or a TLS
@@ -150,6 +156,17 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    if let Some(socket) = settings.mail.bounce_socket.as_deref().filter(|_| bounce) {
+        match crate::commands::admin::request_at(socket, &command, input.clone()).await {
+            Ok(output) => return finish(&command, output),
+            // No daemon there: the report is recorded in the store, as without the socket.
+            Err(e) if not_listening(&e) => {}
+            Err(e) => return Err(e.context("mail.bounce_socket")),
+        }
+    }
+    if bounce {
+        settings.load_secrets()?;
+    }
     let output = match Parts::build(&settings) {
         Ok(parts) => {
             let mut out = Output::default();
@@ -175,6 +192,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e),
     };
     finish(&command, output)
+}
+
+/// Whether connecting to a socket failed because nothing listens there (no file, or a file
+/// left by a daemon that is gone), rather than during the exchange.
+fn not_listening(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|e| {
+            matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            )
+        })
 }
 
 /// paperboy(1): one page with every command and its options. clap_mangen makes a page per

@@ -2,8 +2,14 @@
 //! `serve` holds the store. The CLI sends the parsed command (and the content of a file it
 //! was given) as one JSON line to `data_dir/admin.sock`; the daemon runs the very same
 //! command code and answers with its output, file and exit code. Only [`Command`]s travel:
-//! `serve`, `restore` and `check-config` cannot be asked of a running daemon. The socket is mode 0600: only the
-//! service's own user (and root) can use it.
+//! `serve`, `restore` and `check-config` cannot be asked of a running daemon. The socket is
+//! mode 0600: only the service's own user (and root) can use it.
+//!
+//! The bounce socket (`mail.bounce_socket`) speaks the same, but takes only `bounce`, from
+//! any local user: a mail server's `pipe` runs `paperboy bounce` as a user of its own. It
+//! trusts its callers no more than the bounce address trusts whoever mails it: a report
+//! counts only when a signed token (or paperboy's own Message-ID and List-Id) names whom
+//! it is about.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,8 +43,16 @@ pub async fn request(
     command: &Command,
     input: Option<Vec<u8>>,
 ) -> anyhow::Result<Output> {
-    let path = socket_path(data_dir);
-    let stream = UnixStream::connect(&path)
+    request_at(&socket_path(data_dir), command, input).await
+}
+
+/// Sends a command to the daemon's socket at `path`.
+pub async fn request_at(
+    path: &Path,
+    command: &Command,
+    input: Option<Vec<u8>>,
+) -> anyhow::Result<Output> {
+    let stream = UnixStream::connect(path)
         .await
         .with_context(|| format!("cannot connect to {}", path.display()))?;
     let (read, mut write) = stream.into_split();
@@ -57,28 +71,52 @@ pub async fn request(
 
 /// Serves the admin socket of `data_dir` until the process ends.
 pub async fn serve(ctx: Arc<Context>, data_dir: &Path) -> anyhow::Result<()> {
-    let path = socket_path(data_dir);
+    let listener = bind(&socket_path(data_dir), 0o600)?;
+    accept(ctx, listener, |_| true).await
+}
+
+/// Serves the bounce socket (made by [`bind`] with mode 0666) until the process ends:
+/// `bounce` only, from anyone.
+pub async fn serve_bounces(ctx: Arc<Context>, listener: UnixListener) -> anyhow::Result<()> {
+    accept(ctx, listener, |command| {
+        matches!(command, Command::Bounce { .. })
+    })
+    .await
+}
+
+/// A socket at `path` with file mode `mode`, in place of any left there.
+pub fn bind(path: &Path, mode: u32) -> anyhow::Result<UnixListener> {
     // A socket file left by a killed daemon: we hold the store lock, so it is not in use.
-    let _ = std::fs::remove_file(&path);
+    let _ = std::fs::remove_file(path);
     let listener =
-        UnixListener::bind(&path).with_context(|| format!("binding {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
+        UnixListener::bind(path).with_context(|| format!("binding {}", path.display()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    Ok(listener)
+}
+
+async fn accept(
+    ctx: Arc<Context>,
+    listener: UnixListener,
+    allowed: fn(&Command) -> bool,
+) -> anyhow::Result<()> {
     loop {
         let (stream, _) = listener.accept().await?;
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            if let Err(e) = handle(&ctx, stream).await {
+            if let Err(e) = handle(&ctx, stream, allowed).await {
                 tracing::warn!(error = %format!("{e:#}"), "admin request failed");
             }
         });
     }
 }
 
-async fn handle(ctx: &Context, stream: UnixStream) -> anyhow::Result<()> {
+async fn handle(
+    ctx: &Context,
+    stream: UnixStream,
+    allowed: fn(&Command) -> bool,
+) -> anyhow::Result<()> {
     let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST as u64));
@@ -87,9 +125,15 @@ async fn handle(ctx: &Context, stream: UnixStream) -> anyhow::Result<()> {
         .context("the request did not arrive in time")??;
     let req: Request = serde_json::from_str(&line).context("a malformed request")?;
     let mut out = Output::default();
-    let input = req.input.map(|s| STANDARD.decode(s)).transpose()?;
-    if let Err(e) = super::execute(ctx, &req.command, input, &mut out).await {
-        out.fail(&e);
+    if allowed(&req.command) {
+        let input = req.input.map(|s| STANDARD.decode(s)).transpose()?;
+        if let Err(e) = super::execute(ctx, &req.command, input, &mut out).await {
+            out.fail(&e);
+        }
+    } else {
+        out.fail(&anyhow::anyhow!(
+            "this socket takes only `paperboy bounce`; other commands go through the admin socket"
+        ));
     }
     let mut answer = serde_json::to_vec(&out)?;
     answer.push(b'\n');

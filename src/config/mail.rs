@@ -47,6 +47,12 @@ pub struct MailSettings {
     /// messages within `bounce_transient_days` mark a subscriber bounced.
     pub bounce_transient_count: u32,
     pub bounce_transient_days: u32,
+    /// A socket on which `serve` takes bounce reports from any local user (a mail server's
+    /// `pipe` runs as one of its own): `paperboy bounce` hands its message there, so it
+    /// needs no access to the store. Only reports are taken on it, each attributed by a
+    /// token signed with the link key, as one mailed in would be. Unset, `bounce` goes
+    /// through the admin socket, which only the service's user can use.
+    pub bounce_socket: Option<PathBuf>,
 }
 
 /// `mail.bounce_address`: a plain address (`bounces@example.org`) whose local part gets
@@ -147,6 +153,7 @@ impl Default for MailSettings {
             bounce_address: None,
             bounce_transient_count: 5,
             bounce_transient_days: 14,
+            bounce_socket: None,
         }
     }
 }
@@ -222,6 +229,12 @@ impl MailSettings {
                 "mail.bounce_transient_days",
                 "must be between 1 and 365",
             ));
+        }
+        if let Some(socket) = &self.bounce_socket
+            && !socket.is_absolute()
+        {
+            // A mail server runs `paperboy bounce` from a directory of its own.
+            return Err(invalid("mail.bounce_socket", "must be an absolute path"));
         }
         if smtp.password.is_some() && smtp.username.is_none() {
             return Err(invalid(

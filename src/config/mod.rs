@@ -217,8 +217,25 @@ fn is_override(name: &str) -> bool {
 }
 
 impl Settings {
-    /// Finds, reads and validates the settings, reading secrets from the environment.
+    /// Finds, reads and validates the settings, reading secrets from the environment and
+    /// the files the settings name.
     pub fn load(explicit: Option<&Path>) -> Result<(Self, Sources), ConfigError> {
+        let (mut settings, sources) = Self::load_without_secrets(explicit)?;
+        settings.load_secrets()?;
+        Ok((settings, sources))
+    }
+
+    /// The SMTP password and the DKIM key, from the files the settings name (or the
+    /// environment). What only sending mail needs: `paperboy bounce`, run by a mail server
+    /// as a user that cannot read them, hands its report to the daemon without them.
+    pub fn load_secrets(&mut self) -> Result<(), ConfigError> {
+        self.load_password()?;
+        self.load_dkim_key()?;
+        self.validate()
+    }
+
+    /// [`Settings::load`] but for the secret files, which are left unread.
+    pub fn load_without_secrets(explicit: Option<&Path>) -> Result<(Self, Sources), ConfigError> {
         let env_path = std::env::var_os("PAPERBOY_CONFIG").map(PathBuf::from);
         let path = explicit.map(Path::to_path_buf).or(env_path);
         let (text, origin) = match path {
@@ -260,8 +277,6 @@ impl Settings {
             environment.push("CREDENTIALS_DIRECTORY".into());
             settings.use_credentials(&dir);
         }
-        settings.load_password()?;
-        settings.load_dkim_key()?;
         settings.validate()?;
         Ok((
             settings,
@@ -493,6 +508,10 @@ mod tests {
             (
                 "[mail]\nbounce_transient_count = 0",
                 "mail.bounce_transient_count",
+            ),
+            (
+                "[mail]\nbounce_socket = \"run/bounce.sock\"",
+                "mail.bounce_socket",
             ),
             (
                 "[mail]\nbounce_transient_days = 0",

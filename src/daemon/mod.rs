@@ -39,6 +39,8 @@ pub struct Application {
     data_dir: PathBuf,
     listener: TcpListener,
     addr: SocketAddr,
+    /// `mail.bounce_socket`, bound.
+    bounces: Option<tokio::net::UnixListener>,
 }
 
 impl Application {
@@ -49,6 +51,14 @@ impl Application {
             .await
             .with_context(|| format!("web.listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        // Bound before the start is reported: a socket that cannot be made is a set-up
+        // error, said now rather than by every bounce the mail server keeps retrying.
+        let bounces = match &settings.mail.bounce_socket {
+            Some(path) => {
+                Some(crate::commands::admin::bind(path, 0o666).context("mail.bounce_socket")?)
+            }
+            None => None,
+        };
         let router = router(&parts, &settings);
         Ok(Self {
             store: parts.store,
@@ -61,6 +71,7 @@ impl Application {
             web: settings.web,
             schedule: settings.schedule,
             data_dir: settings.data_dir,
+            bounces,
             listener,
             addr,
         })
@@ -92,7 +103,7 @@ impl Application {
     /// Serves until `shutdown` completes, then stops taking requests, lets a send in flight
     /// finish and be recorded, and flushes the store.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
@@ -122,6 +133,14 @@ impl Application {
                 tracing::error!(error = %format!("{e:#}"), "the admin socket is not available");
             }
         });
+        if let Some(listener) = self.bounces.take() {
+            let commands = self.commands.clone();
+            tokio::spawn(async move {
+                if let Err(e) = crate::commands::admin::serve_bounces(commands, listener).await {
+                    tracing::error!(error = %format!("{e:#}"), "the bounce socket stopped");
+                }
+            });
+        }
         let scheduler = crate::schedule::run(
             self.editions.clone(),
             self.store.clone(),

@@ -420,6 +420,74 @@ async fn through_the_daemon_with_metrics_and_no_resubscription_by_a_form_post() 
     assert!(daemon.terminate(Duration::from_secs(15)).success());
 }
 
+/// A mail server runs `paperboy bounce` as a user of its own, who can use neither the store
+/// nor the secret files: with `mail.bounce_socket`, the report goes to the daemon on that
+/// socket (open to every local user), which takes nothing but reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bounce_socket_takes_reports_from_a_user_without_the_store() {
+    use std::os::unix::fs::PermissionsExt;
+    let Sent {
+        pages: _pages,
+        sink: _sink,
+        app,
+        messages,
+    } = first_digests(EngineKind::default()).await;
+    let ann = digest_to(&messages, "ann@example.org").sender.clone();
+    let socket = app.dir.path().join("run/bounce.sock");
+    std::fs::create_dir(socket.parent().unwrap()).unwrap();
+    app.set("mail.bounce_socket", socket.to_str().unwrap());
+    let base = web_on_free_port(&app);
+    let (mut daemon, _http) = start_serve(&app, &base).await;
+    let mode = std::fs::metadata(&socket).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o666, "any local user may hand in a report");
+
+    // The mail server's user, as far as paperboy can tell: no store, no secret files.
+    let config = std::fs::read_to_string(&app.config).unwrap();
+    app.set("data_dir", "/dev/null/store");
+    app.set("mail.smtp.username", "paperboy");
+    app.set("mail.smtp.password_file", "/dev/null/smtp-password");
+    let gmail = report("gmail-permanent.eml", "ann@example.org", &ann, "x@y");
+    let r = bounce(&app, &gmail, "warn");
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("ann@example.org: permanent"),
+        "{}",
+        r.stdout
+    );
+
+    // Nothing but reports: another command is refused there and changes nothing.
+    let asked =
+        paperboy::commands::Command::Subscribers(paperboy::commands::SubscribersCommand::Remove {
+            email: "bob@example.org".into(),
+            forget: true,
+        });
+    let out = paperboy::commands::admin::request_at(&socket, &asked, None)
+        .await
+        .unwrap();
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("takes only"), "{}", out.stderr);
+
+    std::fs::write(&app.config, &config).unwrap();
+    let list = app.run(&["subscribers", "list"]).stdout;
+    assert!(
+        status_line(&list, "ann@example.org").contains(" bounced "),
+        "{list}"
+    );
+    assert!(
+        status_line(&list, "bob@example.org").contains(" active "),
+        "{list}"
+    );
+
+    // With no daemon on the socket, the command works on the store itself, which needs
+    // what that user lacks: the config's secret files first (exit 78, a set-up to fix).
+    assert!(daemon.terminate(Duration::from_secs(15)).success());
+    app.set("mail.smtp.username", "paperboy");
+    app.set("mail.smtp.password_file", "/dev/null/smtp-password");
+    let r = bounce(&app, &gmail, "warn");
+    assert_eq!(r.code, Some(78), "{} {}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("mail.smtp.password_file"), "{}", r.stderr);
+}
+
 /// A store held by another run (no daemon to ask) makes the intake exit 75, so the mail
 /// server keeps the report and tries again; a config that cannot be read exits 78.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
