@@ -563,9 +563,10 @@ async fn the_file_outbox_records_the_envelope_sender() {
 /// Postfix mails a DSN to the VERP sender, whose domain its transport map sends to a
 /// `pipe` service running `paperboy bounce`, which marks the reader bounced.
 ///
-/// Postfix's `pipe` runs its command as an unprivileged user (never root), so everything
-/// of paperboy's here runs as `nobody`: the binary is copied where `nobody` can run it,
-/// and the data directory is `nobody`'s.
+/// Set up as the README says for a packaged service: `serve` runs as its own user (root
+/// here) with a data directory no one else can open, and Postfix's `pipe` runs `paperboy
+/// bounce` as `nobody` (it never runs commands as root), which hands the report to the
+/// daemon on `mail.bounce_socket`. The binary is copied where `nobody` can run it.
 #[cfg(feature = "e2e")]
 mod postfix {
     use std::os::unix::process::CommandExt;
@@ -573,8 +574,11 @@ mod postfix {
     use std::process::Command;
     use std::time::{Duration, Instant};
 
+    use std::os::unix::fs::PermissionsExt;
+
     use crate::helpers::{
-        PageServer, Reply, Run, SmtpSink, TestApp, clean_env, fixture, free_port,
+        PageServer, Reply, Run, SmtpSink, TestApp, clean_env, fixture, free_port, start_serve,
+        web_on_free_port,
     };
 
     const BOUNCE_DOMAIN: &str = "bounce.paperboy.test";
@@ -757,34 +761,42 @@ paperboy  unix  - n n - - pipe
             .prefix("paperboy-postfix")
             .tempdir()
             .unwrap();
-        std::fs::set_permissions(
-            root.path(),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        std::fs::set_permissions(root.path(), PermissionsExt::from_mode(0o755)).unwrap();
         let bin = root.path().join("paperboy");
         std::fs::copy(env!("CARGO_BIN_EXE_paperboy"), &bin).unwrap();
 
-        // paperboy's side, handed to nobody once configured; port filled in below.
+        // paperboy's side: its config readable by all, its data directory by root alone.
         let app = TestApp::new(&pages.url(), 1, "");
         app.set("mail.bounce_address", format!("bounces@{BOUNCE_DOMAIN}"));
+        let run_dir = root.path().join("run");
+        std::fs::create_dir(&run_dir).unwrap();
+        std::fs::set_permissions(&run_dir, PermissionsExt::from_mode(0o755)).unwrap();
+        app.set(
+            "mail.bounce_socket",
+            run_dir.join("bounce.sock").to_str().unwrap(),
+        );
         let bounce_command = format!("{} --config {} bounce", bin.display(), app.config.display());
         let postfix = Postfix::start(&root.path().join("postfix"), sink.port, &bounce_command);
         app.set("mail.smtp.port", i64::from(postfix.port));
-        chown_all(app.dir.path(), nobody);
+        std::fs::set_permissions(app.dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&app.config, PermissionsExt::from_mode(0o644)).unwrap();
+        let base = web_on_free_port(&app);
+        let (mut daemon, _http) = start_serve(&app, &base).await;
 
-        let run = |args: &[&str]| -> Run {
-            let mut cmd = Command::new(&bin);
-            clean_env(&mut cmd);
-            cmd.arg("--config")
-                .arg(&app.config)
-                .args(args)
-                .current_dir(app.dir.path())
-                .env("RUST_LOG", "warn")
-                .uid(nobody.0)
-                .gid(nobody.1);
-            cmd.output().expect("the binary runs").into()
-        };
+        // What nobody cannot do: open the store, or use the admin socket.
+        let mut as_nobody = Command::new(&bin);
+        clean_env(&mut as_nobody);
+        as_nobody
+            .arg("--config")
+            .arg(&app.config)
+            .args(["subscribers", "list"])
+            .current_dir(root.path())
+            .uid(nobody.0)
+            .gid(nobody.1);
+        let r: Run = as_nobody.output().expect("the binary runs").into();
+        assert!(!r.ok(), "nobody listed the subscribers: {}", r.stdout);
+
+        let run = |args: &[&str]| -> Run { app.run(args) };
         let r = run(&["subscribers", "add", "ann@example.org", "--confirmed"]);
         assert!(r.ok(), "{}", r.stderr);
         // Postfix accepts the digest: as far as paperboy can see, it was sent.
@@ -815,5 +827,6 @@ paperboy  unix  - n n - - pipe
             "the DSN went through the pipe service:\n{log}"
         );
         assert!(sink.messages().is_empty(), "the next hop refused it");
+        assert!(daemon.terminate(Duration::from_secs(15)).success());
     }
 }
