@@ -821,11 +821,23 @@ paperboy  unix  - n n - - pipe
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let log = postfix.log();
-        assert!(
-            log.contains("relay=paperboy") && log.contains("status=sent"),
-            "the DSN went through the pipe service:\n{log}"
-        );
+        // Postfix logs the pipe's delivery once `paperboy bounce` has exited, which is after
+        // the daemon recorded the report it handed over.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log = postfix.log();
+            let piped = log
+                .lines()
+                .any(|l| l.contains("relay=paperboy") && l.contains("status=sent"));
+            if piped {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the DSN did not go through the pipe service:\n{log}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert!(sink.messages().is_empty(), "the next hop refused it");
         assert!(daemon.terminate(Duration::from_secs(15)).success());
     }
