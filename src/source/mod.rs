@@ -7,6 +7,7 @@
 
 mod fetch;
 mod held;
+mod island;
 mod merge;
 mod parse;
 mod recorded;

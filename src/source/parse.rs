@@ -4,18 +4,9 @@
 //! attribute. That island is the reliable part of the page; the cards below it have changed
 //! several times, so paperboy reads only the island and fails loudly when it is gone.
 //!
-//! The island is found by parsing the page with scraper (html5ever), as a browser would. A
-//! hand-written reader that cut the island's tag out of the text and decoded it without
-//! html5ever was measured against scraper alone and removed (2026-12-01, `cargo bench
-//! --bench parse`, 2-core EPYC VM): scraper alone takes 7.8 ms for the 36-paper trending
-//! page against 1.2 ms (6.3×), 2.0 ms against 0.5 ms for a 12-paper daily page (4.1×). The
-//! saving, about 6 ms of CPU for each of the few pages an edition fetches, is small next to
-//! fetching that page over the network, and the reader was no defence against hostile
-//! pages either: a page without the island's exact text fell back to the full parse.
-//! Details in bench/RESULTS.md.
+//! The island is found as a browser reads the page's tags (see [`super::island`]).
 
 use chrono::{DateTime, Utc};
-use scraper::{Html, Selector};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -108,7 +99,7 @@ pub fn parse_listing(body: &str) -> Result<Listing, ParseError> {
             Err(_) => api_listing_via_values(trimmed),
         };
     }
-    let props = island_props(body)?;
+    let props = super::island::props(body).ok_or(ParseError::NoIsland)?;
     match typed_props(&props) {
         Some(props) => props.into_listing(),
         None => island_listing_via_values(&props),
@@ -221,19 +212,6 @@ fn read_each(entries: Vec<Value>) -> Vec<Option<RawEntry>> {
         .into_iter()
         .map(|entry| serde_json::from_value(entry).ok())
         .collect()
-}
-
-/// The unescaped `data-props` of the `DailyPapers` island, read by parsing the page with
-/// scraper (html5ever), as a browser would. Runs synchronously: scraper's `Html` is not
-/// `Send`, so it must never live across an await.
-fn island_props(body: &str) -> Result<String, ParseError> {
-    let doc = Html::parse_document(body);
-    let selector = Selector::parse(r#"div.SVELTE_HYDRATER[data-target="DailyPapers"]"#)
-        .expect("static selector");
-    doc.select(&selector)
-        .find_map(|el| el.value().attr("data-props"))
-        .map(str::to_string)
-        .ok_or(ParseError::NoIsland)
 }
 
 /// `None` entries are ones that could not be read as a [`RawEntry`] at all.
@@ -520,24 +498,6 @@ mod tests {
 mod hostile_pages {
     use super::*;
 
-    /// 10,000 nested elements around the island: no stack overflow, and the island is found.
-    #[test]
-    fn deep_nesting() {
-        let island = r#"<div class="SVELTE_HYDRATER contents" data-target="DailyPapers" data-props="{&quot;dailyPapers&quot;:[{&quot;paper&quot;:{&quot;id&quot;:&quot;2501.00001&quot;,&quot;title&quot;:&quot;T&quot;}}]}"></div>"#;
-        let page = format!(
-            "<html><body>{}{island}{}</body></html>",
-            "<div>".repeat(10_000),
-            "</div>".repeat(10_000)
-        );
-        let listing = parse_listing(&page).unwrap();
-        assert_eq!(listing.papers.len(), 1);
-        let inline = format!(
-            "<html><body>{}{island}</body></html>",
-            "<b><i>".repeat(10_000)
-        );
-        assert!(parse_listing(&inline).is_ok());
-    }
-
     #[test]
     fn truncated_page_is_an_error() {
         let path = format!(
@@ -600,7 +560,7 @@ mod fast_paths {
     #[test]
     fn real_pages_take_the_fast_paths() {
         for name in PAGES {
-            let props = island_props(&fixture(name)).unwrap();
+            let props = crate::source::island::props(&fixture(name)).unwrap();
             let typed = typed_props(&props).expect("the typed read fits the real data");
             assert_eq!(
                 format!("{:?}", typed.into_listing()),
