@@ -1,7 +1,9 @@
 //! Time to get an edition's papers: fetch-and-parse of the 36-paper trending page from a
 //! loopback HTTP server, next to the parse alone, so the two can be compared; the parse of
 //! every real page in the fixtures; and the parse of hostile pages (deeply nested elements,
-//! which make HTML tree building slow) to see how the cost grows with them.
+//! which make HTML tree building slow) to see how the cost grows with them. Each parse is
+//! run next to building the page's whole tree with scraper, what paperboy did before it
+//! read the island with html5ever's tokenizer alone.
 //!
 //! `cargo bench --bench parse` (add `-- --warm-up-time 1 --measurement-time 3` for a short
 //! run). Two versions of the parser are compared with criterion's baselines: run with
@@ -110,8 +112,23 @@ fn bench_pages(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter(|| parse_listing(black_box(page)).expect("parse"))
         });
+        // What finding the island cost when the whole tree was built (scraper, as before
+        // the tokenizer), in the same run, for the ratio.
+        group.bench_function(format!("{name}/whole_tree"), |b| {
+            b.iter(|| whole_tree_island(black_box(page)).expect("the island"))
+        });
     }
     group.finish();
+}
+
+/// The island's props by building the page's whole tree, as paperboy did before.
+fn whole_tree_island(page: &str) -> Option<String> {
+    let doc = scraper::Html::parse_document(page);
+    let selector =
+        scraper::Selector::parse(r#"div.SVELTE_HYDRATER[data-target="DailyPapers"]"#).unwrap();
+    doc.select(&selector)
+        .find_map(|el| el.value().attr("data-props"))
+        .map(str::to_string)
 }
 
 /// A page of one paper inside `depth` nested elements: unclosed `<b><i>` pairs (inline
@@ -148,6 +165,12 @@ fn bench_hostile(c: &mut Criterion) {
             group.bench_function(format!("{shape}/{depth}"), |b| {
                 b.iter(|| parse_listing(black_box(&page)).expect("parse"))
             });
+            // The whole tree, for the ratio, only where it takes less than a second.
+            if depth <= 10_000 {
+                group.bench_function(format!("{shape}/{depth}/whole_tree"), |b| {
+                    b.iter(|| whole_tree_island(black_box(&page)).expect("the island"))
+                });
+            }
         }
     }
     group.finish();
