@@ -455,6 +455,29 @@ async fn the_bounce_socket_takes_reports_from_a_user_without_the_store() {
         r.stdout
     );
 
+    // A request larger than any report (a well-formed one, with 6 MB of input) is cut off
+    // unanswered: no local user makes the daemon hold more than one report's worth.
+    let huge = {
+        use std::io::Read;
+        let command = paperboy::commands::Command::Bounce { recipient: None };
+        let request = format!(
+            "{{\"command\":{},\"input\":\"{}\"}}\n",
+            serde_json::to_string(&command).unwrap(),
+            "eHh4".repeat(2_000_000)
+        );
+        let mut stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        // The daemon stops reading at its limit and hangs up: the write may fail.
+        let _ = stream.write_all(request.as_bytes());
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        answer
+    };
+    assert!(huge.is_empty(), "{}", String::from_utf8_lossy(&huge));
+
     // Nothing but reports: another command is refused there and changes nothing.
     let asked =
         paperboy::commands::Command::Subscribers(paperboy::commands::SubscribersCommand::Remove {
