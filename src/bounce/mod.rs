@@ -309,18 +309,9 @@ impl Intake {
         if !original.list_id.as_deref().is_some_and(ours) {
             return None;
         }
-        let (local, domain) = original.message_id.as_deref()?.rsplit_once('@')?;
-        if !domain.eq_ignore_ascii_case(&self.message_id_domain) {
-            return None;
-        }
-        let rest = local.strip_prefix("digest.")?;
-        let (date, id) = rest.split_once('.')?;
-        let date = EditionDate::parse(date).ok()?;
-        if id.len() != 16 {
-            return None;
-        }
-        let id = u64::from_str_radix(id, 16).ok()?;
-        Some((SubscriberId::from_u64(id), date))
+        let message_id = original.message_id.as_deref()?;
+        let (date, id) = crate::mail::digest_of_message_id(message_id, &self.message_id_domain)?;
+        Some((id, date))
     }
 }
 

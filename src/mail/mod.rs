@@ -312,6 +312,54 @@ impl Mailer {
     }
 }
 
+/// The edition and reader a digest's Message-ID (as [`Mailer::message_id`] makes it, with
+/// or without its angle brackets) names, when it is one of `domain`'s: how a bounce report
+/// that quotes the returned digest is attributed.
+pub fn digest_of_message_id(id: &str, domain: &str) -> Option<(EditionDate, SubscriberId)> {
+    let id = id.trim().trim_start_matches('<').trim_end_matches('>');
+    let (local, at) = id.rsplit_once('@')?;
+    if !at.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let (date, subscriber) = local.strip_prefix("digest.")?.split_once('.')?;
+    let date = EditionDate::parse(date).ok()?;
+    if subscriber.len() != 16 {
+        return None;
+    }
+    let subscriber = u64::from_str_radix(subscriber, 16).ok()?;
+    Some((date, SubscriberId::from_u64(subscriber)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a digest's Message-ID names is read back from it, and only for our domain.
+    #[test]
+    fn a_digests_message_id_names_its_edition_and_reader() {
+        let dir = tempfile::tempdir().unwrap();
+        let mailer = Mailer::new(&MailSettings::default(), dir.path()).unwrap();
+        let date = EditionDate::parse("2025-12-09").unwrap();
+        let reader = SubscriberId::from_u64(0x00ab_cdef_0123_4567);
+        let id = mailer.message_id(date, reader);
+        let domain = "example.org";
+        assert_eq!(digest_of_message_id(&id, domain), Some((date, reader)));
+        let bare = id.trim_matches(['<', '>']);
+        assert_eq!(
+            digest_of_message_id(bare, "EXAMPLE.org"),
+            Some((date, reader))
+        );
+        for other in [
+            digest_of_message_id(&id, "example.com"),
+            digest_of_message_id("<notice.confirm.x@example.org>", domain),
+            digest_of_message_id("<digest.2025-12-09.abc@example.org>", domain),
+            digest_of_message_id("<digest.2025-13-09.00abcdef01234567@example.org>", domain),
+        ] {
+            assert_eq!(other, None);
+        }
+    }
+}
+
 #[cfg(test)]
 mod test_support {
     use crate::domain::SubscriberEmail;
